@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Quill builds its kernels for the CPU it is compiled on (as llama.cpp does by default):
+// without a target-CPU flag Swift SIMD lowers to scalar `fmaf` calls and Float16 to library calls.
+// Set QUILL_PORTABLE=1 in the environment to build a binary that runs on any x86-64 / arm64 CPU.
+import Foundation
+let portable = ProcessInfo.processInfo.environment["QUILL_PORTABLE"] != nil
+let nativeFlags: [SwiftSetting] = portable ? [] : [
+    .unsafeFlags(["-target-cpu", "native"]),
+]
+let optimise: [SwiftSetting] = nativeFlags + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Quill",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "Quill", targets: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels"]),
+        .executable(name: "quill", targets: ["quill"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .target(name: "QuillKernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
+        .target(name: "QuillTokenizers", swiftSettings: optimise),
+        .target(name: "QuillGeneration", dependencies: ["QuillKernels"], swiftSettings: optimise),
+        .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers"],
+                swiftSettings: optimise),
+        .executableTarget(name: "quill", dependencies: [
+            "QuillModels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimise),
+        .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillTokenizersTests", dependencies: ["QuillTokenizers"],
+                    resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillGenerationTests", dependencies: ["QuillGeneration"], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillModelsTests", dependencies: ["QuillModels"],
+                    resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+    ]
+)

@@ -1,0 +1,81 @@
+/// Element types of GGUF / GGML tensors that Quill can read.
+///
+/// Raw values are the `ggml_type` numbers stored in GGUF tensor infos. Quantised types store
+/// blocks of `blockSize` consecutive elements of one row in `bytesPerBlock` bytes
+/// (layouts as in ggml's `ggml-common.h`):
+/// - `q8_0`: `{ f16 d; int8 qs[32] }`, x = d·q
+/// - `q4_0`: `{ f16 d; uint8 qs[16] }`, element j < 16 is the low nibble of qs[j], element j + 16 the high
+///   nibble; x = d·(q − 8)
+/// - `q4_1`: `{ f16 d; f16 m; uint8 qs[16] }`, same nibble order; x = d·q + m
+public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 0
+    case f16 = 1
+    case q4_0 = 2
+    case q4_1 = 3
+    case q8_0 = 8
+    case bf16 = 30
+
+    /// Elements per block (1 for the float types).
+    public var blockSize: Int {
+        switch self {
+        case .f32, .f16, .bf16: return 1
+        case .q4_0, .q4_1, .q8_0: return 32
+        }
+    }
+
+    /// Bytes per block.
+    public var bytesPerBlock: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q4_0: return 18
+        case .q4_1: return 20
+        case .q8_0: return 34
+        }
+    }
+
+    /// Bytes needed for `count` elements, or nil when `count` is not a whole number of blocks
+    /// or the size overflows.
+    public func byteCount(elements count: Int) -> Int? {
+        guard count >= 0, count % blockSize == 0 else { return nil }
+        let (bytes, overflow) = (count / blockSize).multipliedReportingOverflow(by: bytesPerBlock)
+        return overflow ? nil : bytes
+    }
+
+    public var description: String {
+        switch self {
+        case .f32: return "F32"
+        case .f16: return "F16"
+        case .bf16: return "BF16"
+        case .q4_0: return "Q4_0"
+        case .q4_1: return "Q4_1"
+        case .q8_0: return "Q8_0"
+        }
+    }
+}
+
+/// A read-only 2-D weight matrix in any `TensorType`, stored row-major: `rows` rows of `columns`
+/// elements each (GGUF's `ne0` is `columns`). The bytes usually live in a memory-mapped model file.
+///
+/// `y = W·x` takes `x` of length `columns` and produces `y` of length `rows`.
+public struct WeightMatrix: @unchecked Sendable {
+    public let type: TensorType
+    public let rows: Int
+    public let columns: Int
+    /// Start of row 0. Must stay valid for the lifetime of the matrix (the mapping is owned elsewhere).
+    public let data: UnsafeRawPointer
+
+    public init(type: TensorType, rows: Int, columns: Int, data: UnsafeRawPointer) {
+        precondition(columns % type.blockSize == 0, "row length must be a whole number of blocks")
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        self.data = data
+    }
+
+    /// Bytes per row.
+    @inlinable public var rowBytes: Int { columns / type.blockSize * type.bytesPerBlock }
+
+    /// Pointer to the first byte of row `r`.
+    @inlinable public func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
+}
