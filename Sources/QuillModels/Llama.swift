@@ -1,0 +1,202 @@
+import QuillGeneration
+import QuillKernels
+
+/// How the matrices are multiplied. Both read the same (quantised) weights.
+public enum ComputePrecision: String, Sendable, CaseIterable {
+    /// The reference path: weights dequantised exactly, f32 arithmetic everywhere. Matches the Hugging
+    /// Face fp32 implementation to rounding noise.
+    case f32
+    /// The fast path: decoding multiplies quantised weights with activations quantised to 8 bits per
+    /// 32-element block (as llama.cpp does); prompt batches use f32 GEMM on dequantised panels.
+    case quantized
+}
+
+/// Llama-architecture decoder (Llama 2/3, SmolLM, Mistral without sliding window) read from GGUF.
+///
+/// The forward pass only composes kernels from QuillKernels: RMSNorm → Q/K/V projections → RoPE →
+/// causal GQA attention over the KV cache → output projection → residual, then RMSNorm → SwiGLU
+/// feed-forward → residual; a final RMSNorm and the (possibly tied) output matrix give the logits.
+public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
+    public let configuration: LlamaConfiguration
+    public let precision: ComputePrecision
+    public let endOfSequenceTokens: Set<TokenID>
+    public var vocabularySize: Int { configuration.vocabularySize }
+    public var trainedContextLength: Int { configuration.trainedContextLength }
+
+    struct Layer {
+        let attentionNorm: [Float]       // (width)
+        let query: WeightMatrix          // (heads·hd, width)
+        let key: WeightMatrix            // (kvHeads·hd, width)
+        let value: WeightMatrix          // (kvHeads·hd, width)
+        let attentionOutput: WeightMatrix  // (width, heads·hd)
+        let feedForwardNorm: [Float]     // (width)
+        let gate: WeightMatrix           // (ffn, width)
+        let up: WeightMatrix             // (ffn, width)
+        let down: WeightMatrix           // (width, ffn)
+    }
+
+    let file: GGUFFile  // keeps the mapping that every WeightMatrix points into alive
+    let tokenEmbedding: WeightMatrix  // (vocab, width)
+    let layers: [Layer]
+    let outputNorm: [Float]           // (width)
+    let output: WeightMatrix          // (vocab, width); token_embd when tied
+    let pool: ThreadPool
+    private var rope: RotaryEmbedding
+
+    /// Binds the weights of `gguf` (no copies: matrices point into the mapped file) and checks every shape.
+    public init(gguf: GGUFFile, threads: Int, precision: ComputePrecision = .quantized,
+                endOfSequenceTokens: Set<TokenID>) throws {
+        let c = try LlamaConfiguration(gguf: gguf)
+        configuration = c
+        self.precision = precision
+        self.endOfSequenceTokens = endOfSequenceTokens
+        file = gguf
+        pool = ThreadPool(threads: max(1, threads))
+
+        func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+            let m = try gguf.weightMatrix(name)
+            guard m.rows == rows, m.columns == columns else {
+                throw GGUFError(path: gguf.path, problem: "tensor \(name) has shape \(m.columns)×\(m.rows), expected \(columns)×\(rows)")
+            }
+            return m
+        }
+        func vector(_ name: String, count: Int) throws -> [Float] {
+            guard let info = gguf.tensor(name) else { throw GGUFError(path: gguf.path, problem: "missing tensor \(name)") }
+            guard info.dimensions == [count] else {
+                throw GGUFError(path: gguf.path, problem: "tensor \(name) has shape \(info.dimensions), expected [\(count)]")
+            }
+            var values = [Float](repeating: 0, count: count)
+            values.withUnsafeMutableBufferPointer {
+                ReferenceDequantizer.dequantize(info.type, gguf.data(for: info), count: count, into: $0.baseAddress!)
+            }
+            return values
+        }
+        let w = c.modelWidth, qWidth = c.heads * c.headDimension, kvWidth = c.kvHeads * c.headDimension
+        tokenEmbedding = try matrix("token_embd.weight", rows: c.vocabularySize, columns: w)
+        layers = try (0..<c.layers).map { i in
+            let p = "blk.\(i)."
+            return Layer(
+                attentionNorm: try vector(p + "attn_norm.weight", count: w),
+                query: try matrix(p + "attn_q.weight", rows: qWidth, columns: w),
+                key: try matrix(p + "attn_k.weight", rows: kvWidth, columns: w),
+                value: try matrix(p + "attn_v.weight", rows: kvWidth, columns: w),
+                attentionOutput: try matrix(p + "attn_output.weight", rows: w, columns: qWidth),
+                feedForwardNorm: try vector(p + "ffn_norm.weight", count: w),
+                gate: try matrix(p + "ffn_gate.weight", rows: c.feedForwardWidth, columns: w),
+                up: try matrix(p + "ffn_up.weight", rows: c.feedForwardWidth, columns: w),
+                down: try matrix(p + "ffn_down.weight", rows: w, columns: c.feedForwardWidth))
+        }
+        outputNorm = try vector("output_norm.weight", count: w)
+        output = gguf.tensor("output.weight") != nil
+            ? try matrix("output.weight", rows: c.vocabularySize, columns: w) : tokenEmbedding
+        rope = RotaryEmbedding(headDimension: c.headDimension, base: c.ropeBase, maxPositions: 0)
+    }
+
+    public func makeCache(capacity: Int) -> KVCache {
+        if rope.maxPositions < capacity {
+            rope = RotaryEmbedding(headDimension: configuration.headDimension, base: configuration.ropeBase,
+                                   maxPositions: capacity)
+        }
+        return KVCache(layers: configuration.layers, kvHeads: configuration.kvHeads,
+                       headDimension: configuration.headDimension, capacity: capacity)
+    }
+
+    /// Prompts longer than this run in several passes, which bounds the activation memory.
+    public var maxBatch = 512
+
+    public func forward(_ tokens: [TokenID], cache: KVCache, logits selection: LogitsSelection) throws -> [Float] {
+        guard !tokens.isEmpty else { throw GenerationError.emptyPrompt }
+        guard cache.count + tokens.count <= min(cache.capacity, rope.maxPositions) else {
+            throw GenerationError.promptTooLong(promptTokens: cache.count + tokens.count, contextSize: cache.capacity)
+        }
+        for t in tokens where t < 0 || Int(t) >= vocabularySize {
+            throw GenerationError.invalidToken(t, vocabularySize: vocabularySize)
+        }
+        var result: [Float] = []
+        var start = 0
+        while start < tokens.count {
+            let end = min(start + maxBatch, tokens.count)
+            let batch = Array(tokens[start..<end])
+            let wantAll = selection == .all
+            let part = forwardBatch(batch, cache: cache, logitsForAll: wantAll)
+            if wantAll { result += part } else if end == tokens.count { result = part }
+            start = end
+        }
+        return result
+    }
+
+    /// One pass over at most `maxBatch` tokens.
+    private func forwardBatch(_ tokens: [TokenID], cache: KVCache, logitsForAll: Bool) -> [Float] {
+        let c = configuration, n = tokens.count, w = c.modelWidth
+        let qWidth = c.heads * c.headDimension, kvWidth = c.kvHeads * c.headDimension
+        let firstPosition = cache.count
+        var x = [Float](repeating: 0, count: n * w)                    // (n, width) residual stream
+        var normed = [Float](repeating: 0, count: n * w)               // (n, width)
+        var q = [Float](repeating: 0, count: n * qWidth)               // (n, heads, hd)
+        var k = [Float](repeating: 0, count: n * kvWidth)              // (n, kvHeads, hd)
+        var v = [Float](repeating: 0, count: n * kvWidth)              // (n, kvHeads, hd)
+        var attention = [Float](repeating: 0, count: n * qWidth)       // (n, heads, hd)
+        var gate = [Float](repeating: 0, count: n * c.feedForwardWidth)  // (n, ffn)
+        var up = [Float](repeating: 0, count: n * c.feedForwardWidth)    // (n, ffn)
+        var projected = [Float](repeating: 0, count: n * w)            // (n, width)
+        let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDimension: c.headDimension,
+                                   capacity: cache.capacity, scale: 1 / Float(c.headDimension).squareRoot())
+
+        x.withUnsafeMutableBufferPointer { xb in
+            for (t, token) in tokens.enumerated() {
+                ReferenceDequantizer.dequantize(tokenEmbedding.type, tokenEmbedding.row(Int(token)), count: w,
+                                                into: xb.baseAddress! + t * w)
+            }
+        }
+        for (index, layer) in layers.enumerated() {
+            layer.attentionNorm.withUnsafeBufferPointer { norm in
+                RMSNorm.apply(x, weight: norm.baseAddress!, into: &normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            }
+            project(layer.query, normed, tokens: n, into: &q)
+            project(layer.key, normed, tokens: n, into: &k)
+            project(layer.value, normed, tokens: n, into: &v)
+            for t in 0..<n {
+                q.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress! + t * qWidth, heads: c.heads, position: firstPosition + t) }
+                k.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress! + t * kvWidth, heads: c.kvHeads, position: firstPosition + t) }
+            }
+            cache.store(layer: index, newKeys: k, newValues: v, tokens: n)
+            Attention.causal(queries: q, keys: cache.keys(layer: index), values: cache.values(layer: index),
+                             output: &attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
+            project(layer.attentionOutput, attention, tokens: n, into: &projected)
+            addInPlace(projected, into: &x, count: n * w)
+
+            layer.feedForwardNorm.withUnsafeBufferPointer { norm in
+                RMSNorm.apply(x, weight: norm.baseAddress!, into: &normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            }
+            project(layer.gate, normed, tokens: n, into: &gate)
+            project(layer.up, normed, tokens: n, into: &up)
+            SwiGLU.apply(gate: &gate, up: up, count: n * c.feedForwardWidth)
+            project(layer.down, gate, tokens: n, into: &projected)
+            addInPlace(projected, into: &x, count: n * w)
+        }
+        cache.advance(by: n)
+
+        // Only the rows whose logits are wanted go through the final norm and the output matrix.
+        let rows = logitsForAll ? n : 1
+        let firstRow = n - rows
+        var logits = [Float](repeating: 0, count: rows * c.vocabularySize)  // (rows, vocab)
+        x.withUnsafeBufferPointer { xb in
+            outputNorm.withUnsafeBufferPointer { norm in
+                RMSNorm.apply(xb.baseAddress! + firstRow * w, weight: norm.baseAddress!, into: &normed,
+                              rows: rows, width: w, epsilon: c.rmsEpsilon)
+            }
+        }
+        project(output, normed, tokens: rows, into: &logits)
+        return logits
+    }
+
+    /// `y = x · Wᵀ` for `tokens` rows of `x`: mat-vec for one token, GEMM for a batch.
+    private func project(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
+                         into y: UnsafeMutablePointer<Float>) {
+        if tokens == 1 {
+            MatVec.multiply(weight, x, into: y, precision: precision == .f32 ? .f32 : .int8, pool: pool)
+        } else {
+            MatMul.multiply(weight, x, tokens: tokens, into: y, pool: pool)
+        }
+    }
+}
