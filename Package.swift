@@ -38,5 +38,7 @@ let package = Package(
         .testTarget(name: "QuillGenerationTests", dependencies: ["QuillGeneration"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillModelsTests", dependencies: ["QuillModels"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+        // Runs the built `quill` binary as a user would (bad input, exit codes, streaming).
+        .testTarget(name: "quillTests", dependencies: ["quill"], swiftSettings: nativeFlags),
     ]
 )

@@ -1,0 +1,104 @@
+import QuillGeneration
+import Testing
+
+/// A model whose next token is always (last token + 1) mod vocabulary, recording each forward call.
+final class CountingModel: CausalLanguageModel, @unchecked Sendable {
+    let vocabularySize = 10
+    let trainedContextLength = 32
+    let endOfSequenceTokens: Set<TokenID> = [9]
+    var calls: [[TokenID]] = []
+
+    func makeCache(capacity: Int) -> KVCache {
+        KVCache(layers: 1, kvHeads: 1, headDimension: 2, capacity: capacity)
+    }
+
+    func forward(_ tokens: [TokenID], cache: KVCache, logits: LogitsSelection) throws -> [Float] {
+        calls.append(tokens)
+        cache.advance(by: tokens.count)
+        var result = [Float](repeating: 0, count: vocabularySize)
+        result[Int(tokens.last! + 1) % vocabularySize] = 1
+        return result
+    }
+}
+
+@Suite struct GenerationLoopTests {
+    @Test func promptRunsOnceThenOneTokenPerStep() throws {
+        let model = CountingModel()
+        var seen: [TokenID] = []
+        let stats = try generate(model: model, prompt: [1, 2, 3], cache: model.makeCache(capacity: 32),
+                                 options: GenerationOptions(maxNewTokens: 3)) { seen.append($0); return true }
+        #expect(seen == [4, 5, 6])
+        #expect(model.calls == [[1, 2, 3], [4], [5]])  // the third token needs no further pass
+        #expect(stats.promptTokens == 3 && stats.generatedTokens == 3 && stats.stopReason == .maxTokens)
+    }
+
+    @Test func stopsAtEndOfSequenceAndReportsIt() throws {
+        let model = CountingModel()
+        var seen: [TokenID] = []
+        let stats = try generate(model: model, prompt: [6], cache: model.makeCache(capacity: 32),
+                                 options: GenerationOptions(maxNewTokens: 10)) { seen.append($0); return true }
+        #expect(seen == [7, 8, 9])
+        #expect(stats.stopReason == .endOfSequence)
+    }
+
+    @Test func ignoresEndOfSequenceWhenAsked() throws {
+        let model = CountingModel()
+        var seen: [TokenID] = []
+        _ = try generate(model: model, prompt: [8], cache: model.makeCache(capacity: 32),
+                         options: GenerationOptions(maxNewTokens: 3, stopAtEndOfSequence: false)) { seen.append($0); return true }
+        #expect(seen == [9, 0, 1])
+    }
+
+    @Test func callerCanStop() throws {
+        let model = CountingModel()
+        var seen: [TokenID] = []
+        let stats = try generate(model: model, prompt: [0], cache: model.makeCache(capacity: 32),
+                                 options: GenerationOptions(maxNewTokens: 10)) { seen.append($0); return seen.count < 2 }
+        #expect(seen == [1, 2] && stats.stopReason == .stoppedByCaller)
+    }
+
+    @Test func stopsWhenTheContextIsFull() throws {
+        let model = CountingModel()
+        var seen: [TokenID] = []
+        let stats = try generate(model: model, prompt: [0, 0, 0], cache: model.makeCache(capacity: 4),
+                                 options: GenerationOptions(maxNewTokens: 10, stopAtEndOfSequence: false)) { seen.append($0); return true }
+        #expect(stats.stopReason == .contextFull)
+        #expect(seen.count == 2)  // one from the prompt pass, one from the only free position
+    }
+
+    @Test func rejectsBadPrompts() {
+        let model = CountingModel()
+        #expect(throws: GenerationError.emptyPrompt) {
+            try generate(model: model, prompt: [], cache: model.makeCache(capacity: 4), options: .init()) { _ in true }
+        }
+        #expect(throws: GenerationError.promptTooLong(promptTokens: 5, contextSize: 4)) {
+            try generate(model: model, prompt: [1, 2, 3, 4, 5], cache: model.makeCache(capacity: 4), options: .init()) { _ in true }
+        }
+        #expect(throws: GenerationError.invalidToken(12, vocabularySize: 10)) {
+            try generate(model: model, prompt: [12], cache: model.makeCache(capacity: 4), options: .init()) { _ in true }
+        }
+        #expect(model.calls.isEmpty)
+    }
+
+    @Test func argmaxTakesTheFirstOfEqualMaxima() {
+        #expect(argmax([0, 3, 1, 3]) == 1)
+        #expect(argmax([-5, -2, -9]) == 1)
+    }
+
+    @Test func cacheStoresHeadsContiguouslyByPosition() {
+        let cache = KVCache(layers: 2, kvHeads: 2, headDimension: 3, capacity: 4)
+        // Two tokens, (tokens, kvHeads, hd): token t head h element i = 100t + 10h + i.
+        let k: [Float] = [0, 1, 2, 10, 11, 12, 100, 101, 102, 110, 111, 112]
+        let v = k.map { -$0 }
+        cache.store(layer: 1, newKeys: k, newValues: v, tokens: 2)
+        cache.advance(by: 2)
+        let keys = cache.keys(layer: 1), values = cache.values(layer: 1)
+        // Layout (kvHeads, capacity, hd): head 1, position 1 starts at (1·4 + 1)·3.
+        #expect(Array(UnsafeBufferPointer(start: keys + 15, count: 3)) == [110, 111, 112])
+        #expect(Array(UnsafeBufferPointer(start: keys + 3, count: 3)) == [100, 101, 102])
+        #expect(Array(UnsafeBufferPointer(start: values + 12, count: 3)) == [-10, -11, -12])
+        #expect(cache.count == 2)
+        cache.truncate(to: 1)
+        #expect(cache.count == 1)
+    }
+}

@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderQuillModelsTests() { #expect(Bool(true)) }
