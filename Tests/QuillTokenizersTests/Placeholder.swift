@@ -1,3 +1,0 @@
-import Testing
-
-@Test func placeholderQuillTokenizersTests() { #expect(Bool(true)) }
