@@ -67,6 +67,7 @@ struct GGUFBytes {
         case .bool(let x): u8(x ? 1 : 0)
         case .string(let s): string(s)
         case .array(let a):
+            precondition(Set(a.map(Self.typeCode)).count <= 1, "GGUF arrays are homogeneous")
             u32(a.first.map(Self.typeCode) ?? emptyArrayType)
             u64(UInt64(a.count))
             for e in a { payload(e) }
