@@ -6,7 +6,7 @@ public enum PreTokenizer: Sendable {
     /// first (every `\p{N}` character becomes its own piece), then the GPT-2 regex on each remaining piece.
     case smollm
     /// Llama 3's regex `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
-    /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+` (ASCII case folding for the contractions).
+    /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+` (case folding for the contractions as Oniguruma does: ASCII letters and U+017F ſ).
     case llama3
 }
 
@@ -67,6 +67,8 @@ struct PreTokenScanner {
         guard base[i] == 0x27, i + 1 < count else { return -1 }
         let fold: UInt8 = foldCase ? 0x20 : 0
         let b1 = base[i + 1] | fold
+        // Oniguruma's (?i) also folds U+017F LATIN SMALL LETTER LONG S (C5 BF) to "s".
+        if foldCase, i + 2 < count, base[i + 1] == 0xC5, base[i + 2] == 0xBF { return i + 3 }
         switch b1 {
         case UInt8(ascii: "s"), UInt8(ascii: "t"), UInt8(ascii: "m"), UInt8(ascii: "d"):
             return i + 2

@@ -28,7 +28,8 @@ SPACES = [" ", "  ", "   ", "\t", "\n", "\r\n", "\r", "\n\n", "\x0b", "\x0c", "\
           "\x1c", "\x1f", " \n ", "\t \t"]
 WORDS = ["the", "The", "hello", "world", "don't", "I'm", "we'll", "THEY'RE", "it's", "'s", "'S", "'ll",
          "'LL", "'ve", "'d", "'t", "'", "''", "naïve", "café", "Straße", "ﬁ", "ſ", "İ", "<|im_start|>",
-         "<|im_end|>", "<|endoftext|>", "<repo_name>", "<|im_start", "...", "!?", "(x)", "a+b=c", "#"]
+         "<|im_end|>", "<|endoftext|>", "<repo_name>", "<|im_start", "...", "!?", "(x)", "a+b=c", "#",
+         "'ſa", "'Sx", "x'LLy", "'ſ", "'Ve", "'REx"]
 RANGES = [(0x20, 0x7e), (0xa0, 0x24f), (0x300, 0x36f), (0x370, 0x3ff), (0x400, 0x4ff), (0x590, 0x6ff),
           (0x660, 0x669), (0x900, 0x97f), (0xe00, 0xe7f), (0x1100, 0x11ff), (0x2000, 0x206f),
           (0x2150, 0x218f), (0x2460, 0x24ff), (0x3000, 0x30ff), (0x4e00, 0x4eff), (0xac00, 0xacff),
