@@ -81,6 +81,11 @@ public final class GGUFFile: @unchecked Sendable {
         // reservations below honest.
         try p.checkCount(metadataCount, minimumSize: 8 + 4 + 1, "metadata count")
         try p.checkCount(tensorCount, minimumSize: 8 + 4 + 4 + 8, "tensor count")
+        // Each product is at most the file size now, so the sum cannot overflow.
+        let minimumBytes = metadataCount * (8 + 4 + 1) + tensorCount * (8 + 4 + 4 + 8)
+        guard minimumBytes <= p.remaining else {
+            throw p.error("metadata count \(metadataCount) and tensor count \(tensorCount) need at least \(minimumBytes) bytes, only \(p.remaining) left")
+        }
 
         // Metadata.
         var metadata: [String: GGUFValue] = [:]
