@@ -1,0 +1,294 @@
+#if canImport(COpenBLAS.AVX512VNNI)
+import COpenBLAS.AVX512VNNI
+import _Builtin_intrinsics.intel
+
+// AVX-512 / VNNI mat-vec kernels. Written with intrinsics rather than Swift SIMD because integer
+// width conversions and horizontal sums on Swift SIMD types lower to slow generic code.
+//
+// Both drivers process 4 rows per pass so each activation load feeds 4 rows and there are enough
+// independent FMA / dpbusd chains to hide latency; leftover rows run through the same per-row
+// instruction sequence, so results are bitwise independent of how rows are grouped.
+
+/// One 32-column step of the f32 path: dequantise in registers, FMA into two accumulators.
+protocol AVX512F32Kernel {
+    /// Weight bytes per 32 columns.
+    static var stride: Int { get }
+    static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512)
+    /// Element `i` of a row, for the column tail of float types (quantised rows have no tail).
+    static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float
+}
+
+/// One 32-column block of the int8 path. `dxs` = (d_x, d_x·Σq_x, ·, ·).
+protocol AVX512Int8Kernel {
+    static var stride: Int { get }
+    static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128)
+    static func finish(_ acc: __m256, _ macc: __m128) -> Float
+}
+
+enum AVX512MatVec {
+    static func multiplyF32(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                            rows: Range<Int>) {
+        switch w.type {
+        case .f32: f32Rows(F32Weights.self, w, x, y, rows)
+        case .f16: f32Rows(F16Weights.self, w, x, y, rows)
+        case .bf16: f32Rows(BF16Weights.self, w, x, y, rows)
+        case .q4_0: f32Rows(Q40Weights.self, w, x, y, rows)
+        case .q4_1: f32Rows(Q41Weights.self, w, x, y, rows)
+        case .q8_0: f32Rows(Q80Weights.self, w, x, y, rows)
+        }
+    }
+
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+                             rows: Range<Int>) {
+        switch w.type {
+        case .q4_0: int8Rows(Q40Int8.self, w, xq, y, rows)
+        case .q4_1: int8Rows(Q41Int8.self, w, xq, y, rows)
+        case .q8_0: int8Rows(Q80Int8.self, w, xq, y, rows)
+        default: preconditionFailure("int8 path needs a quantised type")
+        }
+    }
+
+    @inline(__always)
+    static func f32Finish<K: AVX512F32Kernel>(_: K.Type, _ a0: __m512, _ a1: __m512, _ row: UnsafeRawPointer,
+                                              _ x: UnsafePointer<Float>, _ from: Int, _ n: Int) -> Float {
+        var sum = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
+        var c = from
+        while c < n { sum += K.element(row, c) * x[c]; c += 1 }
+        return sum
+    }
+
+    @inline(__always)
+    static func f32Rows<K: AVX512F32Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+                                            _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+        let steps = w.columns / 32, n = w.columns, tail = steps * 32
+        let xs = UnsafeRawPointer(x), rb = w.rowBytes, stride = K.stride
+        var r = rows.lowerBound
+        while r + 4 <= rows.upperBound {
+            let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
+            let z = _mm512_setzero_ps()
+            var a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z
+            for s in 0..<steps {
+                let xo = xs + 128 * s, wo = s * stride
+                K.step(p0 + wo, xo, &a00, &a01)
+                K.step(p1 + wo, xo, &a10, &a11)
+                K.step(p2 + wo, xo, &a20, &a21)
+                K.step(p3 + wo, xo, &a30, &a31)
+            }
+            y[r] = f32Finish(k, a00, a01, p0, x, tail, n)
+            y[r + 1] = f32Finish(k, a10, a11, p1, x, tail, n)
+            y[r + 2] = f32Finish(k, a20, a21, p2, x, tail, n)
+            y[r + 3] = f32Finish(k, a30, a31, p3, x, tail, n)
+            r += 4
+        }
+        while r < rows.upperBound {
+            let p0 = w.row(r)
+            var a00 = _mm512_setzero_ps(), a01 = _mm512_setzero_ps()
+            for s in 0..<steps { K.step(p0 + s * stride, xs + 128 * s, &a00, &a01) }
+            y[r] = f32Finish(k, a00, a01, p0, x, tail, n)
+            r += 1
+        }
+    }
+
+    @inline(__always)
+    static func scalePair(_ scales: UnsafeRawPointer, _ b: Int) -> __m128 {
+        _mm_castsi128_ps(_mm_cvtsi64_si128(Int64(bitPattern: scales.loadUnaligned(fromByteOffset: 8 * b, as: UInt64.self))))
+    }
+
+    @inline(__always)
+    static func int8Rows<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ xq: QuantizedActivations,
+                                              _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+        let blocks = w.columns / 32
+        let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
+        let rb = w.rowBytes, stride = K.stride
+        var r = rows.lowerBound
+        while r + 4 <= rows.upperBound {
+            let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
+            let z = _mm256_setzero_ps(), zm = _mm_setzero_ps()
+            var a0 = z, a1 = z, a2 = z, a3 = z, m0 = zm, m1 = zm, m2 = zm, m3 = zm
+            for b in 0..<blocks {
+                let xv = qs.loadUnaligned(fromByteOffset: 32 * b, as: __m256i.self)
+                let dxs = scalePair(scales, b)
+                let wo = b * stride
+                K.step(p0 + wo, xv, dxs, &a0, &m0)
+                K.step(p1 + wo, xv, dxs, &a1, &m1)
+                K.step(p2 + wo, xv, dxs, &a2, &m2)
+                K.step(p3 + wo, xv, dxs, &a3, &m3)
+            }
+            y[r] = K.finish(a0, m0)
+            y[r + 1] = K.finish(a1, m1)
+            y[r + 2] = K.finish(a2, m2)
+            y[r + 3] = K.finish(a3, m3)
+            r += 4
+        }
+        while r < rows.upperBound {
+            let p0 = w.row(r)
+            var a0 = _mm256_setzero_ps(), m0 = _mm_setzero_ps()
+            for b in 0..<blocks {
+                K.step(p0 + b * stride, qs.loadUnaligned(fromByteOffset: 32 * b, as: __m256i.self),
+                       scalePair(scales, b), &a0, &m0)
+            }
+            y[r] = K.finish(a0, m0)
+            r += 1
+        }
+    }
+}
+
+// MARK: - Helpers
+
+@inline(__always) func hsum256(_ v: __m256) -> Float {
+    let h = unsafeBitCast(v, to: SIMD8<Float>.self)
+    let s = unsafeBitCast(h.lowHalf + h.highHalf, to: __m128.self)
+    let s2 = _mm_add_ps(s, _mm_movehl_ps(s, s))
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
+}
+
+/// vpdpbusd from a zero accumulator. (`_mm256_dpbusd_epi32` is a C macro Swift cannot import; the
+/// all-ones mask of the function form folds away.)
+@inline(__always) func dpbusd256(_ a: __m256i, _ b: __m256i) -> __m256i {
+    _mm256_mask_dpbusd_epi32(_mm256_setzero_si256(), 0xFF, a, b)
+}
+
+/// Lane 1 of a 4-float vector.
+@inline(__always) func lane1(_ v: __m128) -> Float { _mm_cvtss_f32(_mm_movehdup_ps(v)) }
+
+/// 16 nibbles → 32 unsigned bytes in ggml order (low nibbles are elements 0–15, high 16–31).
+@inline(__always) func unpackNibbles256(_ raw: __m128i) -> __m256i {
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F))
+}
+
+/// 16 unsigned bytes → 16 floats.
+@inline(__always) func bytesToFloats(_ v: __m128i) -> __m512 { _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)) }
+
+@inline(__always) func load128(_ p: UnsafeRawPointer, _ offset: Int) -> __m128i {
+    p.loadUnaligned(fromByteOffset: offset, as: __m128i.self)
+}
+
+// MARK: - f32 path kernels
+
+enum F32Weights: AVX512F32Kernel {
+    static var stride: Int { 128 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        a0 = _mm512_fmadd_ps(w.loadUnaligned(as: __m512.self), x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(w.loadUnaligned(fromByteOffset: 64, as: __m512.self),
+                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
+        row.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
+    }
+}
+
+enum F16Weights: AVX512F32Kernel {
+    static var stride: Int { 64 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(w.loadUnaligned(as: __m256i.self)), x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)),
+                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
+        halfBitsToFloat(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+    }
+}
+
+enum BF16Weights: AVX512F32Kernel {
+    static var stride: Int { 64 }
+    /// bf16 is the top half of an f32: widen to 32 bits and shift left by 16.
+    @inline(__always) static func widen(_ v: __m256i) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16))
+    }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        a0 = _mm512_fmadd_ps(widen(w.loadUnaligned(as: __m256i.self)), x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(widen(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)),
+                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(bitPattern: UInt32(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+    }
+}
+
+enum Q80Weights: AVX512F32Kernel {
+    static var stride: Int { 34 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
+        let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(load128(w, 2)))
+        let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(load128(w, 18)))
+        a0 = _mm512_fmadd_ps(_mm512_mul_ps(q0, d), x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(_mm512_mul_ps(q1, d), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
+}
+
+enum Q40Weights: AVX512F32Kernel {
+    static var stride: Int { 18 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
+        let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-8 * dh)
+        let raw = load128(w, 2), mask = _mm_set1_epi8(0x0F)
+        // fma(q, d, −8d) rounds (q − 8)·d once, exactly like the scalar dequantiser.
+        let w0 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, off)
+        let w1 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, off)
+        a0 = _mm512_fmadd_ps(w0, x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(w1, x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
+}
+
+enum Q41Weights: AVX512F32Kernel {
+    static var stride: Int { 20 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
+        let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let raw = load128(w, 4), mask = _mm_set1_epi8(0x0F)
+        let w0 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, m)
+        let w1 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, m)
+        a0 = _mm512_fmadd_ps(w0, x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(w1, x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+    static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
+}
+
+// MARK: - int8 path kernels
+
+/// Q4_1 · Q8: d_w·d_x·Σq_w·q_x + m_w·(d_x·Σq_x). One 32-bit load + vcvtph2ps gives (d_w, m_w);
+/// multiplied by (d_x, d_x·Σq_x) lane 0 is the block scale and lane 1 the min term, which
+/// accumulates in `macc` lane 1.
+enum Q41Int8: AVX512Int8Kernel {
+    static var stride: Int { 20 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
+        let isum = dpbusd256(unpackNibbles256(load128(w, 4)), xq)
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: w.loadUnaligned(as: UInt32.self))))
+        let prod = _mm_mul_ps(dm, dxs)
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
+        macc = _mm_add_ps(macc, prod)
+    }
+    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) + lane1(macc) }
+}
+
+/// Q4_0 · Q8: vpdpbusd multiplies unsigned × signed, so use the raw nibbles q ∈ [0, 15] and
+/// correct: Σ(q−8)·x = Σq·x − 8·Σx, with d_w·d_x·Σq_x accumulated in `macc` lane 1.
+enum Q40Int8: AVX512Int8Kernel {
+    static var stride: Int { 18 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
+        let isum = dpbusd256(unpackNibbles256(load128(w, 2)), xq)
+        let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
+        let prod = _mm_mul_ps(d, dxs)
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
+        macc = _mm_add_ps(macc, prod)
+    }
+    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 8 * lane1(macc) }
+}
+
+/// Q8_0 · Q8: signed × signed has no VNNI instruction; flipping the sign bit turns w into the
+/// unsigned w + 128, and Σ(w+128)·x − 128·Σx = Σw·x (one XOR instead of ggml's two vpsignb).
+enum Q80Int8: AVX512Int8Kernel {
+    static var stride: Int { 34 }
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
+        let wu = _mm256_xor_si256(w.loadUnaligned(fromByteOffset: 2, as: __m256i.self), _mm256_set1_epi8(-128))
+        let isum = dpbusd256(wu, xq)
+        let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
+        let prod = _mm_mul_ps(d, dxs)
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
+        macc = _mm_add_ps(macc, prod)
+    }
+    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 128 * lane1(macc) }
+}
+#endif

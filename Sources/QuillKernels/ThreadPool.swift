@@ -1,0 +1,191 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// A fixed set of persistent worker threads for fork-join data parallelism in the kernels.
+///
+/// `parallelFor` publishes a job by bumping an atomic generation counter; workers that finished
+/// the previous job spin on that counter for a short while (a decode step issues hundreds of
+/// small regions back to back, so waking a sleeping thread — several µs — per region would
+/// dominate) and only then block on a condition variable. The calling thread always runs the
+/// first share itself, so `threads: 1` creates no workers and runs everything inline.
+///
+/// Regions must not be nested and a pool must not be used from two threads at once.
+public final class ThreadPool: @unchecked Sendable {
+    /// Threads that take part in a region, including the calling thread.
+    public let threadCount: Int
+
+    /// Incremented once per region; workers compare it with the last value they served.
+    private let generation = Atomic<Int>(0)
+    /// Workers that have not yet finished the current region.
+    private let pending = Atomic<Int>(0)
+    /// Workers that are (about to be) blocked on `condition`; lets `parallelFor` skip the mutex
+    /// when everyone is spinning.
+    private let sleepers = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+
+    // The current job. Written by the caller before the generation bump (release) and read by
+    // workers after observing it (acquire), so plain storage is race-free.
+    private var job: UnsafeRawPointer? = nil   // -> (Int) -> Void, alive for the region
+    private var jobCount = 0
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var workers: [pthread_t] = []
+
+    /// How long an idle worker spins before it sleeps. Long enough to bridge the gaps between
+    /// the regions of one decode step, short enough not to burn a core between requests.
+    private static let spinNanoseconds: UInt64 = 50_000
+
+    /// Creates a pool of `threads` threads in total (the caller plus `threads - 1` workers).
+    public init(threads: Int) {
+        precondition(threads >= 1, "a pool needs at least the calling thread")
+        threadCount = threads
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        for index in 1..<threads {
+            let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
+            var thread = pthread_t()
+            let rc = pthread_create(&thread, nil, { raw in
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                context.pool.workerLoop(index: context.index)
+                return nil
+            }, context)
+            precondition(rc == 0, "pthread_create failed: \(rc)")
+            workers.append(thread)
+        }
+    }
+
+    deinit {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        pthread_mutex_lock(mutex)
+        generation.add(1, ordering: .sequentiallyConsistent)
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+        for thread in workers { pthread_join(thread, nil) }
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    /// Runs `body(i)` for every `i` in `0..<count` exactly once. Index range is split into
+    /// `threadCount` contiguous chunks; chunk 0 runs on the calling thread. Returns when all are done.
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        if threadCount == 1 || count <= 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { escapable in
+            withUnsafePointer(to: escapable) { bodyPointer in
+                jobCount = count
+                job = UnsafeRawPointer(bodyPointer)
+                pending.store(threadCount - 1, ordering: .relaxed)
+                // Sequentially consistent so that either a worker about to sleep sees the new
+                // generation or we see its `sleepers` increment (Dekker-style handshake).
+                generation.add(1, ordering: .sequentiallyConsistent)
+                if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+                    pthread_mutex_lock(mutex)
+                    pthread_cond_broadcast(condition)
+                    pthread_mutex_unlock(mutex)
+                }
+                ThreadPool.runShare(bodyPointer, share: 0, shares: threadCount, count: count)
+                var spins = 0
+                while pending.load(ordering: .acquiring) != 0 {
+                    ThreadPool.pause()
+                    spins += 1
+                    // Oversubscribed machine (e.g. parallel tests): let a descheduled worker run.
+                    if spins > 20_000 { sched_yield() }
+                }
+                job = nil
+            }
+        }
+    }
+
+    /// Splits `0..<total` into at most `threadCount` contiguous ranges whose boundaries are
+    /// multiples of `minimumChunk` (only the last range may be shorter) and runs `body` on each
+    /// non-empty one in parallel. Aligned boundaries keep per-row kernel grouping — and therefore
+    /// the floating-point results — independent of the thread count.
+    public func parallelRanges(total: Int, minimumChunk: Int, _ body: (Range<Int>) -> Void) {
+        guard total > 0 else { return }
+        let chunk = max(1, minimumChunk)
+        let units = (total + chunk - 1) / chunk
+        let parts = min(threadCount, units)
+        if parts == 1 { body(0..<total); return }
+        parallelFor(parts) { part in
+            let lo = min(total, part * units / parts * chunk)
+            let hi = min(total, (part + 1) * units / parts * chunk)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    // MARK: - Workers
+
+    private final class WorkerContext {
+        let pool: ThreadPool
+        let index: Int
+        init(pool: ThreadPool, index: Int) { self.pool = pool; self.index = index }
+    }
+
+    /// Runs the indices of one share. Not inlined so that the retain/release of the closure
+    /// context completes before the caller signals completion (withoutActuallyEscaping checks it).
+    @inline(never)
+    private static func runShare(_ bodyPointer: UnsafePointer<(Int) -> Void>, share: Int, shares: Int,
+                                 count: Int) {
+        let lo = share * count / shares
+        let hi = (share + 1) * count / shares
+        var i = lo
+        while i < hi { bodyPointer.pointee(i); i += 1 }
+    }
+
+    /// Spin-loop hint. Swift cannot call `_mm_pause` (clang treats it as a builtin that is only
+    /// declared in the header, so it fails to link); a plain re-load of the atomic is fine too.
+    @inline(__always)
+    private static func pause() {}
+
+    private static func nanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    private func workerLoop(index: Int) {
+        var seen = 0
+        while true {
+            // Spin briefly: the next region usually follows within microseconds.
+            var current = generation.load(ordering: .acquiring)
+            if current == seen {
+                let deadline = ThreadPool.nanoseconds() &+ ThreadPool.spinNanoseconds
+                var spins = 0
+                while current == seen {
+                    ThreadPool.pause()
+                    spins &+= 1
+                    // Read the clock only every 256 polls (~20 ns each via the vDSO).
+                    if spins & 255 == 0 && ThreadPool.nanoseconds() > deadline { break }
+                    current = generation.load(ordering: .acquiring)
+                }
+            }
+            if current == seen {
+                pthread_mutex_lock(mutex)
+                sleepers.add(1, ordering: .sequentiallyConsistent)
+                current = generation.load(ordering: .sequentiallyConsistent)
+                while current == seen {
+                    pthread_cond_wait(condition, mutex)
+                    current = generation.load(ordering: .sequentiallyConsistent)
+                }
+                sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                pthread_mutex_unlock(mutex)
+            }
+            seen = current
+            if stopping.load(ordering: .acquiring) { return }
+            if let job {
+                ThreadPool.runShare(job.assumingMemoryBound(to: ((Int) -> Void).self),
+                                    share: index, shares: threadCount, count: jobCount)
+            }
+            pending.subtract(1, ordering: .releasing)
+        }
+    }
+}

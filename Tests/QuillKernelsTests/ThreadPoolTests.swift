@@ -1,0 +1,69 @@
+import Testing
+import Synchronization
+import QuillKernels
+
+@Suite struct ThreadPoolTests {
+    @Test(arguments: [1, 2, 3, 5])
+    func everyIndexExactlyOnce(threads: Int) {
+        let pool = ThreadPool(threads: threads)
+        #expect(pool.threadCount == threads)
+        let hits = UnsafeMutablePointer<Int>.allocate(capacity: 300)
+        defer { hits.deallocate() }
+        var g = SeededGenerator(seed: 7)
+        for region in 0..<3000 {
+            let count = region < 20 ? region : Int.random(in: 0...300, using: &g)
+            hits.initialize(repeating: 0, count: 300)
+            // Each index is written only by the thread that owns it, so plain stores are race-free.
+            pool.parallelFor(count) { i in hits[i] += 1 }
+            for i in 0..<300 where hits[i] != (i < count ? 1 : 0) {
+                Issue.record("region \(region) count \(count): index \(i) ran \(hits[i]) times")
+                return
+            }
+        }
+    }
+
+    @Test(arguments: [1, 2, 4])
+    func rangesCoverAlignedChunks(threads: Int) {
+        let pool = ThreadPool(threads: threads)
+        for total in [0, 1, 15, 16, 17, 100, 577, 4096] {
+            for chunk in [1, 16, 32] {
+                let seen = Mutex<[Range<Int>]>([])
+                pool.parallelRanges(total: total, minimumChunk: chunk) { range in
+                    seen.withLock { $0.append(range) }
+                }
+                let ranges = seen.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }
+                #expect(ranges.count <= threads)
+                var next = 0
+                for r in ranges {
+                    #expect(r.lowerBound == next && !r.isEmpty)
+                    #expect(r.lowerBound % chunk == 0)
+                    next = r.upperBound
+                }
+                #expect(next == total)
+            }
+        }
+    }
+
+    @Test func workersSleepAndWakeAndPoolsTearDown() {
+        for _ in 0..<20 {
+            let pool = ThreadPool(threads: 3)
+            let total = Atomic<Int>(0)
+            pool.parallelFor(10) { i in total.add(i, ordering: .relaxed) }
+            #expect(total.load(ordering: .relaxed) == 45)
+        }
+        // After a pause longer than the spin window the workers are asleep and must be woken.
+        let pool = ThreadPool(threads: 2)
+        let total = Atomic<Int>(0)
+        for round in 0..<5 {
+            usleep(round == 0 ? 0 : 2_000)
+            pool.parallelFor(4) { i in total.add(i, ordering: .relaxed) }
+        }
+        #expect(total.load(ordering: .relaxed) == 30)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
