@@ -68,7 +68,7 @@ public func generate(model: any CausalLanguageModel, prompt: [TokenID], cache: K
     statistics.promptSeconds = seconds(clock.now - promptStart)
 
     let decodeStart = clock.now
-    defer { statistics.generationSeconds = seconds(clock.now - decodeStart) }
+    statistics.stopReason = .maxTokens
     while statistics.generatedTokens < options.maxNewTokens {
         let token = choose(&logits)
         statistics.generatedTokens += 1
@@ -77,20 +77,20 @@ public func generate(model: any CausalLanguageModel, prompt: [TokenID], cache: K
         let keepGoing = try onToken(token)
         if options.stopAtEndOfSequence && model.endOfSequenceTokens.contains(token) {
             statistics.stopReason = .endOfSequence
-            return statistics
+            break
         }
         guard keepGoing else {
             statistics.stopReason = .stoppedByCaller
-            return statistics
+            break
         }
         guard statistics.generatedTokens < options.maxNewTokens else { break }
         guard cache.count < cache.capacity else {
             statistics.stopReason = .contextFull
-            return statistics
+            break
         }
         logits = try model.forward([token], cache: cache, logits: .last)
     }
-    statistics.stopReason = .maxTokens
+    statistics.generationSeconds = seconds(clock.now - decodeStart)
     return statistics
 }
 

@@ -74,12 +74,11 @@ struct Complete: ParsableCommand {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
             }
             let cache = loaded.model.makeCache(capacity: contextSize)
-            let loadSeconds = Double((clock.now - loadStart).components.attoseconds) * 1e-18
-                + Double((clock.now - loadStart).components.seconds)
+            let loadTime = (clock.now - loadStart).components
+            let loadSeconds = Double(loadTime.seconds) + Double(loadTime.attoseconds) * 1e-18
 
             let limit = nPredict < 0 ? Int.max : nPredict
-            var options = GenerationOptions(maxNewTokens: limit, stopAtEndOfSequence: !ignoreEos)
-            options.maxNewTokens = limit
+            let options = GenerationOptions(maxNewTokens: limit, stopAtEndOfSequence: !ignoreEos)
             var printer = TokenPrinter(tokenizer: loaded.tokenizer, asIds: ids,
                                        hidden: ignoreEos ? [] : loaded.model.endOfSequenceTokens)
             let statistics = try generate(model: loaded.model, prompt: prompt, cache: cache, options: options) {
@@ -87,7 +86,7 @@ struct Complete: ParsableCommand {
             }
             guard printer.finish() else { throw closedOutputExitCode }
             StandardError.write(String(
-                format: "\nquill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
+                format: (ids ? "" : "\n") + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
                 loadSeconds * 1000, statistics.promptTokens, statistics.promptTokensPerSecond,
                 statistics.generatedTokens, statistics.generationTokensPerSecond,
                 modelOptions.threads, modelOptions.precision.rawValue))

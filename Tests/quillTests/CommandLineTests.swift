@@ -46,14 +46,29 @@ struct QuillProcess {
             try? stdin.fileHandleForWriting.close()
         }
         writer.start()
-        var out = Data(), err = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { err = stderr.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        out = stdout.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
+        // Drain stderr on another thread while this one drains stdout, so neither pipe fills up.
+        let errorReader = ErrorReader(stderr.fileHandleForReading)
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Result(status: process.terminationStatus, stdout: out, stderr: String(decoding: err, as: UTF8.self))
+        return Result(status: process.terminationStatus, stdout: out, stderr: errorReader.text())
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+final class ErrorReader: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ handle: FileHandle) {
+        Thread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }.start()
+    }
+
+    func text() -> String {
+        done.wait()
+        return String(decoding: data, as: UTF8.self)
     }
 }
 
