@@ -4,14 +4,19 @@ import Glibc
 import Darwin
 #endif
 import Synchronization
+import COpenBLAS.Hints
 
 /// A fixed set of persistent worker threads for fork-join data parallelism in the kernels.
 ///
-/// `parallelFor` publishes a job by bumping an atomic generation counter; workers that finished
-/// the previous job spin on that counter for a short while (a decode step issues hundreds of
-/// small regions back to back, so waking a sleeping thread — several µs — per region would
-/// dominate) and only then block on a condition variable. The calling thread always runs the
-/// first share itself, so `threads: 1` creates no workers and runs everything inline.
+/// `parallelFor` splits the indices into `threadCount` contiguous shares and publishes the job
+/// by bumping an atomic generation counter. Every participant — the caller included — claims
+/// shares from one atomic word until none are left, so a worker that is asleep or descheduled
+/// (another process on the core) delays nothing: the caller simply runs its share too. Idle
+/// workers spin on the generation for ~50 µs (a decode step issues hundreds of small regions
+/// back to back, and waking a sleeping thread costs several µs) and then block on a condition
+/// variable. `threads: 1` creates no workers and runs everything inline.
+///
+/// Which indices form a share does not depend on which thread runs it.
 ///
 /// Regions must not be nested and a pool must not be used from two threads at once.
 public final class ThreadPool: @unchecked Sendable {
@@ -20,8 +25,11 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Incremented once per region; workers compare it with the last value they served.
     private let generation = Atomic<Int>(0)
-    /// Workers that have not yet finished the current region.
-    private let pending = Atomic<Int>(0)
+    /// Share dispenser: generation (bits 32…62) | share count (bits 16…31) | next share (bits 0…15).
+    /// Packing the generation in makes a late worker's claim for a finished region fail.
+    private let claims = Atomic<Int>(0)
+    /// Shares of the current region that have finished.
+    private let done = Atomic<Int>(0)
     /// Workers that are (about to be) blocked on `condition`; lets `parallelFor` skip the mutex
     /// when everyone is spinning.
     private let sleepers = Atomic<Int>(0)
@@ -79,29 +87,50 @@ public final class ThreadPool: @unchecked Sendable {
             for i in 0..<count { body(i) }
             return
         }
+        let shares = min(count, threadCount, 0xFFFF)
         withoutActuallyEscaping(body) { escapable in
             withUnsafePointer(to: escapable) { bodyPointer in
+                let next = (generation.load(ordering: .relaxed) + 1) & 0x7FFF_FFFF
                 jobCount = count
                 job = UnsafeRawPointer(bodyPointer)
-                pending.store(threadCount - 1, ordering: .relaxed)
+                done.store(0, ordering: .relaxed)
+                claims.store(next << 32 | shares << 16, ordering: .releasing)
                 // Sequentially consistent so that either a worker about to sleep sees the new
                 // generation or we see its `sleepers` increment (Dekker-style handshake).
-                generation.add(1, ordering: .sequentiallyConsistent)
+                generation.store(next, ordering: .sequentiallyConsistent)
                 if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                     pthread_mutex_lock(mutex)
                     pthread_cond_broadcast(condition)
                     pthread_mutex_unlock(mutex)
                 }
-                ThreadPool.runShare(bodyPointer, share: 0, shares: threadCount, count: count)
+                runClaimedShares(generation: next)
                 var spins = 0
-                while pending.load(ordering: .acquiring) != 0 {
-                    ThreadPool.pause()
+                while done.load(ordering: .acquiring) != shares {
+                    quill_spin_pause()
                     spins += 1
-                    // Oversubscribed machine (e.g. parallel tests): let a descheduled worker run.
-                    if spins > 20_000 { sched_yield() }
+                    // A worker was preempted mid-share (oversubscribed machine): let it run.
+                    if spins > 2_000 { sched_yield() }
                 }
                 job = nil
             }
+        }
+    }
+
+    /// Claims and runs shares of region `generation` until none are left. Returns immediately
+    /// if that region is already over.
+    private func runClaimedShares(generation g: Int) {
+        var word = claims.load(ordering: .acquiring)
+        while true {
+            let shares = (word >> 16) & 0xFFFF, share = word & 0xFFFF
+            guard word >> 32 == g, share < shares else { return }
+            let (exchanged, original) = claims.compareExchange(expected: word, desired: word + 1,
+                                                               ordering: .acquiringAndReleasing)
+            if !exchanged { word = original; continue }
+            // The claimed share is not done, so the region (job, jobCount) cannot end under us.
+            ThreadPool.runShare(job!.assumingMemoryBound(to: ((Int) -> Void).self),
+                                share: share, shares: shares, count: jobCount)
+            done.add(1, ordering: .releasing)
+            word = claims.load(ordering: .acquiring)
         }
     }
 
@@ -141,18 +170,13 @@ public final class ThreadPool: @unchecked Sendable {
         while i < hi { bodyPointer.pointee(i); i += 1 }
     }
 
-    /// Spin-loop hint. Swift cannot call `_mm_pause` (clang treats it as a builtin that is only
-    /// declared in the header, so it fails to link); a plain re-load of the atomic is fine too.
-    @inline(__always)
-    private static func pause() {}
-
     private static func nanoseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
-    private func workerLoop(index: Int) {
+    private func workerLoop(index _: Int) {
         var seen = 0
         while true {
             // Spin briefly: the next region usually follows within microseconds.
@@ -161,7 +185,7 @@ public final class ThreadPool: @unchecked Sendable {
                 let deadline = ThreadPool.nanoseconds() &+ ThreadPool.spinNanoseconds
                 var spins = 0
                 while current == seen {
-                    ThreadPool.pause()
+                    quill_spin_pause()
                     spins &+= 1
                     // Read the clock only every 256 polls (~20 ns each via the vDSO).
                     if spins & 255 == 0 && ThreadPool.nanoseconds() > deadline { break }
@@ -181,11 +205,7 @@ public final class ThreadPool: @unchecked Sendable {
             }
             seen = current
             if stopping.load(ordering: .acquiring) { return }
-            if let job {
-                ThreadPool.runShare(job.assumingMemoryBound(to: ((Int) -> Void).self),
-                                    share: index, shares: threadCount, count: jobCount)
-            }
-            pending.subtract(1, ordering: .releasing)
+            runClaimedShares(generation: current)
         }
     }
 }
