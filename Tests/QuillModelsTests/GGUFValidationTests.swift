@@ -201,6 +201,14 @@ func arrayCountBeyondFile(elementType: UInt32, count: UInt64) {
     expectProblem(a.bytes, "unknown value type 77")
 }
 
+@Test func errorsStayOnOneLine() {
+    var w = GGUFWriter()
+    w.metadata = [("line\nbreak\r\u{2028}", .uint8(1)), ("line\nbreak\r\u{2028}", .uint8(2))]
+    expectProblem(w.build().bytes, "duplicate key line\\nbreak\\r\\u{2028}")
+    let d = GGUFError(path: "p", problem: "a\r\nb").description
+    #expect(d == "p: a\\r\\nb")
+}
+
 @Test func duplicateKey() {
     var w = GGUFWriter()
     w.metadata = [("a", .uint8(1)), ("a", .uint8(2))]
