@@ -23,6 +23,14 @@ struct KernelBench {
         (0..<5).map { _ in seconds { for _ in 0..<iterations { body() } } / Double(iterations) }.min()!
     }
 
+    @Test func poolOverhead() {
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            let t = best(100_000) { pool.parallelFor(threads) { _ in } }
+            print("BENCH pool threads=\(threads): empty parallelFor region \(fmt(t * 1e9)) ns")
+        }
+    }
+
     @Test func matVecShapes() {
         var g = SeededGenerator(seed: 5)
         let shapes: [(TensorType, Int, Int)] = [(.q4_1, 576, 576), (.q4_1, 192, 576), (.q4_1, 1536, 576),
