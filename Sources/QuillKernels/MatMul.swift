@@ -31,9 +31,15 @@ public enum MatMul {
             MatVec.multiply(w, x, into: y, precision: .f32, pool: pool)
             return
         }
-        let panels = (w.rows + panelRows - 1) / panelRows
-        let threads = min(pool.threadCount, panels)
-        let scratchFloats = panelRows * w.columns
+        // Panels of at most `panelRows` rows, their count a multiple of the thread count so the
+        // threads get equal work (576 rows on 2 threads: 4 × 144, not 256 + 256 + 64).
+        let threadsWanted = pool.threadCount
+        let minimumPanels = (w.rows + panelRows - 1) / panelRows
+        let evenPanels = (minimumPanels + threadsWanted - 1) / threadsWanted * threadsWanted
+        let rowsPerPanel = ((w.rows + evenPanels - 1) / evenPanels + 15) / 16 * 16
+        let panels = (w.rows + rowsPerPanel - 1) / rowsPerPanel
+        let threads = min(threadsWanted, panels)
+        let scratchFloats = rowsPerPanel * w.columns
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, threads * scratchFloats))
         defer { scratch.deallocate() }
         let blas = disableBLAS ? nil : BLAS.library
@@ -41,7 +47,7 @@ public enum MatMul {
         pool.parallelFor(threads) { thread in
             let panel = scratch + thread * scratchFloats
             for p in (thread * panels / threads)..<((thread + 1) * panels / threads) {
-                let r0 = p * panelRows, count = min(panelRows, w.rows - r0)
+                let r0 = p * rowsPerPanel, count = min(rowsPerPanel, w.rows - r0)
                 dequantizeRows(w, rows: r0..<(r0 + count), into: panel)
                 if let blas {
                     blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(tokens), Int32(count), Int32(w.columns),
