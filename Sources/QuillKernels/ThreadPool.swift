@@ -54,12 +54,12 @@ public final class ThreadPool: @unchecked Sendable {
         threadCount = threads
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
-        for index in 1..<threads {
-            let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index)).toOpaque()
+        for _ in 1..<threads {
+            let context = Unmanaged.passRetained(WorkerContext(pool: self)).toOpaque()
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
                 let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                context.pool.workerLoop(index: context.index)
+                context.pool.workerLoop()
                 return nil
             }, context)
             precondition(rc == 0, "pthread_create failed: \(rc)")
@@ -155,8 +155,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     private final class WorkerContext {
         let pool: ThreadPool
-        let index: Int
-        init(pool: ThreadPool, index: Int) { self.pool = pool; self.index = index }
+        init(pool: ThreadPool) { self.pool = pool }
     }
 
     /// Runs the indices of one share. Not inlined so that the retain/release of the closure
@@ -176,7 +175,7 @@ public final class ThreadPool: @unchecked Sendable {
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
-    private func workerLoop(index _: Int) {
+    private func workerLoop() {
         var seen = 0
         while true {
             // Spin briefly: the next region usually follows within microseconds.
