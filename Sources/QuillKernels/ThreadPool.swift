@@ -55,11 +55,12 @@ public final class ThreadPool: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
         for _ in 1..<threads {
-            let context = Unmanaged.passRetained(WorkerContext(pool: self)).toOpaque()
+            // Workers hold the pool unretained, or the pool could never be deinitialised; deinit
+            // joins them before the storage goes away.
+            let context = Unmanaged.passUnretained(self).toOpaque()
             var thread = pthread_t()
             let rc = pthread_create(&thread, nil, { raw in
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                context.pool.workerLoop()
+                Unmanaged<ThreadPool>.fromOpaque(raw!)._withUnsafeGuaranteedRef { $0.workerLoop() }
                 return nil
             }, context)
             precondition(rc == 0, "pthread_create failed: \(rc)")
@@ -152,11 +153,6 @@ public final class ThreadPool: @unchecked Sendable {
     }
 
     // MARK: - Workers
-
-    private final class WorkerContext {
-        let pool: ThreadPool
-        init(pool: ThreadPool) { self.pool = pool }
-    }
 
     /// Runs the indices of one share. Not inlined so that the retain/release of the closure
     /// context completes before the caller signals completion (withoutActuallyEscaping checks it).

@@ -45,6 +45,19 @@ import QuillKernels
     }
 
     @Test func workersSleepAndWakeAndPoolsTearDown() {
+        #if os(Linux)
+        func threadCount() -> Int {
+            guard let dir = opendir("/proc/self/task") else { return 0 }
+            defer { closedir(dir) }
+            var n = 0
+            while readdir(dir) != nil { n += 1 }
+            return n
+        }
+        let before = threadCount()
+        for _ in 0..<50 { _ = ThreadPool(threads: 4) }
+        // 150 workers were started; deinit must have joined them (slack for other tests' pools).
+        #expect(threadCount() - before < 40)
+        #endif
         for _ in 0..<20 {
             let pool = ThreadPool(threads: 3)
             let total = Atomic<Int>(0)
