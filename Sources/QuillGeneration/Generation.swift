@@ -1,4 +1,4 @@
-/// Settings of one generation. Sampling strategies beyond greedy arrive with their own options.
+/// Settings of one generation's length and stop conditions; how tokens are chosen is `SamplingOptions`.
 public struct GenerationOptions: Sendable {
     /// The most new tokens to produce (`-n`).
     public var maxNewTokens: Int
@@ -23,6 +23,10 @@ public struct GenerationStatistics: Sendable {
 
     public enum StopReason: Sendable, Equatable {
         case endOfSequence, maxTokens, contextFull, stoppedByCaller
+        /// The decoded text reached a stop string (set by the text layer, which owns stop strings).
+        case stopString
+        /// The task running the generation was cancelled.
+        case cancelled
     }
 
     public init() {}
@@ -70,6 +74,11 @@ public func generate(model: any CausalLanguageModel, prompt: [TokenID], cache: K
     let decodeStart = clock.now
     statistics.stopReason = .maxTokens
     while statistics.generatedTokens < options.maxNewTokens {
+        // Checked once per token, so cancelling the surrounding Task stops within one decode step.
+        if Task.isCancelled {
+            statistics.stopReason = .cancelled
+            break
+        }
         let token = choose(&logits)
         statistics.generatedTokens += 1
         // The end-of-sequence token is reported too (as Hugging Face's generate returns it); the
@@ -92,6 +101,18 @@ public func generate(model: any CausalLanguageModel, prompt: [TokenID], cache: K
     }
     statistics.generationSeconds = seconds(clock.now - decodeStart)
     return statistics
+}
+
+/// The same loop with tokens chosen by `sampling` (llama.cpp's processor chain and a seeded sampler).
+///
+/// - Parameter history: tokens already in `cache` before `prompt` (earlier turns of a conversation),
+///   which the repetition penalties consider together with the prompt and the generated tokens.
+public func generate(model: any CausalLanguageModel, prompt: [TokenID], cache: KVCache,
+                     options: GenerationOptions, sampling: SamplingOptions, history: [TokenID] = [],
+                     onToken: (TokenID) throws -> Bool) throws -> GenerationStatistics {
+    var selector = TokenSelector(options: sampling, history: history + prompt)
+    return try generate(model: model, prompt: prompt, cache: cache, options: options,
+                        choose: { selector.select($0) }, onToken: onToken)
 }
 
 @inline(__always) func seconds(_ d: Duration) -> Double {
