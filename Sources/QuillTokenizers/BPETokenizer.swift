@@ -27,6 +27,12 @@ public final class BPETokenizer: Sendable {
     let specials: [SpecialToken]
     /// Indices into `specials` by first byte, longest first, for leftmost-longest matching.
     let specialsByFirstByte: [[Int]]
+    /// Per id: whether it is a special token (for `isSpecial` and skipping in `decode`).
+    let specialTable: [Bool]
+    /// BOS / EOS / PAD / UNK ids, if the model has them.
+    public let specialTokenIds: SpecialTokenIds
+    /// Ids put before / after the text by `encode(_:addSpecialTokens: true)` (BART: `<s>` … `</s>`).
+    public let prefixIds: [Int32], suffixIds: [Int32]
 
     /// Creates a tokenizer from GGUF-style data.
     ///
@@ -65,7 +71,11 @@ public final class BPETokenizer: Sendable {
     /// Designated initialiser shared by the GGUF and tokenizer.json paths.
     /// `specials` are (text, id, alwaysParsed).
     init(tokens: [String], mergePairs: [(String, String)], specials specialList: [(String, Int32, Bool)],
-         preTokenizer: PreTokenizer) throws {
+         preTokenizer: PreTokenizer, specialTokenIds: SpecialTokenIds = .init(),
+         prefixIds: [Int32] = [], suffixIds: [Int32] = []) throws {
+        self.specialTokenIds = specialTokenIds
+        self.prefixIds = prefixIds
+        self.suffixIds = suffixIds
         guard tokens.count < Int(Int32.max) else { throw TokenizerError("vocabulary too large") }
         self.preTokenizer = preTokenizer
         tokenStrings = tokens
@@ -84,6 +94,7 @@ public final class BPETokenizer: Sendable {
             isSpecial[Int(id)] = true
         }
         specials = specialTokens
+        specialTable = isSpecial
         var byFirst = [[Int]](repeating: [], count: 256)
         for (k, s) in specialTokens.enumerated() { byFirst[Int(s.bytes[0])].append(k) }
         for b in 0..<256 { byFirst[b].sort { specialTokens[$0].bytes.count > specialTokens[$1].bytes.count } }
@@ -140,5 +151,5 @@ public final class BPETokenizer: Sendable {
     }
 
     /// Whether an id is a special (control or user-defined / added) token.
-    public func isSpecial(_ id: Int32) -> Bool { specials.contains { $0.id == id } }
+    public func isSpecial(_ id: Int32) -> Bool { id >= 0 && Int(id) < specialTable.count && specialTable[Int(id)] }
 }

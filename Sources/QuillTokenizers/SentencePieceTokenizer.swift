@@ -1,0 +1,253 @@
+import Foundation
+
+/// A SentencePiece tokenizer (unigram or BPE, optional byte fallback) that reproduces the
+/// sentencepiece library: same normalisation, same segmentation, same decoding.
+///
+/// Built from a `.model` file or from GGUF `llama`-style arrays (tokens, scores, token types).
+/// Special tokens in the input are *not* matched here (the library treats `</s>` as text); the
+/// Hugging Face wrappers (`HFSentencePieceTokenizer`) add that.
+public final class SentencePieceTokenizer: Tokenizer {
+    public typealias PieceType = SentencePieceModelProto.PieceType
+
+    /// The segmentation algorithm.
+    public let algorithm: SentencePieceModelProto.Algorithm
+    /// Whether characters missing from the vocabulary become `<0xXX>` byte pieces.
+    public let byteFallback: Bool
+    /// The normaliser applied before segmentation.
+    public let normalizer: SentencePieceNormalizer
+    /// BOS / EOS added by `encode(_:addSpecialTokens: true)`.
+    public let addBOS: Bool, addEOS: Bool
+    public let specialTokenIds: SpecialTokenIds
+
+    let pieces: [String]
+    let scores: [Float]
+    let types: [PieceType]
+    /// Pieces that can be produced by segmentation (normal, user-defined, unused) by their UTF-8 bytes.
+    let trie: BytesTrie
+    /// Bytes of every piece as it appears in decoded text (▁ -> space, `<0x41>` -> 0x41).
+    let decodeArena: [UInt8]
+    let decodeOffsets: [Int]
+    /// Id of the `<0xXX>` piece per byte, -1 if missing.
+    let byteIds: [Int32]
+    let unkId: Int32
+    /// Unigram: score of an unknown character (lowest normal score minus 10, as sentencepiece).
+    let unkScore: Float
+    /// Unigram: highest normal score (user-defined pieces get `length * maxScore - 0.1`).
+    let maxScore: Float
+    let unkSurface: [UInt8]
+
+    /// Loads a sentencepiece `.model` file.
+    public convenience init(modelFile url: URL, addBOS: Bool = false, addEOS: Bool = false) throws {
+        try self.init(proto: SentencePieceModelProto(contentsOf: url), addBOS: addBOS, addEOS: addEOS)
+    }
+
+    /// Creates a tokenizer from a parsed model.
+    public convenience init(proto: SentencePieceModelProto, addBOS: Bool = false, addEOS: Bool = false) throws {
+        try self.init(pieces: proto.pieces.map(\.piece), scores: proto.pieces.map(\.score),
+                      types: proto.pieces.map { $0.type.rawValue }, model: proto.algorithm,
+                      byteFallback: proto.byteFallback, normalizer: proto.normalizer,
+                      unkId: proto.unkId, bosId: proto.bosId, eosId: proto.eosId, padId: proto.padId,
+                      addBOS: addBOS, addEOS: addEOS, unkSurface: proto.unkSurface)
+    }
+
+    /// Creates a tokenizer from vocabulary arrays, e.g. GGUF `tokenizer.ggml.tokens` / `scores` /
+    /// `token_type` of a `llama`-model vocabulary (SentencePiece BPE with byte fallback; llama.cpp
+    /// escapes spaces and adds the dummy prefix, which the default `normalizer` does).
+    ///
+    /// - Parameters:
+    ///   - types: sentencepiece / GGUF types (1 normal, 2 unknown, 3 control, 4 user-defined,
+    ///     5 unused, 6 byte); nil = all normal.
+    ///   - normalizer: defaults to no character map with sentencepiece's whitespace defaults
+    ///     (GGUF stores no charsmap; Llama/Gemma models use `identity`).
+    ///   - unkId: defaults to the first piece of type unknown, else 0.
+    /// - Throws: `TokenizerError` if the arrays disagree in length or ids are out of range.
+    public init(pieces: [String], scores: [Float], types: [Int32]? = nil,
+                model: SentencePieceModelProto.Algorithm, byteFallback: Bool = false,
+                normalizer spec: SentencePieceModelProto.Normalizer = .init(),
+                unkId: Int32? = nil, bosId: Int32? = nil, eosId: Int32? = nil, padId: Int32? = nil,
+                addBOS: Bool = false, addEOS: Bool = false, unkSurface: String = " \u{2047} ") throws {
+        guard !pieces.isEmpty else { throw TokenizerError("empty vocabulary") }
+        guard scores.count == pieces.count else {
+            throw TokenizerError("\(scores.count) scores for \(pieces.count) pieces")
+        }
+        guard pieces.count < Int(Int32.max) else { throw TokenizerError("vocabulary too large") }
+        var pieceTypes: [PieceType] = []
+        if let types {
+            guard types.count == pieces.count else { throw TokenizerError("\(types.count) token types for \(pieces.count) pieces") }
+            pieceTypes.reserveCapacity(types.count)
+            for (i, t) in types.enumerated() {
+                guard let pt = PieceType(rawValue: t) else { throw TokenizerError("piece \(i) has unknown type \(t)") }
+                pieceTypes.append(pt)
+            }
+        } else {
+            pieceTypes = [PieceType](repeating: .normal, count: pieces.count)
+        }
+        func checked(_ id: Int32?, _ name: String) throws -> Int32? {
+            guard let id, id >= 0 else { return nil }
+            guard Int(id) < pieces.count else { throw TokenizerError("\(name) id \(id) outside the vocabulary") }
+            return id
+        }
+        let unk = try checked(unkId, "unk") ?? Int32(pieceTypes.firstIndex(of: .unknown) ?? 0)
+        algorithm = model
+        self.byteFallback = byteFallback
+        self.addBOS = addBOS
+        self.addEOS = addEOS
+        specialTokenIds = SpecialTokenIds(bos: try checked(bosId, "bos"), eos: try checked(eosId, "eos"),
+                                          pad: try checked(padId, "pad"), unk: unk)
+        self.pieces = pieces
+        self.scores = scores
+        self.types = pieceTypes
+        self.unkId = unk
+        self.unkSurface = Array(unkSurface.utf8)
+
+        var entries: [([UInt8], Int32)] = []
+        entries.reserveCapacity(pieces.count)
+        var userDefined: [String] = []
+        var byteTable = [Int32](repeating: -1, count: 256)
+        var arena: [UInt8] = []
+        var offsets = [0]
+        offsets.reserveCapacity(pieces.count + 1)
+        var minScore = Float.greatestFiniteMagnitude, maxScoreSeen = -Float.greatestFiniteMagnitude
+        for (i, p) in pieces.enumerated() {
+            switch pieceTypes[i] {
+            case .normal, .unused, .userDefined:
+                entries.append((Array(p.utf8), Int32(i)))
+                if pieceTypes[i] == .userDefined { userDefined.append(p) }
+                if pieceTypes[i] == .normal {
+                    minScore = min(minScore, scores[i]); maxScoreSeen = max(maxScoreSeen, scores[i])
+                }
+                arena.append(contentsOf: Self.unescapeSpaces(p))
+            case .byte:
+                if let b = Self.byteValue(p) {
+                    if byteTable[Int(b)] < 0 { byteTable[Int(b)] = Int32(i) }
+                    arena.append(b)
+                }
+            case .control:
+                break  // decodes to nothing, as in sentencepiece
+            case .unknown:
+                arena.append(contentsOf: self.unkSurface)
+            }
+            offsets.append(arena.count)
+        }
+        if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
+        trie = BytesTrie(entries)
+        byteIds = byteTable
+        decodeArena = arena
+        decodeOffsets = offsets
+        unkScore = minScore - 10
+        maxScore = maxScoreSeen
+        normalizer = try SentencePieceNormalizer(spec: spec, userDefinedPieces: userDefined)
+    }
+
+    /// `<0x41>` -> 0x41.
+    static func byteValue(_ piece: String) -> UInt8? {
+        let u = Array(piece.utf8)
+        guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return nil }
+        return UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16)
+    }
+
+    /// A piece's text with ▁ turned into spaces.
+    static func unescapeSpaces(_ piece: String) -> [UInt8] {
+        var out: [UInt8] = []
+        let u = Array(piece.utf8)
+        var k = 0
+        while k < u.count {
+            if k + 2 < u.count, u[k] == 0xE2, u[k + 1] == 0x96, u[k + 2] == 0x81 { out.append(0x20); k += 3 } else { out.append(u[k]); k += 1 }
+        }
+        return out
+    }
+
+    public var vocabularySize: Int { pieces.count }
+
+    /// The type of a piece, or nil for an invalid id.
+    public func pieceType(_ id: Int32) -> PieceType? { id >= 0 && Int(id) < types.count ? types[Int(id)] : nil }
+
+    /// The score of a piece (0 for invalid ids).
+    public func score(_ id: Int32) -> Float { id >= 0 && Int(id) < scores.count ? scores[Int(id)] : 0 }
+
+    public func tokenString(_ id: Int32) -> String? { id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil }
+
+    public func id(of token: String) -> Int32? {
+        var t = token
+        if let v = t.withUTF8({ trie.lookup($0) }) { return v }
+        return pieces.firstIndex(of: token).map { Int32($0) }  // control/unknown/byte pieces: rare lookups
+    }
+
+    public func isSpecial(_ id: Int32) -> Bool {
+        guard let t = pieceType(id) else { return false }
+        return t == .control || t == .unknown
+    }
+
+    public func tokenBytes(_ id: Int32) -> [UInt8] {
+        guard id >= 0 && Int(id) < pieces.count else { return [] }
+        return Array(decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
+    }
+
+    /// Encodes text like `SentencePieceProcessor::Encode` (plus BOS/EOS if configured and asked).
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int32] {
+        var out: [Int32] = []
+        if addSpecialTokens, addBOS, let b = specialTokenIds.bos { out.append(b) }
+        var t = text
+        t.withUTF8 { encodeSegment($0, into: &out) }
+        if addSpecialTokens, addEOS, let e = specialTokenIds.eos { out.append(e) }
+        return out
+    }
+
+    /// The vocabulary pieces of `encode(text, addSpecialTokens: false)`.
+    public func encodeAsPieces(_ text: String) -> [String] {
+        encode(text, addSpecialTokens: false).map { pieces[Int($0)] }
+    }
+
+    /// Normalises and segments one span of raw text, appending ids.
+    func encodeSegment(_ s: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        let normalized = normalizer.normalize(utf8: s)
+        if normalized.isEmpty { return }
+        normalized.withUnsafeBufferPointer { n in
+            switch algorithm {
+            case .unigram: encodeUnigram(n, into: &out)
+            case .bpe: encodeBPE(n, into: &out)
+            }
+        }
+    }
+
+    /// Emits a segmentation result: unknown spans become byte pieces (byte fallback) or one `<unk>`
+    /// per run of consecutive unknowns (sentencepiece merges them so decoding can copy the surface).
+    @inline(__always)
+    func emit(_ id: Int32, _ bytes: UnsafeBufferPointer<UInt8>, _ prevUnk: inout Bool, _ out: inout [Int32]) {
+        if id == unkId {
+            if byteFallback {
+                for b in bytes { out.append(byteIds[Int(b)] >= 0 ? byteIds[Int(b)] : unkId) }
+                prevUnk = false
+                return
+            }
+            if !prevUnk { out.append(unkId) }
+            prevUnk = true
+            return
+        }
+        out.append(id)
+        prevUnk = false
+    }
+
+    /// Decodes like `SentencePieceProcessor::Decode`: ▁ becomes a space, the dummy-prefix space of
+    /// the first piece is dropped, consecutive byte pieces are reassembled into UTF-8.
+    /// Without `skipSpecialTokens` control pieces show as their text and `<unk>` as " ⁇ ".
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
+        var out: [UInt8] = []
+        var atStart = true
+        let stripDummy = normalizer.spec.addDummyPrefix || normalizer.spec.removeExtraWhitespaces
+        for id in ids {
+            guard let t = pieceType(id) else { continue }
+            if t == .control || t == .unknown {
+                if skipSpecialTokens { continue }
+                out.append(contentsOf: t == .control ? Array(pieces[Int(id)].utf8) : unkSurface)
+                atStart = false
+                continue
+            }
+            var bytes = decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]]
+            if atStart && stripDummy && t != .byte && bytes.first == 0x20 { bytes = bytes.dropFirst() }
+            out.append(contentsOf: bytes)
+            if !out.isEmpty { atStart = false }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
