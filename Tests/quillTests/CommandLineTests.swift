@@ -113,7 +113,7 @@ final class ErrorReader: @unchecked Sendable {
     }
 
     @Test func promptLongerThanTheContextNamesBothLengths() throws {
-        let prompt = String(repeating: "word ", count: 100)
+        let prompt = String(repeating: " word", count: 100)  // 100 tokens
         let result = try QuillProcess.run(["complete", "-m", modelPath, "-c", "32"], input: Data(prompt.utf8))
         oneLineError(result, mentioning: ["100 tokens", "32"])
     }
