@@ -12,7 +12,7 @@ public struct GenerationOptions: Sendable {
 }
 
 /// Counts and timings of one generation.
-public struct GenerationStatistics: Sendable {
+public struct GenerationStatistics: Sendable, Equatable {
     public var promptTokens = 0
     public var promptSeconds = 0.0
     public var generatedTokens = 0

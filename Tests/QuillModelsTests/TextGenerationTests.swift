@@ -1,0 +1,119 @@
+import Foundation
+import QuillGeneration
+import QuillModels
+import Testing
+
+@Suite(.serialized) struct TextGenerationTests {
+    /// Collects a whole stream.
+    func run(_ stream: AsyncThrowingStream<TextGenerationEvent, Error>) async throws
+        -> (tokens: [TokenID], text: String, statistics: GenerationStatistics?) {
+        var tokens: [TokenID] = [], text = "", statistics: GenerationStatistics?
+        for try await event in stream {
+            switch event {
+            case let .token(id): tokens.append(id)
+            case let .text(piece): text += piece
+            case let .finished(s): statistics = s
+            }
+        }
+        return (tokens, text, statistics)
+    }
+
+    @Test func theAsyncAPIStreamsTheGreedyReference() async throws {
+        let model = try RealModel.load(precision: .f32)
+        var options = TextGenerationOptions(maxNewTokens: 48, sampling: .greedy)
+        let result = try await run(model.generate("The capital of France is", options))
+        // greedy-00 of the reference pack (transformers fp32), ending with EOS (2).
+        #expect(result.tokens == [7042, 30, 198, 198, 504, 2988, 314, 42, 216, 34, 32, 33, 40, 29, 32, 33, 29, 34, 34,
+                                  216, 33, 34, 42, 33, 34, 42, 37, 35, 30, 2])
+        #expect(result.text == " Paris.\n\nThe answer is: 2018-01-22 12:12:53.")
+        #expect(result.statistics?.stopReason == .endOfSequence)
+        #expect(result.statistics?.promptTokens == 5 && result.statistics?.generatedTokens == 30)
+
+        // A stop string ends the same generation early and is not shown.
+        options.stopStrings = ["\n\n"]
+        let stopped = try await run(model.generate("The capital of France is", options))
+        #expect(stopped.text == " Paris.")
+        #expect(stopped.tokens == [7042, 30, 198, 198])
+        #expect(stopped.statistics?.stopReason == .stopString)
+    }
+
+    @Test func cancellingTheConsumerStopsGenerationPromptly() async throws {
+        let model = try RealModel.load(precision: .quantized)
+        var options = TextGenerationOptions(maxNewTokens: 100_000, sampling: .greedy)
+        options.stopAtEndOfSequence = false
+        let clock = ContinuousClock()
+        let start = clock.now
+        let consumer = Task { () -> Int in
+            var tokens = 0
+            for try await event in model.generate("Once upon a time", options) {
+                if case .token = event {
+                    tokens += 1
+                    if tokens == 5 { withUnsafeCurrentTask { $0?.cancel() } }
+                }
+            }
+            return tokens
+        }
+        let received = try await consumer.value
+        #expect(received >= 5 && received <= 6, "\(received)")
+        #expect(clock.now - start < .seconds(5))
+        // The generating thread has stopped: a new generation on the same model is undisturbed.
+        try await Task.sleep(for: .milliseconds(200))
+        let again = try await run(model.generate("The capital of France is", TextGenerationOptions(maxNewTokens: 3, sampling: .greedy)))
+        #expect(again.tokens.first == 7042)
+    }
+
+    @Test func logitsAndSampledTokensAreTheSameForOneAndTwoThreads() throws {
+        let prompt = "<|im_start|>user\nTell me a story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
+        var logits: [[Float]] = [], tokens: [[TokenID]] = []
+        for threads in [1, 2] {
+            let model = try RealModel.load(precision: .quantized, threads: threads)
+            let ids = model.encodePrompt(prompt)
+            let cache = model.model.makeCache(capacity: 256)
+            var all = try model.model.forward(ids, cache: cache, logits: .last)
+            all += try model.model.forward([504], cache: cache, logits: .last)  // one decode step too
+            logits.append(all)
+            var sampling = SamplingOptions()
+            sampling.seed = 20_240_601
+            var options = TextGenerationOptions(maxNewTokens: 40, sampling: sampling)
+            options.stopAtEndOfSequence = false
+            var seen: [TokenID] = []
+            _ = try model.generate(prompt: ids, cache: model.model.makeCache(capacity: 256), options: options) { event in
+                if case let .token(id) = event { seen.append(id) }
+                return true
+            }
+            tokens.append(seen)
+        }
+        #expect(logits[0].map(\.bitPattern) == logits[1].map(\.bitPattern))
+        #expect(tokens[0] == tokens[1])
+        #expect(tokens[0].count == 40)
+    }
+
+    @Test func chatTurnsReuseTheCache() throws {
+        let model = try RealModel.load(precision: .quantized)
+        let session = try ChatSession(model: model, contextSize: 2048)
+        let options = TextGenerationOptions(maxNewTokens: 40, sampling: .greedy)
+        var turns: [ChatSession.TurnStatistics] = []
+        for question in ["What is the capital of France?", "And of Italy?", "Thanks!"] {
+            turns.append(try session.respond(to: question, options: options) { _ in true })
+        }
+        #expect(session.messages.count == 6)
+        let template = try ChatTemplate(model: model)
+        let firstPrompt = model.encodePrompt(template.render([.user("What is the capital of France?")], addGenerationPrompt: true))
+        #expect(turns[0].reusedTokens == 0 && turns[0].generation.promptTokens == firstPrompt.count)
+        for turn in 1 ..< 3 {
+            // Everything in the cache is reused (all but the last generated id, which was never fed back)…
+            let previous = turns[turn - 1]
+            #expect(turns[turn].reusedTokens == previous.reusedTokens + previous.generation.promptTokens
+                        + previous.generation.generatedTokens - 1)
+            // …and only the new turn is processed: <|im_end|> \n <|im_start|> user \n … <|im_end|> \n
+            // <|im_start|> assistant \n, plus the previous reply's last id when it was cut at -n.
+            #expect(turns[turn].generation.promptTokens <= 16, "turn \(turn): \(turns[turn].generation.promptTokens)")
+        }
+        #expect(!turns[0].reply.isEmpty)
+        // The cache holds exactly what a fresh rendering of the conversation would hold before the last reply ended.
+        session.reset()
+        #expect(session.messages.isEmpty && session.cachedTokenCount == 0)
+        let fresh = try session.respond(to: "What is the capital of France?", options: options) { _ in true }
+        #expect(fresh.reply == turns[0].reply && fresh.reusedTokens == 0)
+    }
+}
