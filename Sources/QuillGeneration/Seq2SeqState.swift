@@ -1,0 +1,160 @@
+/// What an encoder-decoder model keeps from the encoder for a whole generation: per decoder layer
+/// and source, the cross-attention keys and values, projected once from the encoder output and
+/// read by every decoding step and every beam of that source (never copied per beam).
+public final class EncoderStates: @unchecked Sendable {
+    public let layers: Int
+    public let heads: Int
+    public let headDimension: Int
+    /// Token count of each source (without padding).
+    public let lengths: [Int]
+    /// Positions between two heads: the longest source.
+    public let stride: Int
+    public var sources: Int { lengths.count }
+
+    /// (layers, sources, 2, heads, stride, headDimension)
+    private let storage: UnsafeMutablePointer<Float>
+    private let blockSize: Int
+
+    public init(layers: Int, heads: Int, headDimension: Int, lengths: [Int]) {
+        self.layers = layers
+        self.heads = heads
+        self.headDimension = headDimension
+        self.lengths = lengths
+        stride = max(1, lengths.max() ?? 1)
+        blockSize = heads * stride * headDimension
+        let total = max(1, layers * lengths.count * 2 * blockSize)
+        storage = .allocate(capacity: total)
+        storage.initialize(repeating: 0, count: total)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Cross-attention keys of `source` for decoder layer `layer`: (heads, stride, headDimension).
+    public func keys(layer: Int, source: Int) -> UnsafeMutablePointer<Float> {
+        storage + ((layer * lengths.count + source) * 2) * blockSize
+    }
+
+    /// Cross-attention values: (heads, stride, headDimension).
+    public func values(layer: Int, source: Int) -> UnsafeMutablePointer<Float> {
+        keys(layer: layer, source: source) + blockSize
+    }
+}
+
+/// The decoder's per-row state during generation: the self-attention key/value cache of every row
+/// (one row per hypothesis: a source in greedy search, a beam in beam search) and which source
+/// each row translates. All rows advance together, one token per step.
+public final class DecoderState: @unchecked Sendable {
+    public let encoder: EncoderStates
+    public let layers: Int
+    public let heads: Int
+    public let headDimension: Int
+    /// Positions each row can hold (the most decoder tokens, start token included).
+    public let capacity: Int
+    /// The source (index into `encoder`) of each row.
+    public private(set) var rowSources: [Int]
+    /// Decoder positions filled so far (the same for every row).
+    public private(set) var count = 0
+    public var rows: Int { rowSources.count }
+
+    /// (layers, maxRows, 2, heads, capacity, headDimension)
+    private let storage: UnsafeMutablePointer<Float>
+    private let blockSize: Int
+    private let maxRows: Int
+
+    /// A state whose row r decodes source `rowSources[r]`.
+    public init(encoder: EncoderStates, rowSources: [Int], capacity: Int) {
+        precondition(rowSources.allSatisfy { $0 >= 0 && $0 < encoder.sources }, "row source out of range")
+        self.encoder = encoder
+        layers = encoder.layers
+        heads = encoder.heads
+        headDimension = encoder.headDimension
+        self.capacity = capacity
+        self.rowSources = rowSources
+        maxRows = max(1, rowSources.count)
+        blockSize = heads * capacity * headDimension
+        // Pages are committed as positions are written, so a generous capacity costs nothing up front.
+        storage = .allocate(capacity: max(1, layers * maxRows * 2 * blockSize))
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Self-attention keys of `row` in `layer`: (heads, capacity, headDimension).
+    public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> {
+        storage + (layer * maxRows + row) * 2 * blockSize
+    }
+
+    /// Self-attention values: (heads, capacity, headDimension).
+    public func values(layer: Int, row: Int) -> UnsafeMutablePointer<Float> { keys(layer: layer, row: row) + blockSize }
+
+    /// Stores one new position (at `count`) of every row for `layer`.
+    /// - Parameters:
+    ///   - newKeys: (rows, heads, headDimension)
+    ///   - newValues: (rows, heads, headDimension)
+    public func store(layer: Int, newKeys: UnsafePointer<Float>, newValues: UnsafePointer<Float>) {
+        precondition(count < capacity, "decoder cache overflow")
+        for r in 0..<rows {
+            let k = keys(layer: layer, row: r), v = values(layer: layer, row: r)
+            for h in 0..<heads {
+                let source = (r * heads + h) * headDimension, destination = (h * capacity + count) * headDimension
+                (k + destination).update(from: newKeys + source, count: headDimension)
+                (v + destination).update(from: newValues + source, count: headDimension)
+            }
+        }
+    }
+
+    /// Marks the position stored by every layer as filled.
+    public func advance() {
+        precondition(count < capacity, "decoder cache overflow")
+        count += 1
+    }
+
+    /// Rearranges the rows in place: new row i continues old row `parents[i]` (beams that survive
+    /// a step, or the unfinished rows only). `parents.count` may be smaller than `rows`. Only the
+    /// `count` filled positions move; a row whose parent is itself is not touched.
+    public func reorder(_ parents: [Int]) {
+        precondition(parents.count <= maxRows && parents.allSatisfy { $0 >= 0 && $0 < rows }, "bad parent rows")
+        let rowFloats = 2 * blockSize
+        // Rows read by another row that get overwritten themselves are saved first.
+        var saved: [Int: Int] = [:]
+        for (i, p) in parents.enumerated() where p != i && p < parents.count && parents[p] != p && saved[p] == nil {
+            saved[p] = saved.count
+        }
+        let used = count, hd = headDimension
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, saved.count * layers * rowFloats))
+        defer { scratch.deallocate() }
+        func copyRow(from source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>) {
+            // Each (keys|values, head) block holds `used` filled positions.
+            for block in 0..<(2 * heads) {
+                (destination + block * capacity * hd).update(from: source + block * capacity * hd, count: used * hd)
+            }
+        }
+        for (p, slot) in saved {
+            for layer in 0..<layers { copyRow(from: keys(layer: layer, row: p), to: scratch + (slot * layers + layer) * rowFloats) }
+        }
+        for (i, p) in parents.enumerated() where p != i {
+            for layer in 0..<layers {
+                let source = saved[p].map { UnsafePointer(scratch + ($0 * layers + layer) * rowFloats) }
+                    ?? UnsafePointer(keys(layer: layer, row: p))
+                copyRow(from: source, to: keys(layer: layer, row: i))
+            }
+        }
+        rowSources = parents.map { rowSources[$0] }
+    }
+}
+
+/// An encoder-decoder (sequence-to-sequence) model: sources are encoded once, then the decoder
+/// produces one token per row and step against a `DecoderState`.
+public protocol EncoderDecoderModel: AnyObject, Sendable {
+    /// Rows of the output matrix.
+    var vocabularySize: Int { get }
+    /// Generation defaults from the checkpoint (`generation_config.json` over `config.json`).
+    var generationDefaults: Seq2SeqSettings { get }
+
+    /// Runs the encoder over each source (batched, padded) and projects the cross-attention keys and
+    /// values of every decoder layer. Empty sources are not allowed.
+    func encode(_ sources: [[TokenID]]) throws -> EncoderStates
+
+    /// Feeds one token per row at position `state.count`, stores the rows' self-attention keys and
+    /// values and returns the raw logits (before any processor): (rows, vocabularySize).
+    func decode(_ tokens: [TokenID], state: DecoderState) throws -> [Float]
+}

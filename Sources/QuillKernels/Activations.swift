@@ -1,0 +1,66 @@
+import Foundation
+
+/// Element-wise activation functions of feed-forward blocks, named as in Hugging Face configs.
+public enum Activation: String, Sendable, CaseIterable {
+    /// `max(x, 0)` (T5 v1.0).
+    case relu
+    /// Exact GELU, `x · Φ(x) = x/2 · (1 + erf(x/√2))` (BART, `"gelu"`).
+    case gelu
+    /// The tanh approximation `x/2 · (1 + tanh(√(2/π)(x + 0.044715x³)))` (T5 v1.1, `"gelu_new"`).
+    case geluTanh
+    /// `x · sigmoid(x)` (Marian, `"swish"` / `"silu"`).
+    case silu
+
+    /// The activation for an HF config name (`activation_function`, `dense_act_fn`), nil if unknown.
+    public init?(huggingFaceName name: String) {
+        switch name {
+        case "relu": self = .relu
+        case "gelu": self = .gelu
+        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": self = .geluTanh
+        case "swish", "silu": self = .silu
+        default: return nil
+        }
+    }
+
+    /// Applies the activation in place to `count` values.
+    public func apply(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .relu:
+            for i in 0..<count { x[i] = max(x[i], 0) }
+        case .gelu:
+            for i in 0..<count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+        case .geluTanh:
+            // Same association as transformers' NewGELUActivation: 0.5·x·(1 + tanh(c·(x + 0.044715·x³))).
+            let c: Float = 0.7978845608028654
+            for i in 0..<count {
+                let v = x[i]
+                x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * (v * v * v))))
+            }
+        case .silu:
+            for i in 0..<count { x[i] = x[i] / (1 + expf(-x[i])) }
+        }
+    }
+
+    /// `gate[i] = act(gate[i]) · up[i]`: the gated feed-forward of T5 v1.1 (`wi_0`, `wi_1`).
+    public func applyGated(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        apply(gate, count: count)
+        for i in 0..<count { gate[i] *= up[i] }
+    }
+}
+
+/// Plain twins of `Activation`, in Double.
+public enum ReferenceActivation {
+    public static func apply(_ activation: Activation, _ x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count {
+            let v = Double(x[i])
+            let y: Double
+            switch activation {
+            case .relu: y = max(v, 0)
+            case .gelu: y = 0.5 * v * (1 + erf(v / 2.0.squareRoot()))
+            case .geluTanh: y = 0.5 * v * (1 + tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v)))
+            case .silu: y = v / (1 + exp(-v))
+            }
+            x[i] = Float(y)
+        }
+    }
+}

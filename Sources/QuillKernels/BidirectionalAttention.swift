@@ -1,0 +1,126 @@
+import Foundation
+
+/// An additive attention bias that depends only on the relative position `key − query` (T5's
+/// bucketed relative position bias), expanded per head so the kernel needs no bucket logic.
+public struct RelativePositionBias: @unchecked Sendable {
+    /// (heads, 2·span + 1): the bias of head h for relative position r is at `h·(2·span+1) + r + span`.
+    public let values: UnsafePointer<Float>
+    /// Largest |key − query| with its own entry; larger distances use the entry at ±span (T5's buckets
+    /// saturate at `relative_attention_max_distance`, so clamping there is exact).
+    public let span: Int
+
+    public init(values: UnsafePointer<Float>, span: Int) {
+        self.values = values
+        self.span = span
+    }
+
+    @inline(__always) func row(head: Int) -> UnsafePointer<Float> { values + head * (2 * span + 1) + span }
+}
+
+/// Where the keys and values of one sequence of an attention batch are.
+public struct AttentionKeys: @unchecked Sendable {
+    /// (heads, keyStride, headDimension)
+    public var keys: UnsafePointer<Float>
+    /// (heads, keyStride, headDimension)
+    public var values: UnsafePointer<Float>
+    /// Valid key positions `0 ..< keyCount`; later ones (padding) are masked out.
+    public var keyCount: Int
+    /// Position of the first query token: it matters for `causal` and for a relative bias.
+    public var firstPosition: Int
+
+    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyCount: Int, firstPosition: Int) {
+        self.keys = keys
+        self.values = values
+        self.keyCount = keyCount
+        self.firstPosition = firstPosition
+    }
+}
+
+/// Multi-head attention for encoder-decoder models: bidirectional or causal, over a padded key range,
+/// with an optional relative position bias — encoder self-attention, decoder self-attention over its
+/// cache, and cross-attention over cached encoder keys/values. (`Attention.causal` stays the
+/// decoder-only kernel.) Queries and keys have the same number of heads.
+public enum BidirectionalAttention {
+    /// - Parameters:
+    ///   - queries: (sequences, tokens, heads, headDimension)
+    ///   - output: (sequences, tokens, heads, headDimension)
+    ///   - keyStride: positions between two heads in the key/value buffers
+    ///   - causal: token t of a sequence sees keys `0 ... firstPosition + t` only (within `keyCount`).
+    ///   - scale: factor on the query–key products (1 for T5, `1/sqrt(hd)` for BART/Marian)
+    ///   - keysOf: the keys and values of sequence s
+    public static func attend(queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int,
+                              causal: Bool, scale: Float, bias: RelativePositionBias?, pool: ThreadPool,
+                              keysOf: (Int) -> AttentionKeys) {
+        pool.parallelFor(sequences * tokens * heads) { item in
+            let h = item % heads, t = (item / heads) % tokens, s = item / (heads * tokens)
+            let source = keysOf(s)
+            let query = source.firstPosition + t
+            let length = causal ? min(source.keyCount, query + 1) : source.keyCount
+            let q = queries + item * hd
+            let out = output + item * hd
+            let k = source.keys + h * keyStride * hd, v = source.values + h * keyStride * hd
+            guard length > 0 else {
+                out.update(repeating: 0, count: hd)
+                return
+            }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+                let p = scores.baseAddress!
+                var maximum = -Float.infinity
+                let biasRow = bias.map { $0.row(head: h) }
+                let span = bias?.span ?? 0
+                for j in 0..<length {
+                    var score = dot(q, k + j * hd, count: hd) * scale
+                    if let biasRow { score += biasRow[min(max(j - query, -span), span)] }
+                    p[j] = score
+                    maximum = max(maximum, score)
+                }
+                var total: Float = 0
+                for j in 0..<length {
+                    let e = expf(p[j] - maximum)
+                    p[j] = e
+                    total += e
+                }
+                out.update(repeating: 0, count: hd)
+                let inverse = 1 / total
+                for j in 0..<length { addScaled(v + j * hd, scale: p[j] * inverse, into: out, count: hd) }
+            }
+        }
+    }
+}
+
+/// The plain twin of `BidirectionalAttention`, in Double, one head at a time.
+public enum ReferenceBidirectionalAttention {
+    public static func attend(queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                              sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int,
+                              causal: Bool, scale: Float, bias: RelativePositionBias?,
+                              keysOf: (Int) -> AttentionKeys) {
+        for s in 0..<sequences {
+            let source = keysOf(s)
+            for t in 0..<tokens {
+                let query = source.firstPosition + t
+                let length = causal ? min(source.keyCount, query + 1) : source.keyCount
+                for h in 0..<heads {
+                    let base = ((s * tokens + t) * heads + h) * hd
+                    var scores = [Double](repeating: 0, count: length)
+                    for j in 0..<length {
+                        var sum = 0.0
+                        for i in 0..<hd { sum += Double(queries[base + i]) * Double(source.keys[(h * keyStride + j) * hd + i]) }
+                        scores[j] = sum * Double(scale)
+                        if let bias {
+                            scores[j] += Double(bias.values[h * (2 * bias.span + 1) + bias.span + min(max(j - query, -bias.span), bias.span)])
+                        }
+                    }
+                    let m = scores.max() ?? 0
+                    let e = scores.map { Foundation.exp($0 - m) }
+                    let total = e.reduce(0, +)
+                    for i in 0..<hd {
+                        var acc = 0.0
+                        for j in 0..<length { acc += e[j] / total * Double(source.values[(h * keyStride + j) * hd + i]) }
+                        output[base + i] = length > 0 ? Float(acc) : 0
+                    }
+                }
+            }
+        }
+    }
+}

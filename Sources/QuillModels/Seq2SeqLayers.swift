@@ -1,0 +1,178 @@
+import QuillGeneration
+import QuillKernels
+
+/// A linear layer `y = x·Wᵀ + b` (PyTorch `nn.Linear`; W is (out, in)).
+struct Linear {
+    let weight: WeightMatrix     // (out, in)
+    let bias: [Float]?           // (out)
+
+    var outputs: Int { weight.rows }
+
+    /// - Parameters:
+    ///   - x: (tokens, in)
+    ///   - y: (tokens, out)
+    func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
+        guard tokens > 0 else { return }
+        if tokens == 1 {
+            // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
+            MatVec.multiply(weight, x, into: y, precision: context.matVecPrecision, pool: context.pool)
+        } else {
+            MatMul.multiply(weight, x, tokens: tokens, into: y, pool: context.pool)
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for t in 0..<tokens { addInPlace(b.baseAddress!, into: y + t * weight.rows, count: weight.rows) }
+            }
+        }
+    }
+}
+
+/// What every layer needs besides its weights.
+struct LayerContext {
+    let pool: ThreadPool
+    let matVecPrecision: MatVecPrecision
+}
+
+/// The normalisation of a block: LayerNorm with bias (BART, Marian) or T5's RMS norm (no mean, no bias).
+enum Norm {
+    case layer(weight: [Float], bias: [Float], epsilon: Float)   // (width), (width)
+    case rms(weight: [Float], epsilon: Float)                     // (width)
+
+    /// - Parameters:
+    ///   - x: (rows, width)
+    ///   - y: (rows, width); may be `x`.
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        switch self {
+        case let .layer(weight, bias, epsilon):
+            LayerNorm.apply(x, weight: weight, bias: bias, into: y, rows: rows, width: width, epsilon: epsilon)
+        case let .rms(weight, epsilon):
+            RMSNorm.apply(x, weight: weight, into: y, rows: rows, width: width, epsilon: epsilon)
+        }
+    }
+}
+
+/// The feed-forward block: `out(act(in x))`, or gated `out(act(in x) ⊙ up x)` (T5 v1.1's wi_0, wi_1).
+struct FeedForward {
+    let input: Linear            // (ffn, width): fc1 / wi / wi_0
+    let up: Linear?              // (ffn, width): wi_1 when gated
+    let output: Linear           // (width, ffn): fc2 / wo
+    let activation: Activation
+
+    /// - Parameters:
+    ///   - x: (tokens, width)
+    ///   - y: (tokens, width)
+    func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
+        let ffn = input.outputs
+        var hidden = [Float](repeating: 0, count: tokens * ffn)   // (tokens, ffn)
+        input.apply(x, tokens: tokens, into: &hidden, context: context)
+        if let up {
+            var linear = [Float](repeating: 0, count: tokens * ffn)  // (tokens, ffn)
+            up.apply(x, tokens: tokens, into: &linear, context: context)
+            activation.applyGated(gate: &hidden, up: linear, count: tokens * ffn)
+        } else {
+            activation.apply(&hidden, count: tokens * ffn)
+        }
+        output.apply(hidden, tokens: tokens, into: y, context: context)
+    }
+}
+
+/// The four projections of an attention block.
+struct AttentionWeights {
+    let query: Linear   // (heads·hd, width)
+    let key: Linear     // (heads·hd, width)
+    let value: Linear   // (heads·hd, width)
+    let output: Linear  // (width, heads·hd)
+}
+
+/// An encoder layer: self-attention then feed-forward, each with its norm.
+struct EncoderLayer {
+    let attention: AttentionWeights
+    let attentionNorm: Norm
+    let feedForward: FeedForward
+    let feedForwardNorm: Norm
+}
+
+/// A decoder layer: causal self-attention, cross-attention over the encoder output, feed-forward.
+struct DecoderLayer {
+    let selfAttention: AttentionWeights
+    let selfAttentionNorm: Norm
+    let crossAttention: AttentionWeights
+    let crossAttentionNorm: Norm
+    let feedForward: FeedForward
+    let feedForwardNorm: Norm
+}
+
+/// `(tokens, heads, hd)` rows of `source` into `(heads, stride, hd)` at `destination` (the layout
+/// the attention kernel and the caches read: one head's positions contiguous).
+func splitHeads(_ source: UnsafePointer<Float>, tokens: Int, heads: Int, headDimension hd: Int,
+                into destination: UnsafeMutablePointer<Float>, stride: Int) {
+    for t in 0..<tokens {
+        for h in 0..<heads {
+            (destination + (h * stride + t) * hd).update(from: source + (t * heads + h) * hd, count: hd)
+        }
+    }
+}
+
+/// Reads the weights of one checkpoint, checking every shape, and optionally quantises matrices.
+struct WeightReader {
+    let file: SafetensorsFile
+    let quantize: Bool
+    let owner: WeightStorage
+
+    func matrix(_ name: String, rows: Int, columns: Int) throws -> WeightMatrix {
+        let m = try file.matrix(name, rows: rows, columns: columns)
+        return quantize ? owner.quantizedQ80(m) : m
+    }
+
+    func vector(_ name: String, count: Int) throws -> [Float] { try file.vector(name, count: count) }
+
+    func linear(_ name: String, rows: Int, columns: Int, bias: Bool) throws -> Linear {
+        Linear(weight: try matrix(name + ".weight", rows: rows, columns: columns),
+               bias: bias ? try vector(name + ".bias", count: rows) : nil)
+    }
+
+    func layerNorm(_ name: String, width: Int, epsilon: Float) throws -> Norm {
+        .layer(weight: try vector(name + ".weight", count: width), bias: try vector(name + ".bias", count: width),
+               epsilon: epsilon)
+    }
+
+    /// BART/Marian naming: `q_proj`, `k_proj`, `v_proj`, `out_proj`, all with biases.
+    func bartAttention(_ prefix: String, width: Int) throws -> AttentionWeights {
+        AttentionWeights(query: try linear(prefix + ".q_proj", rows: width, columns: width, bias: true),
+                         key: try linear(prefix + ".k_proj", rows: width, columns: width, bias: true),
+                         value: try linear(prefix + ".v_proj", rows: width, columns: width, bias: true),
+                         output: try linear(prefix + ".out_proj", rows: width, columns: width, bias: true))
+    }
+}
+
+/// Owns buffers made at load time (quantised matrices) for the model's lifetime.
+final class WeightStorage: @unchecked Sendable {
+    private var buffers: [UnsafeMutableRawPointer] = []
+
+    deinit { for b in buffers { b.deallocate() } }
+
+    /// A Q8_0 copy of `m` (ggml's layout and rounding: per 32 values d = amax/127, q = round(x/d)).
+    /// Matrices whose rows are not whole blocks stay as they are.
+    func quantizedQ80(_ m: WeightMatrix) -> WeightMatrix {
+        guard m.columns % 32 == 0, m.type != .q8_0 else { return m }
+        let blocks = m.columns / 32
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(1, m.rows * blocks * 34), alignment: 64)
+        buffers.append(buffer)
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: m.columns)
+        defer { row.deallocate() }
+        for r in 0..<m.rows {
+            ReferenceDequantizer.dequantize(m.type, m.row(r), count: m.columns, into: row)
+            for b in 0..<blocks {
+                let x = row + 32 * b
+                var amax: Float = 0
+                for j in 0..<32 { amax = max(amax, abs(x[j])) }
+                let d = amax / 127
+                let inverse: Float = d != 0 ? 1 / d : 0
+                let block = buffer + (r * blocks + b) * 34
+                block.storeBytes(of: floatToHalf(d), as: UInt16.self)
+                for j in 0..<32 { block.storeBytes(of: Int8((x[j] * inverse).rounded()), toByteOffset: 2 + j, as: Int8.self) }
+            }
+        }
+        return WeightMatrix(type: .q8_0, rows: m.rows, columns: m.columns, data: UnsafeRawPointer(buffer))
+    }
+}
