@@ -1,0 +1,152 @@
+// Single-thread tokenizer benchmark: encode / decode throughput of Quill's byte-level BPE on English
+// prose (the corpus fixtures repeated to ~4 MB) and the cost of loading a 262,144-piece SentencePiece
+// vocabulary (synthetic: Gemma-3's real vocabulary is not available offline).
+//
+// Usage: tokenizer-bench [--tokenizer PATH] [--corpus DIR] [--mb N] [--rounds N] [--no-synthetic]
+// Prints human-readable lines and `RESULT key value` lines that run.sh turns into a table.
+import Foundation
+import QuillTokenizers
+
+func arg(_ name: String, _ fallback: String) -> String {
+    let a = CommandLine.arguments
+    if let i = a.firstIndex(of: name), i + 1 < a.count { return a[i + 1] }
+    return fallback
+}
+
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let root = here.appendingPathComponent("../../../..").standardized
+let fixtures = root.appendingPathComponent("Tests/QuillTokenizersTests/Fixtures")
+let tokenizerPath = arg("--tokenizer", fixtures.appendingPathComponent("tokenizer.json").path)
+let corpusDir = arg("--corpus", fixtures.appendingPathComponent("corpus").path)
+let targetMB = Double(arg("--mb", "4"))!
+let rounds = Int(arg("--rounds", "5"))!
+
+/// Resident memory of this process in bytes (Linux /proc; 0 elsewhere).
+func residentBytes() -> Int {
+    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let parts = s.split(separator: " ")
+    return parts.count > 1 ? (Int(parts[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE))) : 0
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func result(_ key: String, _ value: Double) { print("RESULT \(key) \(value)") }
+
+/// Builds the benchmark text exactly as hf_tokenizers.py does: the corpus files in name order,
+/// joined, repeated until at least `targetMB` MB.
+func corpusText() throws -> String {
+    let files = try FileManager.default.contentsOfDirectory(atPath: corpusDir)
+        .filter { $0.hasSuffix(".md") || $0.hasSuffix(".txt") }.sorted()
+    var one = ""
+    for f in files { one += try String(contentsOfFile: corpusDir + "/" + f, encoding: .utf8) }
+    var text = one
+    while Double(text.utf8.count) < targetMB * 1e6 { text += one }
+    return text
+}
+
+// MARK: SmolLM2 byte-level BPE
+
+let rss0 = residentBytes()
+var t = now()
+let tok = try BPETokenizer(tokenizerJSON: URL(fileURLWithPath: tokenizerPath))
+let loadSeconds = now() - t
+let loadBytes = residentBytes() - rss0
+print(String(format: "load %@: %.0f ms, +%.1f MB resident, %d tokens", (tokenizerPath as NSString).lastPathComponent,
+             loadSeconds * 1e3, Double(loadBytes) / 1e6, tok.vocabularySize))
+result("quill_load_ms", loadSeconds * 1e3)
+result("quill_load_mb", Double(loadBytes) / 1e6)
+
+let text = try corpusText()
+let megabytes = Double(text.utf8.count) / 1e6
+print(String(format: "text: %.2f MB (%d bytes)", megabytes, text.utf8.count))
+
+var ids: [Int32] = []
+var bestEncode = Double.infinity
+for _ in 0..<rounds {
+    t = now()
+    ids = tok.encode(text, parseSpecialTokens: true)
+    bestEncode = min(bestEncode, now() - t)
+}
+// Same checksum as hf_tokenizers.py (FNV-1a over the ids) so both sides can be compared.
+var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+for id in ids { hash = (hash ^ UInt64(UInt32(bitPattern: id))) &* 0x100_0000_01b3 }
+print(String(format: "encode: %.1f MB/s, %.2f M tokens/s (%d tokens, best of %d, fnv %016llx)",
+             megabytes / bestEncode, Double(ids.count) / bestEncode / 1e6, ids.count, rounds, hash))
+result("quill_encode_mbs", megabytes / bestEncode)
+result("quill_encode_mtoks", Double(ids.count) / bestEncode / 1e6)
+result("quill_tokens", Double(ids.count))
+print("RESULT quill_fnv \(String(hash, radix: 16))")
+
+var bestDecode = Double.infinity
+var decoded = ""
+for _ in 0..<rounds {
+    t = now()
+    decoded = tok.decode(ids, skipSpecialTokens: false)
+    bestDecode = min(bestDecode, now() - t)
+}
+precondition(decoded == text, "decode(encode(text)) != text")
+print(String(format: "decode: %.1f MB/s, %.2f M tokens/s (to String)", megabytes / bestDecode, Double(ids.count) / bestDecode / 1e6))
+result("quill_decode_mbs", megabytes / bestDecode)
+result("quill_decode_mtoks", Double(ids.count) / bestDecode / 1e6)
+
+// MARK: 262k-piece SentencePiece vocabulary (synthetic, Gemma-3 sized)
+
+if !CommandLine.arguments.contains("--no-synthetic") {
+    try syntheticVocabulary(text: text)
+}
+
+/// Builds a 262,144-piece SentencePiece BPE model with byte fallback (Gemma-3's size and layout:
+/// specials, 256 byte pieces, then pieces by descending score) from words of the corpus and
+/// random multi-byte strings, serialises it to `.model` bytes and measures parsing + building.
+func syntheticVocabulary(text: String) throws {
+    let size = 262_144
+    var rng = SystemRandomNumberGenerator()
+    var seen = Set<String>()
+    var pieces: [SentencePieceModelProto.Piece] = [.init("<pad>", score: 0, type: .control), .init("<eos>", score: 0, type: .control),
+                                                   .init("<bos>", score: 0, type: .control), .init("<unk>", score: 0, type: .unknown)]
+    pieces += (0..<256).map { .init(String(format: "<0x%02X>", $0), score: 0, type: .byte) }
+    for p in pieces { seen.insert(p.piece) }
+    func add(_ s: String) {
+        guard pieces.count < size, !s.isEmpty, seen.insert(s).inserted else { return }
+        pieces.append(.init(s, score: -Float(pieces.count), type: .normal))
+    }
+    // Every prefix of every word (with and without ▁) so that BPE merges can reach whole words.
+    for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }).prefix(400_000) {
+        let w = String(word)
+        var prefix = ""
+        for c in w { prefix.append(c); add(prefix); add("\u{2581}" + prefix) }
+        if pieces.count >= size / 2 { break }
+    }
+    let alphabet = Array("abcdefghijklmnopqrstuvwxyzäöüßéèàçñ日本語中文한국어кириллица")
+    while pieces.count < size {
+        add(String((0..<Int.random(in: 2...8, using: &rng)).map { _ in alphabet.randomElement(using: &rng)! }))
+    }
+    var proto = SentencePieceModelProto()
+    proto.pieces = pieces
+    proto.algorithm = .bpe
+    proto.byteFallback = true
+    proto.normalizer.name = "identity"
+    proto.normalizer.addDummyPrefix = false
+    proto.normalizer.removeExtraWhitespaces = false
+    proto.unkId = 3; proto.bosId = 2; proto.eosId = 1; proto.padId = 0
+    let bytes = proto.serialized()
+    print(String(format: "synthetic SentencePiece model: %d pieces, %.1f MB serialised", pieces.count, Double(bytes.count) / 1e6))
+
+    let before = residentBytes()
+    let t0 = now()
+    let parsed = try SentencePieceModelProto(bytes: bytes)
+    let sp = try SentencePieceTokenizer(proto: parsed)
+    let seconds = now() - t0
+    let grown = residentBytes() - before
+    print(String(format: "load 262k SentencePiece: %.0f ms, +%.1f MB resident", seconds * 1e3, Double(grown) / 1e6))
+    result("sp262k_load_ms", seconds * 1e3)
+    result("sp262k_load_mb", Double(grown) / 1e6)
+
+    let sample = String(decoding: Array(text.utf8.prefix(1_000_000)), as: UTF8.self)
+    let t1 = now()
+    let spIds = sp.encode(sample, addSpecialTokens: false)
+    let encodeSeconds = now() - t1
+    print(String(format: "262k SentencePiece BPE encode: %.1f MB/s (%d tokens)", Double(sample.utf8.count) / 1e6 / encodeSeconds, spIds.count))
+    result("sp262k_encode_mbs", Double(sample.utf8.count) / 1e6 / encodeSeconds)
+    precondition(sp.decode(spIds, skipSpecialTokens: false) == sample, "262k round trip")
+}

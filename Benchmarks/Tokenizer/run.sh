@@ -1,0 +1,29 @@
+#!/bin/sh
+# Runs Quill's tokenizer-bench and HF tokenizers (PyPI) on the same ~4 MB of English prose, one
+# thread each, and prints a comparison table. Usage: Benchmarks/Tokenizer/run.sh [--mb N]
+# Needs: swift, python3 with `tokenizers` (pip install tokenizers).
+set -eu
+cd "$(dirname "$0")"
+SCRATCH=${SCRATCH:-.build}
+swift build -c release --scratch-path "$SCRATCH" >&2
+OUT=$(mktemp)
+"$SCRATCH/release/tokenizer-bench" "$@" | tee "$OUT" >&2
+python3 hf_tokenizers.py "$@" | tee -a "$OUT" >&2
+awk '
+/^RESULT/ { v[$2] = $3 }
+END {
+    if (v["quill_fnv"] != v["hf_fnv"] || v["quill_tokens"] != v["hf_tokens"]) print "WARNING: token ids differ (Quill " v["quill_tokens"] " tokens, HF " v["hf_tokens"] ")"
+    else print "ids identical: " v["quill_tokens"] " tokens, fnv " v["quill_fnv"]
+    printf "\n| 1 thread, SmolLM2 vocabulary | Quill | HF tokenizers | Quill / HF |\n|---|---|---|---|\n"
+    printf "| encode MB/s | %.1f | %.2f | %.1f× |\n", v["quill_encode_mbs"], v["hf_encode_mbs"], v["quill_encode_mbs"] / v["hf_encode_mbs"]
+    printf "| encode M tokens/s | %.2f | %.3f | %.1f× |\n", v["quill_encode_mtoks"], v["hf_encode_mtoks"], v["quill_encode_mtoks"] / v["hf_encode_mtoks"]
+    printf "| decode MB/s | %.1f | %.1f | %.1f× |\n", v["quill_decode_mbs"], v["hf_decode_mbs"], v["quill_decode_mbs"] / v["hf_decode_mbs"]
+    printf "| decode M tokens/s | %.2f | %.2f | %.1f× |\n", v["quill_decode_mtoks"], v["hf_decode_mtoks"], v["quill_decode_mtoks"] / v["hf_decode_mtoks"]
+    printf "| load tokenizer.json ms | %.0f | %.0f | |\n", v["quill_load_ms"], v["hf_load_ms"]
+    printf "| load resident MB | %.1f | %.1f | |\n", v["quill_load_mb"], v["hf_load_mb"]
+    if ("sp262k_load_ms" in v) {
+        printf "\n| synthetic 262,144-piece SentencePiece BPE (Gemma-3 size) | Quill |\n|---|---|\n"
+        printf "| parse .model + build, ms | %.0f |\n| resident MB after load | %.1f |\n| encode MB/s (1 MB) | %.1f |\n", v["sp262k_load_ms"], v["sp262k_load_mb"], v["sp262k_encode_mbs"]
+    }
+}' "$OUT"
+rm -f "$OUT"
