@@ -1,0 +1,41 @@
+import Foundation
+import QuillKernels
+import Testing
+
+@Suite struct LayerNormActivationTests {
+    func random(_ count: Int, seed: UInt64, scale: Float = 1, shift: Float = 0) -> [Float] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale + shift
+        }
+    }
+
+    @Test func layerNormMatchesReference() {
+        let rows = 5, width = 200
+        let x = random(rows * width, seed: 1, scale: 3, shift: 40)  // a large mean: the two-pass form matters
+        let weight = random(width, seed: 2, shift: 1), bias = random(width, seed: 3, scale: 0.1)
+        var fast = [Float](repeating: 0, count: x.count), slow = fast
+        LayerNorm.apply(x, weight: weight, bias: bias, into: &fast, rows: rows, width: width, epsilon: 1e-5)
+        ReferenceLayerNorm.apply(x, weight: weight, bias: bias, into: &slow, rows: rows, width: width, epsilon: 1e-5)
+        let worst = zip(fast, slow).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-4, "max error \(worst)")
+    }
+
+    @Test(arguments: Activation.allCases)
+    func activationMatchesReference(_ activation: Activation) {
+        let x = random(1000, seed: 4, scale: 6)
+        var fast = x, slow = x
+        activation.apply(&fast, count: x.count)
+        ReferenceActivation.apply(activation, &slow, count: x.count)
+        let worst = zip(fast, slow).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+        #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
+    }
+
+    @Test func activationNames() {
+        #expect(Activation(huggingFaceName: "swish") == .silu)
+        #expect(Activation(huggingFaceName: "gelu_new") == .geluTanh)
+        #expect(Activation(huggingFaceName: "gelu") == .gelu)
+        #expect(Activation(huggingFaceName: "tanh") == nil)
+    }
+}
