@@ -127,6 +127,10 @@ public struct HFGenerationConfig: Codable, Sendable {
 extension HFModelConfig {
     /// Reads `directory/config.json`; a missing file or an unreadable value is a one-line error.
     public static func load(directory: String) throws -> HFModelConfig {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CheckpointError(path: directory, problem: "no such model folder")
+        }
         let path = (directory as NSString).appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CheckpointError(path: directory, problem: "no config.json (expected a Hugging Face model folder)")

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import QuillGeneration
+import QuillModels
+
+/// Options shared by `translate` and `summarize`: the checkpoint folder and the search.
+struct Seq2SeqOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("model")], help: "Hugging Face model folder (config.json, model.safetensors, tokenizer files).")
+    var model: String
+
+    @Option(name: [.short, .customLong("threads")], help: "Threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Beams (1: greedy search; default: the model's generation_config.json).")
+    var beam: Int?
+
+    @Option(help: "The most tokens to generate per output (HF max_new_tokens; default: the model's generation config, else 256).")
+    var maxLength: Int?
+
+    @Flag(help: "Print the generated token ids (space-separated, without the decoder start token) instead of text.")
+    var ids = false
+
+    @Option(help: "Weight format in memory: 'q8_0' quantises every matrix to 8 bits at load time (faster, approximate).")
+    var quantize: String?
+
+    func validate() throws {
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
+        if let beam { guard beam >= 1 && beam <= 64 else { throw ValidationError("--beam must be between 1 and 64") } }
+        if let maxLength { guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1") } }
+        if let quantize { guard quantize == "q8_0" else { throw ValidationError("--quantize accepts only q8_0") } }
+    }
+
+    func load(sourcePrefix: (String) -> String = { _ in "" }) throws -> Seq2SeqPipeline {
+        // The prefix depends on the model type, which only config.json knows.
+        let type = try HFModelConfig.load(directory: model).modelType
+        return try Seq2SeqPipeline(directory: model, threads: threads, quantize: quantize == "q8_0",
+                                   sourcePrefix: sourcePrefix(type))
+    }
+
+    func settings(_ pipeline: Seq2SeqPipeline, nBest: Int) -> Seq2SeqSettings {
+        var s = pipeline.model.generationDefaults
+        if let beam { s.numBeams = beam }
+        if let maxLength { s.maxNewTokens = maxLength }
+        s.numBeams = max(s.numBeams, nBest)
+        s.numReturnSequences = nBest
+        return s
+    }
+
+    /// One output line: text or ids, with `\t<score>` when scores are asked for.
+    func line(_ hypothesis: Seq2SeqHypothesis, _ pipeline: Seq2SeqPipeline, withScore: Bool) -> String {
+        var out = ids ? hypothesis.generated.map(String.init).joined(separator: " ")
+            : pipeline.text(hypothesis).replacingOccurrences(of: "\n", with: " ")
+        if withScore { out += "\t" + String(format: "%.6f", hypothesis.score) }
+        return out
+    }
+}
+
+struct Translate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Translate the sentences read from stdin, one per line, with an encoder-decoder model (Marian, T5, BART).",
+        discussion: """
+            Writes one translation per input line, in order, each as soon as it and the lines before it are done \
+            (lines are read and translated in batches of --batch-size). An empty input line gives an empty output \
+            line. With --n-best K every input line gives K lines 'hypothesis<TAB>score', best first. Timings go to stderr.
+            """)
+
+    @OptionGroup var options: Seq2SeqOptions
+
+    @Option(help: "Hypotheses per input line, best first, each with its beam score (needs --beam ≥ K; raised if lower).")
+    var nBest: Int?
+
+    @Option(help: "Sentences translated together.")
+    var batchSize: Int = 16
+
+    func validate() throws {
+        if let nBest { guard nBest >= 1 && nBest <= 64 else { throw ValidationError("--n-best must be between 1 and 64") } }
+        guard batchSize >= 1 && batchSize <= 1024 else { throw ValidationError("--batch-size must be between 1 and 1024") }
+    }
+
+    func run() throws {
+        StandardOutput.prepare()
+        try reportingErrors {
+            let clock = ContinuousClock()
+            let loadStart = clock.now
+            let pipeline = try options.load()
+            let loadTime = clock.now - loadStart
+            let settings = options.settings(pipeline, nBest: nBest ?? 1)
+            let start = clock.now
+            var sentences = 0, tokens = 0
+            var batch: [String] = []
+            func flush() throws {
+                try pipeline.run(batch, settings: settings) { _, hypotheses in
+                    if !hypotheses.isEmpty { sentences += 1 }
+                    tokens += hypotheses.first.map { $0.tokens.count - 1 } ?? 0
+                    let lines = hypotheses.isEmpty ? Array(repeating: "", count: nBest ?? 1)
+                        : hypotheses.map { options.line($0, pipeline, withScore: nBest != nil) }
+                    guard StandardOutput.write(lines.joined(separator: "\n") + "\n") else { throw closedOutputExitCode }
+                }
+                batch.removeAll()
+            }
+            while let line = Swift.readLine(strippingNewline: true) {
+                batch.append(line.hasSuffix("\r") ? String(line.dropLast()) : line)
+                if batch.count == batchSize { try flush() }
+            }
+            if !batch.isEmpty { try flush() }
+            report(load: loadTime, run: clock.now - start, sentences: sentences, tokens: tokens,
+                   threads: options.threads, beams: settings.numBeams)
+        }
+    }
+}
+
+/// `quill: load … | N sentences, s/s | M tokens, tok/s | threads, beams` on stderr.
+func report(load: Duration, run: Duration, sentences: Int, tokens: Int, threads: Int, beams: Int) {
+    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+    let s = max(seconds(run), 1e-9)
+    StandardError.write(String(format: "quill: load %.0f ms | %d sentences, %.1f sent/s | %d tokens generated (best hypotheses), %.1f tok/s | %d threads, %d beams\n",
+                               seconds(load) * 1000, sentences, Double(sentences) / s, tokens, Double(tokens) / s, threads, beams))
+}
