@@ -53,6 +53,16 @@ print(f"RESULT hf_encode_mtoks {len(ids) / best / 1e6}")
 print(f"RESULT hf_tokens {len(ids)}")
 print(f"RESULT hf_fnv {h:x}")
 
+chunks = [c + "\n\n" for c in text.split("\n\n")]
+best = float("inf")
+for _ in range(a.rounds):
+    t = time.perf_counter()
+    for c in chunks:
+        tok.encode(c, add_special_tokens=False)
+    best = min(best, time.perf_counter() - t)
+print(f"RESULT hf_chunked_mbs {mb / best}")
+print(f"RESULT hf_chunks {len(chunks)}")
+
 best = float("inf")
 for _ in range(a.rounds):
     t = time.perf_counter()
@@ -61,3 +71,23 @@ for _ in range(a.rounds):
 assert out == text, "HF decode(encode(text)) != text"
 print(f"RESULT hf_decode_mbs {mb / best}")
 print(f"RESULT hf_decode_mtoks {len(ids) / best / 1e6}")
+
+# SentencePiece unigram (tiny-t5's tokenizer.json, converted by transformers from spiece.model).
+t5 = Tokenizer.from_file(os.path.join(fixtures, "seq2seq/tiny-t5/tokenizer.json"))
+best = float("inf")
+for _ in range(a.rounds):
+    t = time.perf_counter()
+    t5ids = t5.encode(text, add_special_tokens=False).ids
+    best = min(best, time.perf_counter() - t)
+h = 0xCBF29CE484222325
+for i in t5ids:
+    h = ((h ^ i) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+print(f"RESULT hf_t5_encode_mbs {mb / best}")
+print(f"RESULT hf_t5_tokens {len(t5ids)}")
+print(f"RESULT hf_t5_fnv {h:x}")
+best = float("inf")
+for _ in range(a.rounds):
+    t = time.perf_counter()
+    t5.decode(t5ids, skip_special_tokens=True)
+    best = min(best, time.perf_counter() - t)
+print(f"RESULT hf_t5_decode_mbs {mb / best}")

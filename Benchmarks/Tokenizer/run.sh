@@ -17,10 +17,17 @@ END {
     printf "\n| 1 thread, SmolLM2 vocabulary | Quill | HF tokenizers | Quill / HF |\n|---|---|---|---|\n"
     printf "| encode MB/s | %.1f | %.2f | %.1f× |\n", v["quill_encode_mbs"], v["hf_encode_mbs"], v["quill_encode_mbs"] / v["hf_encode_mbs"]
     printf "| encode M tokens/s | %.2f | %.3f | %.1f× |\n", v["quill_encode_mtoks"], v["hf_encode_mtoks"], v["quill_encode_mtoks"] / v["hf_encode_mtoks"]
+    printf "| encode MB/s, one call per paragraph (%d calls) | %.1f | %.2f | %.1f× |\n", v["quill_chunks"], v["quill_chunked_mbs"], v["hf_chunked_mbs"], v["quill_chunked_mbs"] / v["hf_chunked_mbs"]
     printf "| decode MB/s | %.1f | %.1f | %.1f× |\n", v["quill_decode_mbs"], v["hf_decode_mbs"], v["quill_decode_mbs"] / v["hf_decode_mbs"]
     printf "| decode M tokens/s | %.2f | %.2f | %.1f× |\n", v["quill_decode_mtoks"], v["hf_decode_mtoks"], v["quill_decode_mtoks"] / v["hf_decode_mtoks"]
     printf "| load tokenizer.json ms | %.0f | %.0f | |\n", v["quill_load_ms"], v["hf_load_ms"]
     printf "| load resident MB | %.1f | %.1f | |\n", v["quill_load_mb"], v["hf_load_mb"]
+    if ("hf_t5_encode_mbs" in v) {
+        same = (v["quill_t5_fnv"] == v["hf_t5_fnv"]) ? "identical ids" : "IDS DIFFER"
+        printf "\n| 1 thread, tiny-t5 unigram (nmt_nfkc) | Quill | HF tokenizers | Quill / HF |\n|---|---|---|---|\n"
+        printf "| encode MB/s (%s, %d tokens) | %.1f | %.2f | %.1f× |\n", same, v["quill_t5_tokens"], v["quill_t5_encode_mbs"], v["hf_t5_encode_mbs"], v["quill_t5_encode_mbs"] / v["hf_t5_encode_mbs"]
+        printf "| decode MB/s | %.1f | %.1f | %.1f× |\n", v["quill_t5_decode_mbs"], v["hf_t5_decode_mbs"], v["quill_t5_decode_mbs"] / v["hf_t5_decode_mbs"]
+    }
     if ("sp262k_load_ms" in v) {
         printf "\n| synthetic 262,144-piece SentencePiece BPE (Gemma-3 size) | Quill |\n|---|---|\n"
         printf "| parse .model + build, ms | %.0f |\n| resident MB after load | %.1f |\n| encode MB/s (1 MB) | %.1f |\n", v["sp262k_load_ms"], v["sp262k_load_mb"], v["sp262k_encode_mbs"]

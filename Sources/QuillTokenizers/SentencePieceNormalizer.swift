@@ -101,26 +101,23 @@ public struct SentencePieceNormalizer: Sendable {
         }
     }
 
-    /// Normalises one prefix: appends its replacement to `out` and returns the bytes consumed.
+    /// Normalises one prefix: returns the bytes consumed and where its replacement is
+    /// (in the input, in the replacement blob `blob`, or U+FFFD in `fffd`).
     @inline(__always)
-    private func normalizePrefix(_ s: UnsafeBufferPointer<UInt8>, _ i: Int, _ out: inout [UInt8]) -> Int {
+    private func normalizePrefix(_ s: UnsafeBufferPointer<UInt8>, _ i: Int, _ blob: UnsafeBufferPointer<UInt8>,
+                                 _ fffd: UnsafeBufferPointer<UInt8>) -> (Int, UnsafeBufferPointer<UInt8>) {
         if let ud = userDefined, let (len, _) = ud.longestPrefix(s, from: i) {
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: s[i..<(i + len)]))
-            return len
+            return (len, UnsafeBufferPointer(rebasing: s[i..<(i + len)]))
         }
         if let (len, value) = longestRule(s, i) {
             var k = value
-            while k < replacements.count, replacements[k] != 0 { out.append(replacements[k]); k += 1 }
-            return len
+            while k < blob.count, blob[k] != 0 { k += 1 }
+            return (len, UnsafeBufferPointer(rebasing: blob[min(value, k)..<k]))
         }
         let len = Self.validCharLength(s, i)
-        if len == 0 {
-            // Malformed UTF-8: U+FFFD for one consumed byte, as sentencepiece does.
-            out.append(contentsOf: Self.replacementChar)
-            return 1
-        }
-        out.append(contentsOf: UnsafeBufferPointer(rebasing: s[i..<(i + len)]))
-        return len
+        // Malformed UTF-8: U+FFFD for one consumed byte, as sentencepiece does.
+        if len == 0 { return (1, fffd) }
+        return (len, UnsafeBufferPointer(rebasing: s[i..<(i + len)]))
     }
 
     /// Normalises UTF-8 text exactly as sentencepiece's `Normalizer::Normalize` (without alignment).
@@ -131,66 +128,83 @@ public struct SentencePieceNormalizer: Sendable {
 
     /// Normalises raw bytes (may be malformed UTF-8).
     public func normalize(utf8 s: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        replacements.withUnsafeBufferPointer { blob in
+            Self.replacementChar.withUnsafeBufferPointer { fffd in normalize(s, blob, fffd) }
+        }
+    }
+
+    private func normalize(_ s: UnsafeBufferPointer<UInt8>, _ blob: UnsafeBufferPointer<UInt8>,
+                           _ fffd: UnsafeBufferPointer<UInt8>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(s.count + s.count / 4 + 8)
-        var piece: [UInt8] = []
         var i = 0
-        let removeExtra = spec.removeExtraWhitespaces
+        let removeExtra = spec.removeExtraWhitespaces, escape = spec.escapeWhitespaces
         if removeExtra {
             // Leading input that normalises to exactly one space is dropped.
             while i < s.count {
-                piece.removeAll(keepingCapacity: true)
-                let len = normalizePrefix(s, i, &piece)
-                if piece != [0x20] { break }
+                let (len, piece) = normalizePrefix(s, i, blob, fffd)
+                if !(piece.count == 1 && piece[0] == 0x20) { break }
                 i += len
             }
         }
         if i >= s.count { return [] }
-        let space: [UInt8] = spec.escapeWhitespaces ? Self.spaceSymbol : [0x20]
-        if spec.addDummyPrefix { out.append(contentsOf: space) }
+        if spec.addDummyPrefix {
+            if escape { out.append(contentsOf: Self.spaceSymbol) } else { out.append(0x20) }
+        }
         var prevSpace = removeExtra
         while i < s.count {
-            piece.removeAll(keepingCapacity: true)
-            let len = normalizePrefix(s, i, &piece)
+            let (len, piece) = normalizePrefix(s, i, blob, fffd)
             i += len
             var start = 0
             // Spaces at the start of a replacement are dropped after a space (folding runs).
             if prevSpace { while start < piece.count, piece[start] == 0x20 { start += 1 } }
             if start < piece.count {
                 for k in start..<piece.count {
-                    if piece[k] == 0x20 && spec.escapeWhitespaces { out.append(contentsOf: space) } else { out.append(piece[k]) }
+                    let b = piece[k]
+                    if b == 0x20 && escape { out.append(0xE2); out.append(0x96); out.append(0x81) } else { out.append(b) }
                 }
                 prevSpace = piece[piece.count - 1] == 0x20
             }
             if !removeExtra { prevSpace = false }
         }
         if removeExtra {
-            while out.count >= space.count, Array(out[(out.count - space.count)...]) == space {
-                out.removeLast(space.count)
+            if escape {
+                while out.count >= 3, out[out.count - 3] == 0xE2, out[out.count - 2] == 0x96, out[out.count - 1] == 0x81 {
+                    out.removeLast(3)
+                }
+            } else {
+                while out.last == 0x20 { out.removeLast() }
             }
         }
         return out
     }
 }
 
-/// A byte trie over a set of strings (vocabulary pieces), stored as a hash map from
-/// (node, byte) to child node so that very large vocabularies stay compact.
+/// A byte trie over a set of strings (vocabulary pieces), stored as one flat open-addressing hash
+/// table from (node, byte) to child node: compact for 262k-piece vocabularies and, unlike
+/// `Dictionary`, a few instructions per step on the segmentation hot path.
 struct BytesTrie: Sendable {
-    /// Key `node << 8 | byte` -> child node.
-    private var children: [UInt64: Int32] = [:]
+    private static let empty = UInt64.max
+    /// Slot = `key << 32 | child`, key = `node << 8 | byte` (nodes < 2^24): one word per edge.
+    private var slots: [UInt64]
+    private var mask: Int
+    private var shift: UInt64
+    private var count = 0
     /// Value (piece id) per node, -1 if no piece ends there.
     private(set) var values: [Int32] = [-1]
 
     init(_ entries: [([UInt8], Int32)]) {
-        children.reserveCapacity(entries.count * 3)
+        slots = [UInt64](repeating: Self.empty, count: 1 << 10)
+        mask = (1 << 10) - 1
+        shift = 64 - 10
         for (bytes, id) in entries where !bytes.isEmpty {
             var node: Int32 = 0
             for b in bytes {
-                let key = UInt64(node) << 8 | UInt64(b)
-                if let c = children[key] { node = c } else {
+                if let c = child(node, b) { node = c } else {
                     let c = Int32(values.count)
+                    precondition(c < (1 << 24) - 1, "vocabulary trie larger than 16M nodes")
                     values.append(-1)
-                    children[key] = c
+                    insert(UInt64(node) << 8 | UInt64(b), c)
                     node = c
                 }
             }
@@ -200,7 +214,38 @@ struct BytesTrie: Sendable {
     }
 
     @inline(__always)
-    func child(_ node: Int32, _ byte: UInt8) -> Int32? { children[UInt64(node) << 8 | UInt64(byte)] }
+    private func slot(_ key: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+
+    private mutating func insert(_ key: UInt64, _ child: Int32) {
+        if (count + 1) * 10 > slots.count * 7 {  // keep the load factor <= 0.7: double and rehash
+            let old = slots
+            let bits = 64 - Int(shift) + 1
+            slots = [UInt64](repeating: Self.empty, count: 1 << bits)
+            mask = (1 << bits) - 1
+            shift = UInt64(64 - bits)
+            for e in old where e != Self.empty {
+                var i = slot(e >> 32)
+                while slots[i] != Self.empty { i = (i + 1) & mask }
+                slots[i] = e
+            }
+        }
+        var i = slot(key)
+        while slots[i] != Self.empty { i = (i + 1) & mask }
+        slots[i] = key << 32 | UInt64(UInt32(child))
+        count += 1
+    }
+
+    @inline(__always)
+    func child(_ node: Int32, _ byte: UInt8) -> Int32? {
+        let key = UInt64(node) << 8 | UInt64(byte)
+        var i = slot(key)
+        while true {
+            let e = slots[i]
+            if e >> 32 == key { return Int32(truncatingIfNeeded: e & 0xFFFF_FFFF) }
+            if e == Self.empty { return nil }
+            i = (i + 1) & mask
+        }
+    }
 
     /// The longest entry that is a prefix of `s[from...]`: (length, id).
     func longestPrefix(_ s: UnsafeBufferPointer<UInt8>, from: Int) -> (Int, Int32)? {
@@ -216,6 +261,7 @@ struct BytesTrie: Sendable {
     }
 
     /// Exact lookup.
+    @inline(__always)
     func lookup(_ s: UnsafeBufferPointer<UInt8>) -> Int32? {
         var node: Int32 = 0
         for b in s {

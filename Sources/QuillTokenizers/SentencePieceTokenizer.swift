@@ -35,6 +35,10 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Unigram: highest normal score (user-defined pieces get `length * maxScore - 0.1`).
     let maxScore: Float
     let unkSurface: [UInt8]
+    /// True when no piece contains a non-▁ character followed by ▁: then no piece can span such a
+    /// boundary in the text, so segmentation runs word by word (with a cache) and gives the same
+    /// result as over the whole text. Holds for Marian/T5/Llama/most vocabularies; checked at load.
+    let splitsAtSpaces: Bool
 
     /// Loads a sentencepiece `.model` file.
     public convenience init(modelFile url: URL, addBOS: Bool = false, addEOS: Bool = false) throws {
@@ -130,6 +134,7 @@ public final class SentencePieceTokenizer: Tokenizer {
             offsets.append(arena.count)
         }
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
+        splitsAtSpaces = !entries.contains { Self.hasSpaceAfterText($0.0) }
         trie = BytesTrie(entries)
         byteIds = byteTable
         decodeArena = arena
@@ -137,6 +142,19 @@ public final class SentencePieceTokenizer: Tokenizer {
         unkScore = minScore - 10
         maxScore = maxScoreSeen
         normalizer = try SentencePieceNormalizer(spec: spec, userDefinedPieces: userDefined)
+    }
+
+    /// Whether the bytes contain ▁ right after a character that is not ▁.
+    static func hasSpaceAfterText(_ b: [UInt8]) -> Bool {
+        var i = 3
+        while i + 2 < b.count {
+            if b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81 && !(b[i - 3] == 0xE2 && b[i - 2] == 0x96 && b[i - 1] == 0x81) {
+                return true
+            }
+            i += 1
+        }
+        // ▁ at offsets 1 and 2 follows a partial character only in malformed pieces; offset 0 is fine.
+        return false
     }
 
     /// `<0x41>` -> 0x41.
@@ -203,10 +221,41 @@ public final class SentencePieceTokenizer: Tokenizer {
         let normalized = normalizer.normalize(utf8: s)
         if normalized.isEmpty { return }
         normalized.withUnsafeBufferPointer { n in
-            switch algorithm {
-            case .unigram: encodeUnigram(n, into: &out)
-            case .bpe: encodeBPE(n, into: &out)
+            guard splitsAtSpaces else { return segment(n, into: &out) }
+            var cache = PieceCache()
+            var start = 0
+            var i = 1
+            while i <= n.count {
+                // A word ends before each ▁ that follows a non-▁ character, and at the end.
+                let atEnd = i == n.count
+                let boundary = atEnd || (i >= 3 && i + 2 < n.count && n[i] == 0xE2 && n[i + 1] == 0x96 && n[i + 2] == 0x81
+                    && !(n[i - 3] == 0xE2 && n[i - 2] == 0x96 && n[i - 1] == 0x81))
+                if !boundary { i += 1; continue }
+                let word = UnsafeBufferPointer(rebasing: n[start..<i])
+                let h = PieceCache.hash(word)
+                let first = out.count
+                if let range = cache.lookup(word, hash: h) {
+                    cache.values.withUnsafeBufferPointer { v in for k in range { out.append(v[k]) } }
+                } else {
+                    segment(word, into: &out)
+                    cache.insert(word, hash: h, ids: out[first...])
+                }
+                // Runs of unknowns merge across words too (each word was segmented on its own).
+                if !byteFallback, first > 0, out.count > first, out[first] == unkId, out[first - 1] == unkId {
+                    out.remove(at: first)
+                }
+                if atEnd { break }
+                start = i
+                i += 3
             }
+        }
+    }
+
+    @inline(__always)
+    private func segment(_ n: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        switch algorithm {
+        case .unigram: encodeUnigram(n, into: &out)
+        case .bpe: encodeBPE(n, into: &out)
         }
     }
 

@@ -77,6 +77,22 @@ result("quill_encode_mtoks", Double(ids.count) / bestEncode / 1e6)
 result("quill_tokens", Double(ids.count))
 print("RESULT quill_fnv \(String(hash, radix: 16))")
 
+// Paragraph by paragraph (one encode call per "\n\n"-terminated chunk), as a server would see
+// requests: per-call overhead and a cold piece cache each time. Same chunks as hf_tokenizers.py.
+let chunks = text.components(separatedBy: "\n\n").map { $0 + "\n\n" }
+var bestChunked = Double.infinity
+var chunkedTokens = 0
+for _ in 0..<rounds {
+    t = now()
+    chunkedTokens = 0
+    for c in chunks { chunkedTokens += tok.encode(c, parseSpecialTokens: true).count }
+    bestChunked = min(bestChunked, now() - t)
+}
+print(String(format: "encode per paragraph (%d calls): %.1f MB/s, %.2f M tokens/s", chunks.count,
+             megabytes / bestChunked, Double(chunkedTokens) / bestChunked / 1e6))
+result("quill_chunked_mbs", megabytes / bestChunked)
+result("quill_chunks", Double(chunks.count))
+
 var bestDecode = Double.infinity
 var decoded = ""
 for _ in 0..<rounds {
@@ -88,6 +104,33 @@ precondition(decoded == text, "decode(encode(text)) != text")
 print(String(format: "decode: %.1f MB/s, %.2f M tokens/s (to String)", megabytes / bestDecode, Double(ids.count) / bestDecode / 1e6))
 result("quill_decode_mbs", megabytes / bestDecode)
 result("quill_decode_mtoks", Double(ids.count) / bestDecode / 1e6)
+
+// MARK: SentencePiece unigram (tiny-t5: nmt_nfkc charsmap, 1,000 pieces + 100 sentinels)
+
+do {
+    let t5 = try TokenizerLoader.load(directory: fixtures.appendingPathComponent("seq2seq/tiny-t5"))
+    var best = Double.infinity
+    var t5ids: [Int32] = []
+    for _ in 0..<rounds {
+        t = now()
+        t5ids = t5.encode(text, addSpecialTokens: false)
+        best = min(best, now() - t)
+    }
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for id in t5ids { h = (h ^ UInt64(UInt32(bitPattern: id))) &* 0x100_0000_01b3 }
+    print(String(format: "T5 unigram encode: %.1f MB/s, %.2f M tokens/s (%d tokens, fnv %016llx)",
+                 megabytes / best, Double(t5ids.count) / best / 1e6, t5ids.count, h))
+    result("quill_t5_encode_mbs", megabytes / best)
+    result("quill_t5_tokens", Double(t5ids.count))
+    print("RESULT quill_t5_fnv \(String(h, radix: 16))")
+    var bestDecode = Double.infinity
+    for _ in 0..<rounds {
+        t = now()
+        _ = t5.decode(t5ids, skipSpecialTokens: true)
+        bestDecode = min(bestDecode, now() - t)
+    }
+    result("quill_t5_decode_mbs", megabytes / bestDecode)
+}
 
 // MARK: 262k-piece SentencePiece vocabulary (synthetic, Gemma-3 sized)
 
