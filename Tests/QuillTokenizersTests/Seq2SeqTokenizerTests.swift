@@ -82,3 +82,31 @@ import Testing
         #expect(t5.decode(ids, skipSpecialTokens: false).contains("<extra_id_3>"))
     }
 }
+
+/// Both corpus fixtures (~400 kB of English) through the T5 and BART tokenizers (reference: HF
+/// `tokenizers` with the pack's tokenizer.json) and the byte-fallback BPE model (sentencepiece).
+@Suite struct Seq2SeqCorpusTests {
+    struct Entry: Decodable {
+        let count: Int
+        let first_500: [Int32]
+        let sha256: String
+    }
+
+    @Test(arguments: ["t5", "bart", "bpe"], ["hamlet.md", "kjv_genesis.txt"])
+    func corpus(model: String, file: String) throws {
+        let ref = try JSONDecoder().decode([String: Entry].self,
+                                           from: Data(contentsOf: Fixtures.url("corpus_ids", "json", "sentencepiece")))
+        let entry = try #require(ref["\(model)/\(file)"])
+        let parts = file.split(separator: ".")
+        let text = try String(contentsOf: Fixtures.url(String(parts[0]), String(parts[1]), "corpus"), encoding: .utf8)
+        let tok: any Tokenizer = model == "bpe" ? try SentencePieceTests.model("bpe")
+            : try TokenizerLoader.load(directory: Seq2SeqTokenizerTests.directory("tiny-\(model)"))
+        let ids = tok.encode(text, addSpecialTokens: false)
+        #expect(ids.count == entry.count)
+        #expect(Array(ids.prefix(500)) == entry.first_500)
+        #expect(SHA256.hex(Array(ids.map(String.init).joined(separator: ",").utf8)) == entry.sha256)
+        if model == "bart" {  // byte-level BPE is lossless (the SentencePiece models fold whitespace)
+            #expect(tok.decode(ids, skipSpecialTokens: false) == text)
+        }
+    }
+}
