@@ -32,6 +32,99 @@ struct ModelOptions: ParsableArguments {
 
 extension ComputePrecision: ExpressibleByArgument {}
 
+/// The sampling flags shared by `complete` and `chat` (llama.cpp's names and defaults).
+struct SamplingFlags: ParsableArguments {
+    @Option(help: "Temperature; 0 picks the most likely token (greedy decoding). (default: 0 for complete, 0.8 for chat)")
+    var temp: Float?
+
+    @Option(help: "Keep only the K most likely tokens (0: off).")
+    var topK: Int = 40
+
+    @Option(help: "Keep the most likely tokens whose probabilities reach P together (1: off).")
+    var topP: Float = 0.95
+
+    @Option(help: "Keep tokens at least P times as likely as the most likely one (0: off).")
+    var minP: Float = 0.05
+
+    @Option(help: "Locally typical sampling with mass P (1: off).")
+    var typical: Float = 1
+
+    @Option(help: "Divide positive logits of recently seen tokens by this, multiply negative ones (1: off).")
+    var repeatPenalty: Float = 1
+
+    @Option(help: "Tokens the penalties look back over (0: off, -1: the whole context).")
+    var repeatLastN: Int = 64
+
+    @Option(help: "Subtract this times the count of each recently seen token (0: off).")
+    var frequencyPenalty: Float = 0
+
+    @Option(help: "Subtract this from every recently seen token (0: off).")
+    var presencePenalty: Float = 0
+
+    @Option(help: "Seed of the sampler's random generator (default: random, printed to stderr).")
+    var seed: UInt64?
+
+    @Option(help: ArgumentHelp("Stop when the text contains this string (not printed); repeatable. \\n, \\t, \\r and \\\\ are unescaped.", valueName: "text"))
+    var stop: [String] = []
+
+    func validate() throws {
+        if let temp, !(temp >= 0) { throw ValidationError("--temp must be 0 or more") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
+        guard (0 ... 1).contains(topP) else { throw ValidationError("--top-p must be between 0 and 1") }
+        guard (0 ... 1).contains(minP) else { throw ValidationError("--min-p must be between 0 and 1") }
+        guard (0 ... 1).contains(typical) else { throw ValidationError("--typical must be between 0 and 1") }
+        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be more than 0") }
+        guard repeatLastN >= -1 else { throw ValidationError("--repeat-last-n must be -1 or more") }
+        guard stop.allSatisfy({ !$0.isEmpty }) else { throw ValidationError("--stop needs a non-empty string") }
+    }
+
+    /// The sampling options, with `defaultTemperature` when --temp is not given.
+    func options(defaultTemperature: Float) -> SamplingOptions {
+        var options = SamplingOptions()
+        options.temperature = temp ?? defaultTemperature
+        options.topK = topK
+        options.topP = topP
+        options.minP = minP
+        options.typicalP = typical
+        options.repeatPenalty = repeatPenalty
+        options.repeatLastN = repeatLastN
+        options.frequencyPenalty = frequencyPenalty
+        options.presencePenalty = presencePenalty
+        if let seed { options.seed = seed }
+        return options
+    }
+
+    /// The stop strings with `\n`-style escapes replaced, so that `--stop "\n\n"` works from a shell.
+    var stopStrings: [String] { stop.map(unescape) }
+
+    func unescape(_ text: String) -> String {
+        var result = "", escaping = false
+        for c in text {
+            if escaping {
+                switch c {
+                case "n": result.append("\n")
+                case "t": result.append("\t")
+                case "r": result.append("\r")
+                case "\\": result.append("\\")
+                default: result.append("\\"); result.append(c)
+                }
+                escaping = false
+            } else if c == "\\" {
+                escaping = true
+            } else {
+                result.append(c)
+            }
+        }
+        if escaping { result.append("\\") }
+        return result
+    }
+}
+
+/// Reports the seed when the output depends on it, so that a run can be repeated with --seed.
+func reportSeed(_ sampling: SamplingOptions) {
+    if !sampling.isGreedy { StandardError.write("quill: seed \(sampling.seed)\n") }
+}
+
 struct Complete: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Continue the text read from stdin, streaming the continuation to stdout.",
@@ -45,8 +138,7 @@ struct Complete: ParsableCommand {
     @Option(name: [.short, .customLong("ctx-size")], help: "Context size in tokens: prompt plus generated text (0: the model's trained context).")
     var ctxSize: Int = 4096
 
-    @Option(help: "Temperature; 0 picks the most likely token (greedy decoding).")
-    var temp: Double = 0
+    @OptionGroup var sampling: SamplingFlags
 
     @Flag(help: "Print the generated token ids (space-separated, one line) instead of text.")
     var ids = false
@@ -57,7 +149,6 @@ struct Complete: ParsableCommand {
     func validate() throws {
         guard nPredict >= -1 else { throw ValidationError("--n-predict must be -1 or more") }
         guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
-        guard temp == 0 else { throw ValidationError("only --temp 0 (greedy decoding) is supported so far") }
     }
 
     func run() throws {
@@ -77,53 +168,30 @@ struct Complete: ParsableCommand {
             let loadTime = (clock.now - loadStart).components
             let loadSeconds = Double(loadTime.seconds) + Double(loadTime.attoseconds) * 1e-18
 
-            let limit = nPredict < 0 ? Int.max : nPredict
-            let options = GenerationOptions(maxNewTokens: limit, stopAtEndOfSequence: !ignoreEos)
-            var printer = TokenPrinter(tokenizer: loaded.tokenizer, asIds: ids,
-                                       hidden: ignoreEos ? [] : loaded.model.endOfSequenceTokens)
-            let statistics = try generate(model: loaded.model, prompt: prompt, cache: cache, options: options) {
-                printer.print($0)
+            var options = TextGenerationOptions()
+            options.maxNewTokens = nPredict < 0 ? Int.max : nPredict
+            options.stopAtEndOfSequence = !ignoreEos
+            options.sampling = sampling.options(defaultTemperature: 0)
+            options.stopStrings = sampling.stopStrings
+            reportSeed(options.sampling)
+            var printedIds = false
+            let statistics = try loaded.generate(prompt: prompt, cache: cache, options: options) { event in
+                switch event {
+                case let .token(id) where ids:
+                    defer { printedIds = true }
+                    return StandardOutput.write((printedIds ? " " : "") + String(id))
+                case let .text(piece) where !ids:
+                    return StandardOutput.write(piece)
+                default:
+                    return true
+                }
             }
-            guard printer.finish() else { throw closedOutputExitCode }
+            guard !StandardOutput.closed, !ids || StandardOutput.write("\n") else { throw closedOutputExitCode }
             StandardError.write(String(
                 format: (ids ? "" : "\n") + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
                 loadSeconds * 1000, statistics.promptTokens, statistics.promptTokensPerSecond,
                 statistics.generatedTokens, statistics.generationTokensPerSecond,
                 modelOptions.threads, modelOptions.precision.rawValue))
         }
-    }
-}
-
-/// Turns generated tokens into output: text through the UTF-8-safe streaming detokenizer, or ids.
-struct TokenPrinter {
-    let tokenizer: BPETokenizer
-    let asIds: Bool
-    /// Tokens not shown as text (the end-of-sequence token).
-    let hidden: Set<TokenID>
-    private var detokenizer = StreamingDetokenizer()
-    private var printedAny = false
-
-    init(tokenizer: BPETokenizer, asIds: Bool, hidden: Set<TokenID>) {
-        self.tokenizer = tokenizer
-        self.asIds = asIds
-        self.hidden = hidden
-    }
-
-    /// Prints one token; false when stdout has gone away.
-    mutating func print(_ token: TokenID) -> Bool {
-        if asIds {
-            defer { printedAny = true }
-            return StandardOutput.write((printedAny ? " " : "") + String(token))
-        }
-        guard !hidden.contains(token) else { return true }
-        let text = detokenizer.append(tokenizer.tokenBytes(token))
-        return text.isEmpty || StandardOutput.write(text)
-    }
-
-    /// Flushes held bytes and ends the line of ids; false when stdout has gone away.
-    mutating func finish() -> Bool {
-        if asIds { return StandardOutput.write("\n") }
-        let tail = detokenizer.finish()
-        return (tail.isEmpty || StandardOutput.write(tail)) && !StandardOutput.closed
     }
 }
