@@ -44,9 +44,10 @@ public final class BPETokenizer: Sendable {
     ///     when `parseSpecialTokens` is true. User-defined tokens are matched verbatim always (as
     ///     llama.cpp does). Both decode to their literal text.
     ///   - preTokenizer: how text is split before BPE.
+    ///   - specialTokenIds: BOS/EOS/PAD/UNK for the `Tokenizer` protocol (GGUF `tokenizer.ggml.*_token_id`).
     /// - Throws: `TokenizerError` if `tokenTypes` has the wrong length or a merge is malformed.
     public convenience init(tokens: [String], merges: [String], tokenTypes: [Int32]?,
-                            preTokenizer: PreTokenizer) throws {
+                            preTokenizer: PreTokenizer, specialTokenIds: SpecialTokenIds = .init()) throws {
         if let types = tokenTypes, types.count != tokens.count {
             throw TokenizerError("token_type has \(types.count) entries but the vocabulary has \(tokens.count)")
         }
@@ -65,7 +66,8 @@ public final class BPETokenizer: Sendable {
                 specials.append((tokens[i], Int32(i), t == 4))
             }
         }
-        try self.init(tokens: tokens, mergePairs: pairs, specials: specials, preTokenizer: preTokenizer)
+        try self.init(tokens: tokens, mergePairs: pairs, specials: specials, preTokenizer: preTokenizer,
+                      specialTokenIds: specialTokenIds)
     }
 
     /// Designated initialiser shared by the GGUF and tokenizer.json paths.

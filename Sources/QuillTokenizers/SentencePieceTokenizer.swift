@@ -22,6 +22,8 @@ public final class SentencePieceTokenizer: Tokenizer {
     let pieces: [String]
     let scores: [Float]
     let types: [PieceType]
+    /// Control, unknown and byte pieces by spelling (they are not in `trie`).
+    let reserved: [String: Int32]
     /// Pieces that can be produced by segmentation (normal, user-defined, unused) by their UTF-8 bytes.
     let trie: BytesTrie
     /// Bytes of every piece as it appears in decoded text (▁ -> space, `<0x41>` -> 0x41).
@@ -108,6 +110,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         entries.reserveCapacity(pieces.count)
         var userDefined: [String] = []
         var byteTable = [Int32](repeating: -1, count: 256)
+        var reservedIds: [String: Int32] = [:]
         var arena: [UInt8] = []
         var offsets = [0]
         offsets.reserveCapacity(pieces.count + 1)
@@ -131,9 +134,13 @@ public final class SentencePieceTokenizer: Tokenizer {
             case .unknown:
                 arena.append(contentsOf: self.unkSurface)
             }
+            if pieceTypes[i] == .byte || pieceTypes[i] == .control || pieceTypes[i] == .unknown, reservedIds[p] == nil {
+                reservedIds[p] = Int32(i)
+            }
             offsets.append(arena.count)
         }
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
+        reserved = reservedIds
         splitsAtSpaces = !entries.contains { Self.hasSpaceAfterText($0.0) }
         trie = BytesTrie(entries)
         byteIds = byteTable
@@ -188,7 +195,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     public func id(of token: String) -> Int32? {
         var t = token
         if let v = t.withUTF8({ trie.lookup($0) }) { return v }
-        return pieces.firstIndex(of: token).map { Int32($0) }  // control/unknown/byte pieces: rare lookups
+        return reserved[token]
     }
 
     public func isSpecial(_ id: Int32) -> Bool {
