@@ -29,7 +29,7 @@ struct Summarize: ParsableCommand {
             var tokens = 0
             // Line breaks inside the document are ordinary whitespace to the tokenizers.
             let document = text.split(whereSeparator: \.isNewline).joined(separator: " ")
-            try pipeline.run([document], settings: settings) { _, hypotheses in
+            try options.run([document], pipeline, settings) { _, hypotheses in
                 tokens = hypotheses.first.map { $0.tokens.count - 1 } ?? 0
                 let line = hypotheses.first.map { options.line($0, pipeline, withScore: false) } ?? ""
                 guard StandardOutput.write(line + "\n") else { throw closedOutputExitCode }

@@ -20,6 +20,9 @@ struct Seq2SeqOptions: ParsableArguments {
     @Flag(help: "Print the generated token ids (space-separated, without the decoder start token) instead of text.")
     var ids = false
 
+    @Flag(help: "Read token ids instead of text: each input line is space-separated source ids, special tokens included (with --ids no tokenizer is needed).")
+    var inputIds = false
+
     @Option(help: "Weight format in memory: 'q8_0' quantises every matrix to 8 bits at load time (faster, approximate).")
     var quantize: String?
 
@@ -34,7 +37,7 @@ struct Seq2SeqOptions: ParsableArguments {
         // The prefix depends on the model type, which only config.json knows.
         let type = try HFModelConfig.load(directory: model).modelType
         return try Seq2SeqPipeline(directory: model, threads: threads, quantize: quantize == "q8_0",
-                                   sourcePrefix: sourcePrefix(type))
+                                   sourcePrefix: sourcePrefix(type), withTokenizer: !(inputIds && ids))
     }
 
     func settings(_ pipeline: Seq2SeqPipeline, nBest: Int) -> Seq2SeqSettings {
@@ -44,6 +47,19 @@ struct Seq2SeqOptions: ParsableArguments {
         s.numBeams = max(s.numBeams, nBest)
         s.numReturnSequences = nBest
         return s
+    }
+
+    /// Runs `lines` (text, or ids with --input-ids) through the pipeline.
+    func run(_ lines: [String], _ pipeline: Seq2SeqPipeline, _ settings: Seq2SeqSettings,
+             onResult: (Int, [Seq2SeqHypothesis]) throws -> Void) throws {
+        guard inputIds else { return try pipeline.run(lines, settings: settings, onResult: onResult) }
+        let sources = try lines.map { line in
+            try line.split(whereSeparator: \.isWhitespace).map { word -> TokenID in
+                guard let id = TokenID(word) else { throw CommandError("--input-ids: '\(word)' is not a token id") }
+                return id
+            }
+        }
+        try pipeline.run(sources: sources, settings: settings, onResult: onResult)
     }
 
     /// One output line: text or ids, with `\t<score>` when scores are asked for.
@@ -89,7 +105,7 @@ struct Translate: ParsableCommand {
             var sentences = 0, tokens = 0
             var batch: [String] = []
             func flush() throws {
-                try pipeline.run(batch, settings: settings) { _, hypotheses in
+                try options.run(batch, pipeline, settings) { _, hypotheses in
                     if !hypotheses.isEmpty { sentences += 1 }
                     tokens += hypotheses.first.map { $0.tokens.count - 1 } ?? 0
                     let lines = hypotheses.isEmpty ? Array(repeating: "", count: nBest ?? 1)
