@@ -31,14 +31,15 @@ public enum MatMul {
             MatVec.multiply(w, x, into: y, precision: .f32, pool: pool)
             return
         }
-        // Panels of at most `panelRows` rows, their count a multiple of the thread count so the
-        // threads get equal work (576 rows on 2 threads: 4 × 144, not 256 + 256 + 64).
-        let threadsWanted = pool.threadCount
+        // Panels of at most `panelRows` rows, an even number of them so that 1, 2 or 4 threads get
+        // equal work (576 rows: 4 × 144, not 256 + 256 + 64). The split depends on the matrix
+        // alone, never on the thread count: sgemm's rounding depends on the panel's shape, and the
+        // same input must give bitwise the same output at -t 1 and -t 2 (seeded sampling relies on it).
         let minimumPanels = (w.rows + panelRows - 1) / panelRows
-        let evenPanels = (minimumPanels + threadsWanted - 1) / threadsWanted * threadsWanted
+        let evenPanels = (minimumPanels + 1) / 2 * 2
         let rowsPerPanel = ((w.rows + evenPanels - 1) / evenPanels + 15) / 16 * 16
         let panels = (w.rows + rowsPerPanel - 1) / rowsPerPanel
-        let threads = min(threadsWanted, panels)
+        let threads = min(pool.threadCount, panels)
         let scratchFloats = rowsPerPanel * w.columns
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, threads * scratchFloats))
         defer { scratch.deallocate() }
