@@ -1,0 +1,215 @@
+import ArgumentParser
+import Foundation
+import QuillGeneration
+import QuillKernels
+import QuillModels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `quill bench`: llama-bench's measurement and output formats, so the two can be compared side by
+/// side and existing llama-bench tooling reads Quill's results.
+///
+/// As llama-bench does: each test runs once to warm up, then `-r` times from an empty cache on
+/// random token ids; a pp test is one forward pass over `-p` tokens (logits of the last one only), a
+/// tg test `-n` single-token forward passes. Tokens per second are computed per repetition, and the
+/// mean and sample standard deviation of those are reported.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Prompt-processing and generation speed, as llama-bench measures it.",
+        discussion: "Lists take comma-separated values (-t 1,2) or repeat the flag (-t 1 -t 2).")
+
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    var model: String?
+
+    @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt lengths to test (0: no pp test).")
+    var nPrompt: [String] = ["512"]
+
+    @Option(name: [.short, .customLong("n-gen")], help: "Generated lengths to test (0: no tg test).")
+    var nGen: [String] = ["128"]
+
+    @Option(name: [.short, .customLong("threads")], help: "Thread counts to test.")
+    var threads: [String] = [String(ProcessInfo.processInfo.activeProcessorCount)]
+
+    @Option(name: [.customShort("r"), .customLong("repetitions")], help: "Timed repetitions of each test.")
+    var repetitions: Int = 5
+
+    @Option(name: [.customShort("c"), .customLong("ctx-size")], help: "KV cache size (0: what the test needs, as llama-bench).")
+    var ctxSize: Int = 0
+
+    @Option(help: "Compute path: 'quantized' or 'f32'.")
+    var precision: ComputePrecision = .quantized
+
+    @Option(name: [.customShort("o"), .customLong("output")], help: "Output format: md, json or jsonl.")
+    var output: OutputFormat = .md
+
+    enum OutputFormat: String, ExpressibleByArgument { case md, json, jsonl }
+
+    func validate() throws {
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
+        for list in [nPrompt, nGen, threads] { _ = try Bench.integers(list) }
+        guard try Bench.integers(threads).allSatisfy({ (1...256).contains($0) }) else {
+            throw ValidationError("--threads must be between 1 and 256")
+        }
+    }
+
+    static func integers(_ list: [String]) throws -> [Int] {
+        try list.flatMap { $0.split(separator: ",") }.map {
+            guard let n = Int($0.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+                throw ValidationError("'\($0)' is not a count")
+            }
+            return n
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let path = model ?? DefaultModel.path
+            guard FileManager.default.fileExists(atPath: path) else { throw CommandError("\(path): no such model file") }
+            let file = try GGUFFile(path: path)
+            let info = ModelSummary(file: file)
+            var tests: [(prompt: Int, gen: Int)] = []
+            for p in try Bench.integers(nPrompt) where p > 0 { tests.append((p, 0)) }
+            for n in try Bench.integers(nGen) where n > 0 { tests.append((0, n)) }
+            var results: [BenchResult] = []
+            if output == .md { print(BenchResult.markdownHeader) }
+            for threadCount in try Bench.integers(threads) {
+                let llama = try LlamaModel(gguf: file, threads: threadCount, precision: precision, endOfSequenceTokens: [])
+                for test in tests {
+                    let samples = try measure(llama, prompt: test.prompt, gen: test.gen)
+                    let result = BenchResult(model: info, path: path, threads: threadCount, prompt: test.prompt,
+                                             gen: test.gen, samplesNs: samples)
+                    switch output {
+                    case .md: print(result.markdownRow)
+                    case .jsonl: print(result.json(indent: ""))
+                    case .json: break
+                    }
+                    fflush(nil)  // each row appears as soon as it is measured
+                    results.append(result)
+                }
+            }
+            if output == .json {
+                print("[\n" + results.map { $0.json(indent: "  ") }.joined(separator: ",\n") + "\n]")
+            }
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            StandardError.write("quill bench: peak RSS \(usage.ru_maxrss / 1024) MiB (ru_maxrss), precision \(precision.rawValue)\n")
+        }
+    }
+
+    /// Nanoseconds of each timed repetition (after one warm-up run).
+    func measure(_ llama: LlamaModel, prompt: Int, gen: Int) throws -> [UInt64] {
+        let capacity = ctxSize > 0 ? max(ctxSize, prompt + gen) : prompt + gen
+        let cache = llama.makeCache(capacity: capacity)
+        var random = SystemRandomNumberGenerator()
+        let vocabulary = llama.vocabularySize
+        func token() -> TokenID { TokenID(Int.random(in: 0..<vocabulary, using: &random)) }
+        func once() throws {
+            cache.reset()
+            if prompt > 0 { _ = try llama.forward((0..<prompt).map { _ in token() }, cache: cache, logits: .last) }
+            for _ in 0..<gen { _ = try llama.forward([token()], cache: cache, logits: .last) }
+        }
+        // Warm-up as llama-bench: the whole prompt, or a single generated token.
+        cache.reset()
+        if prompt > 0 { try once() } else { _ = try llama.forward([token()], cache: cache, logits: .last) }
+        return try (0..<repetitions).map { _ in
+            let start = DispatchTime.now().uptimeNanoseconds
+            try once()
+            return DispatchTime.now().uptimeNanoseconds - start
+        }
+    }
+}
+
+/// What llama-bench prints about the model.
+struct ModelSummary {
+    /// e.g. "llama 135M Q4_1": architecture, parameter count, the type holding most weights.
+    let type: String
+    let sizeBytes: Int
+    let parameters: Int
+
+    init(file: GGUFFile) {
+        sizeBytes = file.tensors.reduce(0) { $0 + $1.byteCount }
+        parameters = file.tensors.reduce(0) { $0 + $1.elementCount }
+        var elementsByType: [String: Int] = [:]
+        for t in file.tensors where t.dimensions.count >= 2 { elementsByType[t.type.description, default: 0] += t.elementCount }
+        let mainType = elementsByType.max { $0.value < $1.value }?.key ?? "?"
+        let architecture = file.optionalString("general.architecture") ?? "?"
+        let count = parameters >= 1_000_000_000 ? String(format: "%.1fB", Double(parameters) / 1e9)
+            : String(format: "%.0fM", Double(parameters) / 1e6)
+        type = "\(architecture) \(count) \(mainType)"
+    }
+}
+
+/// One test's result, formatted like llama-bench's markdown row and JSON object.
+struct BenchResult {
+    let model: ModelSummary
+    let path: String
+    let threads: Int
+    let prompt: Int
+    let gen: Int
+    let samplesNs: [UInt64]
+
+    var samplesTs: [Double] { samplesNs.map { Double(prompt + gen) * 1e9 / Double($0) } }
+    static func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(v.count, 1)) }
+    /// Sample standard deviation (n − 1), as llama-bench.
+    static func stddev(_ v: [Double]) -> Double {
+        guard v.count > 1 else { return 0 }
+        let m = mean(v)
+        return (v.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(v.count - 1)).squareRoot()
+    }
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+    var testName: String { prompt > 0 ? "pp\(prompt)" : "tg\(gen)" }
+
+    static let markdownHeader = """
+        | model                          |       size |     params | backend    | threads |            test |                  t/s |
+        | ------------------------------ | ---------: | ---------: | ---------- | ------: | --------------: | -------------------: |
+        """
+
+    var markdownRow: String {
+        let size = String(format: "%.2f MiB", Double(model.sizeBytes) / 1024 / 1024)
+        let params = String(format: "%.2f M", Double(model.parameters) / 1e6)
+        let ts = String(format: "%.2f ± %.2f", BenchResult.mean(samplesTs), BenchResult.stddev(samplesTs))
+        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, n - s.count))
+            return left ? s + fill : fill + s
+        }
+        return "| \(pad(model.type, 30, left: true)) | \(pad(size, 10)) | \(pad(params, 10)) | \(pad("CPU (Quill)", 10, left: true)) | "
+            + "\(pad(String(threads), 7)) | \(pad(testName, 15)) | \(pad(ts, 20)) |"
+    }
+
+    /// llama-bench's field names; `median_ts` and `engine` are extras.
+    func json(indent: String) -> String {
+        let ts = samplesTs
+        let nsMean = BenchResult.mean(samplesNs.map(Double.init))
+        let nsStd = BenchResult.stddev(samplesNs.map(Double.init))
+        func str(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let fields: [(String, String)] = [
+            ("engine", str("quill")),
+            ("model_filename", str(path)),
+            ("model_type", str(model.type)),
+            ("model_size", String(model.sizeBytes)),
+            ("model_n_params", String(model.parameters)),
+            ("n_batch", "512"), ("n_ubatch", "512"),
+            ("n_threads", String(threads)),
+            ("type_k", str("f32")), ("type_v", str("f32")),
+            ("use_mmap", "true"),
+            ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", "0"),
+            ("test_time", str(ISO8601DateFormatter().string(from: Date()))),
+            ("avg_ns", String(Int(nsMean))), ("stddev_ns", String(Int(nsStd))),
+            ("avg_ts", String(format: "%.6f", BenchResult.mean(ts))),
+            ("stddev_ts", String(format: "%.6f", BenchResult.stddev(ts))),
+            ("median_ts", String(format: "%.6f", BenchResult.median(ts))),
+            ("samples_ns", "[ " + samplesNs.map(String.init).joined(separator: ", ") + " ]"),
+            ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
+        ]
+        if indent.isEmpty { return "{" + fields.map { "\(str($0.0)): \($0.1)" }.joined(separator: ", ") + "}" }
+        return indent + "{\n" + fields.map { indent + "  \(str($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n" + indent + "}"
+    }
+}
