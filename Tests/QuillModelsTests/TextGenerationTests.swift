@@ -92,16 +92,14 @@ import Testing
         #expect(run.tokens[0] == run.tokens[1] && run.tokens[0].count == 24)
     }
 
-    @Test func promptPassesDependOnTheThreadCount() throws {
-        // Known gap (QuillKernels, not sampling): MatMul sizes its GEMM panels from the thread count and
-        // OpenBLAS rounds differently per panel size, so multi-token prompt logits differ in the last bits
-        // (≈3e-5) between -t 1 and -t 2; the int8 decode path can amplify that into different samples.
-        // When this is fixed, withKnownIssue reports it and this test should become a plain expectation.
+    @Test func promptPassesAreBitwiseTheSameForOneAndTwoThreads() throws {
+        // A multi-token prompt goes through MatMul, whose GEMM panels are cut from the matrix shape
+        // alone; sgemm rounds per panel shape, so a thread-dependent split would change the last bits
+        // (≈3e-5), which the int8 decode path can amplify into different samples.
         let run = try runAcrossThreads(prompt: [9555, 2462, 253, 655], precision: .quantized)
         let same = run.logits[0] == run.logits[1]  // a Bool, so a failure does not print 49152 numbers
-        withKnownIssue("GEMM panel size depends on the thread count") {
-            #expect(same)
-        }
+        #expect(same)
+        #expect(run.tokens[0] == run.tokens[1] && run.tokens[0].count == 24)
     }
 
     @Test func chatTurnsReuseTheCache() throws {
