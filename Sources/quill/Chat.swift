@@ -38,7 +38,7 @@ struct Chat: ParsableCommand {
             let session = try ChatSession(model: loaded, contextSize: contextSize, systemPrompt: system)
             var options = TextGenerationOptions()
             options.maxNewTokens = nPredict < 0 ? Int.max : nPredict
-            options.sampling = sampling.options(defaultTemperature: 0.8)
+            options.sampling = sampling.options
             options.stopStrings = sampling.stopStrings
             let baseSeed = options.sampling.seed
             reportSeed(options.sampling)

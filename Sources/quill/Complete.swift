@@ -34,8 +34,8 @@ extension ComputePrecision: ExpressibleByArgument {}
 
 /// The sampling flags shared by `complete` and `chat` (llama.cpp's names and defaults).
 struct SamplingFlags: ParsableArguments {
-    @Option(help: "Temperature; 0 picks the most likely token (greedy decoding). (default: 0 for complete, 0.8 for chat)")
-    var temp: Float?
+    @Option(help: "Temperature; 0 picks the most likely token (greedy decoding).")
+    var temp: Float = 0.8
 
     @Option(help: "Keep only the K most likely tokens (0: off).")
     var topK: Int = 40
@@ -68,7 +68,7 @@ struct SamplingFlags: ParsableArguments {
     var stop: [String] = []
 
     func validate() throws {
-        if let temp, !(temp >= 0) { throw ValidationError("--temp must be 0 or more") }
+        guard temp >= 0 else { throw ValidationError("--temp must be 0 or more") }
         guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
         guard (0 ... 1).contains(topP) else { throw ValidationError("--top-p must be between 0 and 1") }
         guard (0 ... 1).contains(minP) else { throw ValidationError("--min-p must be between 0 and 1") }
@@ -78,10 +78,10 @@ struct SamplingFlags: ParsableArguments {
         guard stop.allSatisfy({ !$0.isEmpty }) else { throw ValidationError("--stop needs a non-empty string") }
     }
 
-    /// The sampling options, with `defaultTemperature` when --temp is not given.
-    func options(defaultTemperature: Float) -> SamplingOptions {
+    /// The sampling options the flags describe.
+    var options: SamplingOptions {
         var options = SamplingOptions()
-        options.temperature = temp ?? defaultTemperature
+        options.temperature = temp
         options.topK = topK
         options.topP = topP
         options.minP = minP
@@ -171,7 +171,7 @@ struct Complete: ParsableCommand {
             var options = TextGenerationOptions()
             options.maxNewTokens = nPredict < 0 ? Int.max : nPredict
             options.stopAtEndOfSequence = !ignoreEos
-            options.sampling = sampling.options(defaultTemperature: 0)
+            options.sampling = sampling.options
             options.stopStrings = sampling.stopStrings
             reportSeed(options.sampling)
             var printedIds = false

@@ -133,14 +133,14 @@ final class ErrorReader: @unchecked Sendable {
 
     @Test func greedyIdsMatchTheReferenceEngine() throws {
         // greedy-00 of the reference pack, f32 path: transformers' greedy ids, ending with EOS (2).
-        let result = try QuillProcess.run(["complete", "-m", modelPath, "--precision", "f32", "--ids", "-n", "48"],
+        let result = try QuillProcess.run(["complete", "-m", modelPath, "--precision", "f32", "--temp", "0", "--ids", "-n", "48"],
                                           input: Data("The capital of France is".utf8))
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.text == "7042 30 198 198 504 2988 314 42 216 34 32 33 40 29 32 33 29 34 34 216 33 34 42 33 34 42 37 35 30 2\n")
     }
 
     @Test func streamsTextAndReportsTimings() throws {
-        let result = try QuillProcess.run(["complete", "-m", modelPath, "--precision", "f32", "-n", "48"],
+        let result = try QuillProcess.run(["complete", "-m", modelPath, "--precision", "f32", "--temp", "0", "-n", "48"],
                                           input: Data("The capital of France is".utf8))
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.text == " Paris.\n\nThe answer is: 2018-01-22 12:12:53.")
