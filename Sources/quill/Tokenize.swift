@@ -1,15 +1,35 @@
 import ArgumentParser
 import Foundation
 import QuillModels
+import QuillTokenizers
 
 struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the token ids of the text read from stdin (special tokens parsed; BOS only if the model asks for one).")
+        abstract: "Tokenize the text read from stdin and print the ids, the pieces or the count.",
+        discussion: """
+            With a GGUF file, special-token text such as <|im_start|> is parsed and BOS is added only when \
+            the model asks for one. With a Hugging Face folder (Marian, T5, BART), the tokens the tokenizer \
+            adds by default (</s>, <s>…</s>) are added, as transformers' tokenizer(text) does.
+            """)
 
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file or Hugging Face model folder (default: $QUILL_MODEL or the model Weights/fetch downloads).")
     var model: String?
 
-    @Flag(help: "Treat special-token text such as <|im_start|> as ordinary text.")
+    enum Output: String, EnumerableFlag {
+        case ids, pieces, count
+
+        static func help(for value: Output) -> ArgumentHelp? {
+            switch value {
+            case .ids: return "Print the token ids, space-separated on one line (the default)."
+            case .pieces: return "Print the vocabulary spellings of the tokens (Ġ/▁ for spaces), space-separated."
+            case .count: return "Print only the number of tokens."
+            }
+        }
+    }
+
+    @Flag var output: Output = .ids
+
+    @Flag(help: "Treat special-token text such as <|im_start|> as ordinary text (byte-level BPE only).")
     var noParseSpecial = false
 
     func run() throws {
@@ -17,19 +37,34 @@ struct Tokenize: ParsableCommand {
         try reportingErrors {
             let text = try StandardInput.readText()
             let path = model ?? DefaultModel.path
-            guard FileManager.default.fileExists(atPath: path) else {
-                throw CommandError("\(path): no such model file")
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw CommandError("\(path): no such model file or folder")
             }
-            let file = try GGUFFile(path: path)
-            let tokenizer = try TextModel.tokenizer(from: file)
-            var ids = tokenizer.encode(text, parseSpecialTokens: !noParseSpecial)
-            if (try? file.bool("tokenizer.ggml.add_bos_token")) == true,
-               let bos = file.optionalInt("tokenizer.ggml.bos_token_id") {
-                ids.insert(Int32(bos), at: 0)
+            let tokenizer: any Tokenizer
+            var ids: [Int32]
+            if isDirectory.boolValue {
+                guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF byte-level BPE models only") }
+                tokenizer = try TokenizerLoader.load(directory: URL(fileURLWithPath: path, isDirectory: true))
+                ids = tokenizer.encode(text, addSpecialTokens: true)
+            } else {
+                let file = try GGUFFile(path: path)
+                tokenizer = try GGUFTokenizer.load(from: file)
+                if let bpe = tokenizer as? BPETokenizer {
+                    ids = bpe.encode(text, parseSpecialTokens: !noParseSpecial)
+                } else {
+                    guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF byte-level BPE models only") }
+                    ids = tokenizer.encode(text, addSpecialTokens: false)
+                }
+                if let bos = GGUFTokenizer.beginningOfSequence(in: file) { ids.insert(bos, at: 0) }
             }
-            guard StandardOutput.write(ids.map(String.init).joined(separator: " ") + "\n") else {
-                throw closedOutputExitCode
+            let line: String
+            switch output {
+            case .ids: line = ids.map(String.init).joined(separator: " ")
+            case .pieces: line = ids.map { tokenizer.tokenString($0) ?? "?" }.joined(separator: " ")
+            case .count: line = String(ids.count)
             }
+            guard StandardOutput.write(line + "\n") else { throw closedOutputExitCode }
         }
     }
 }

@@ -1,0 +1,78 @@
+import QuillGeneration
+import QuillTokenizers
+
+/// Builds the tokenizer that a GGUF file describes in its `tokenizer.ggml.*` metadata.
+public enum GGUFTokenizer {
+    /// `gpt2` vocabularies become a byte-level `BPETokenizer` (pre-tokenizer from `tokenizer.ggml.pre`);
+    /// `llama` vocabularies a SentencePiece BPE tokenizer with byte fallback (Llama 1/2, Mistral,
+    /// Gemma), with the space prefix and BOS/EOS that the file asks for.
+    public static func load(from file: GGUFFile) throws -> any Tokenizer {
+        let kind = try file.string("tokenizer.ggml.model")
+        switch kind {
+        case "gpt2": return try byteLevelBPE(from: file)
+        case "llama": return try sentencePiece(from: file)
+        default:
+            throw GGUFError(path: file.path, problem: "unsupported tokenizer model '\(kind)' (known: gpt2, llama)")
+        }
+    }
+
+    /// The BOS id to put in front of a prompt, when the file asks for one (`tokenizer.ggml.add_bos_token`).
+    /// Without the key, `llama` (SentencePiece) vocabularies add BOS and `gpt2` ones do not, as in llama.cpp.
+    public static func beginningOfSequence(in file: GGUFFile) -> TokenID? {
+        let byDefault = file.optionalString("tokenizer.ggml.model") == "llama"
+        guard file.optionalBool("tokenizer.ggml.add_bos_token") ?? byDefault else { return nil }
+        return file.optionalInt("tokenizer.ggml.bos_token_id").map { TokenID($0) }
+    }
+
+    /// The byte-level BPE tokenizer of a `gpt2` vocabulary.
+    public static func byteLevelBPE(from file: GGUFFile) throws -> BPETokenizer {
+        let kind = try file.string("tokenizer.ggml.model")
+        guard kind == "gpt2" else {
+            throw GGUFError(path: file.path, problem: "tokenizer model is '\(kind)', not byte-level BPE ('gpt2')")
+        }
+        let pre = file.optionalString("tokenizer.ggml.pre") ?? "default"
+        let preTokenizer: PreTokenizer
+        switch pre {
+        case "smollm": preTokenizer = .smollm
+        case "gpt2", "default": preTokenizer = .gpt2
+        case "llama-bpe", "llama3": preTokenizer = .llama3
+        default:
+            throw GGUFError(path: file.path, problem: "unsupported pre-tokenizer '\(pre)' (known: smollm, gpt2, llama-bpe)")
+        }
+        return try wrappingErrors(file) {
+            try BPETokenizer(tokens: try file.stringArray("tokenizer.ggml.tokens"),
+                             merges: try file.stringArray("tokenizer.ggml.merges"),
+                             tokenTypes: try? file.intArray("tokenizer.ggml.token_type"), preTokenizer: preTokenizer)
+        }
+    }
+
+    /// The SentencePiece tokenizer of a `llama` vocabulary. GGUF keeps no character map, and
+    /// llama.cpp neither folds whitespace nor normalises: spaces become ▁ and a dummy prefix is
+    /// added unless `tokenizer.ggml.add_space_prefix` is false.
+    static func sentencePiece(from file: GGUFFile) throws -> SentencePieceTokenizer {
+        var normalizer = SentencePieceModelProto.Normalizer()
+        normalizer.name = "identity"
+        normalizer.removeExtraWhitespaces = false
+        normalizer.addDummyPrefix = file.optionalBool("tokenizer.ggml.add_space_prefix") ?? true
+        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").map { Int32($0) } }
+        return try wrappingErrors(file) {
+            try SentencePieceTokenizer(
+                pieces: try file.stringArray("tokenizer.ggml.tokens"),
+                scores: try file.floatArray("tokenizer.ggml.scores"),
+                types: try? file.intArray("tokenizer.ggml.token_type"),
+                model: .bpe, byteFallback: true, normalizer: normalizer,
+                unkId: id("unknown_token_id"), bosId: id("bos_token_id"), eosId: id("eos_token_id"),
+                padId: id("padding_token_id"))
+        }
+    }
+
+    private static func wrappingErrors<T>(_ file: GGUFFile, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as GGUFError {
+            throw error
+        } catch {
+            throw GGUFError(path: file.path, problem: "bad tokenizer: \(error)")
+        }
+    }
+}
