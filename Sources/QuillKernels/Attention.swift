@@ -26,7 +26,16 @@ public struct AttentionShape: Sendable {
 ///
 /// The cache of a layer is laid out (kvHeads, capacity, headDimension), so one query head reads its
 /// KV head's keys and values sequentially; query heads of a group share them without copies.
+///
+/// Prompt batches (several tokens, OpenBLAS loaded) run as two GEMMs per head and block of
+/// `blockRows` tokens: scores = Q·Kᵀ, a row-wise masked softmax, then P·V. One token at a time
+/// (decoding) runs a fused loop per head: dot products, softmax, and the weighted sum of values
+/// kept in registers. Work items never depend on the thread count, so neither do the results.
 public enum Attention {
+    /// Query rows per GEMM block: small enough that the causal mask wastes little (each block only
+    /// multiplies the keys up to its last token), large enough for sgemm to run at speed.
+    static let blockRows = 64
+
     /// - Parameters:
     ///   - queries: (tokens, heads, headDimension), already rotated
     ///   - keys: (kvHeads, capacity, headDimension), positions `0 ..< firstPosition + tokens` filled
@@ -36,35 +45,102 @@ public enum Attention {
     public static func causal(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
                               values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                               shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
-        let hd = shape.headDimension
-        let group = shape.heads / shape.kvHeads
-        let headStride = shape.capacity * hd
+        if tokens > 1, !MatMul.disableBLAS, let blas = BLAS.library {
+            blocked(blas, queries: queries, keys: keys, values: values, output: output, shape: shape,
+                    tokens: tokens, firstPosition: firstPosition, pool: pool)
+            return
+        }
         pool.parallelFor(tokens * shape.heads) { item in
             let t = item / shape.heads, h = item % shape.heads
-            let length = firstPosition + t + 1
-            let q = queries + (t * shape.heads + h) * hd
-            let k = keys + (h / group) * headStride
-            let v = values + (h / group) * headStride
-            let out = output + (t * shape.heads + h) * hd
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
-                let s = scores.baseAddress!
-                var maximum = -Float.infinity
-                for p in 0..<length {
-                    let score = dot(q, k + p * hd, count: hd) * shape.scale
-                    s[p] = score
-                    maximum = max(maximum, score)
+            head(queries: queries, keys: keys, values: values, output: output, shape: shape, token: t, head: h,
+                 length: firstPosition + t + 1)
+        }
+    }
+
+    /// One query head of one token: scores, softmax and the weighted sum of values.
+    @inline(__always)
+    static func head(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                     output: UnsafeMutablePointer<Float>, shape: AttentionShape, token t: Int, head h: Int,
+                     length: Int) {
+        let hd = shape.headDimension
+        let kv = (h / (shape.heads / shape.kvHeads)) * shape.capacity * hd
+        let q = queries + (t * shape.heads + h) * hd
+        let k = keys + kv, v = values + kv
+        let out = output + (t * shape.heads + h) * hd
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+            let s = scores.baseAddress!
+            for p in 0..<length { s[p] = dot(q, k + p * hd, count: hd) * shape.scale }
+            let inverse = 1 / exponentiateShifted(s, count: length)
+            weightedSum(s, v, count: length, width: hd, scale: inverse, into: out)
+        }
+    }
+
+    /// `out[0..<width] = scale · Σ_p weights[p] · rows[p·width ..< (p+1)·width]`, accumulating up to
+    /// 64 columns in registers over all rows (rather than loading and storing `out` once per row).
+    @inline(__always)
+    static func weightedSum(_ weights: UnsafePointer<Float>, _ rows: UnsafePointer<Float>, count: Int, width: Int,
+                            scale: Float, into out: UnsafeMutablePointer<Float>) {
+        let raw = UnsafeRawPointer(rows), ro = UnsafeMutableRawPointer(out)
+        var c = 0
+        while c + 64 <= width {
+            var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0
+            for p in 0..<count {
+                let w = SIMD16<Float>(repeating: weights[p]), o = 4 * (p * width + c)
+                a0.addProduct(w, raw.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+                a1.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 64, as: SIMD16<Float>.self))
+                a2.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 128, as: SIMD16<Float>.self))
+                a3.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 192, as: SIMD16<Float>.self))
+            }
+            ro.storeBytes(of: a0 * scale, toByteOffset: 4 * c, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a1 * scale, toByteOffset: 4 * c + 64, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a2 * scale, toByteOffset: 4 * c + 128, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a3 * scale, toByteOffset: 4 * c + 192, as: SIMD16<Float>.self)
+            c += 64
+        }
+        while c + 16 <= width {
+            var a = SIMD16<Float>()
+            for p in 0..<count {
+                a.addProduct(SIMD16(repeating: weights[p]), raw.loadUnaligned(fromByteOffset: 4 * (p * width + c), as: SIMD16<Float>.self))
+            }
+            ro.storeBytes(of: a * scale, toByteOffset: 4 * c, as: SIMD16<Float>.self)
+            c += 16
+        }
+        while c < width {
+            var a: Float = 0
+            for p in 0..<count { a += weights[p] * rows[p * width + c] }
+            out[c] = a * scale
+            c += 1
+        }
+    }
+
+    /// The GEMM formulation for prompt batches.
+    static func blocked(_ blas: BLAS.Library, queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+                        values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                        shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
+        let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
+        let blocks = (tokens + blockRows - 1) / blockRows
+        let rowStride = Int32(heads * hd)
+        // Later blocks see more keys. Ordering blocks 0, n−1, 1, n−2, … gives the contiguous shares
+        // of `parallelFor` similar amounts of work.
+        pool.parallelFor(blocks * heads) { item in
+            let i = item / heads, h = item % heads
+            let b = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2
+            let t0 = b * blockRows, rows = min(blockRows, tokens - t0)
+            let length = firstPosition + t0 + rows
+            let kv = (h / group) * shape.capacity * hd
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: rows * length) { buffer in
+                let s = buffer.baseAddress!
+                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(rows), Int32(length), Int32(hd),
+                           shape.scale, queries + (t0 * heads + h) * hd, rowStride, keys + kv, Int32(hd),
+                           0, s, Int32(length))
+                for r in 0..<rows {
+                    let row = s + r * length, valid = firstPosition + t0 + r + 1
+                    let total = exponentiateShifted(row, count: valid)
+                    scale(row, by: 1 / total, count: valid)
+                    (row + valid).update(repeating: 0, count: length - valid)
                 }
-                var total: Float = 0
-                for p in 0..<length {
-                    let e = expf(s[p] - maximum)
-                    s[p] = e
-                    total += e
-                }
-                out.update(repeating: 0, count: hd)
-                let inverse = 1 / total
-                for p in 0..<length {
-                    addScaled(v + p * hd, scale: s[p] * inverse, into: out, count: hd)
-                }
+                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(rows), Int32(hd), Int32(length),
+                           1, s, Int32(length), values + kv, Int32(hd), 0, output + (t0 * heads + h) * hd, rowStride)
             }
         }
     }

@@ -51,9 +51,18 @@ public enum ReferenceRMSNorm {
 public enum SwiGLU {
     @inlinable
     public static func apply(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
+        let rg = UnsafeMutableRawPointer(gate), ru = UnsafeRawPointer(up)
+        var i = 0
+        while i + 16 <= count {
+            let g = rg.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            let u = ru.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            rg.storeBytes(of: g / (1 + exp16(-g)) * u, toByteOffset: 4 * i, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count {
             let g = gate[i]
             gate[i] = g / (1 + expf(-g)) * up[i]
+            i += 1
         }
     }
 }

@@ -59,3 +59,68 @@ public func addScaled(_ x: UnsafePointer<Float>, scale alpha: Float, into y: Uns
 public func addInPlace(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
     addScaled(x, scale: 1, into: y, count: count)
 }
+
+/// `e^x` for 16 lanes: Cephes' `expf` (x = n·ln2 + r, a degree-7 polynomial for e^r, 2^n built in the
+/// exponent bits), within 2 ulp of `expf` for x in [-87, 88]; inputs are clamped to that range, so
+/// very negative x gives ~1e-38 rather than 0. Vectorised because scalar `expf` calls dominated
+/// softmax and SwiGLU.
+@inlinable @inline(__always)
+public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let v = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.0)), SIMD16(repeating: 88.0))
+    // Adding 1.5·2^23 rounds v·log2(e) to an integer that lands in the low mantissa bits.
+    let shifter = SIMD16<Float>(repeating: 12_582_912)
+    let t = v * 1.442_695_04 + shifter
+    let n = t - shifter
+    let r = (v - n * 0.693_359_375) + n * 2.121_944_40e-4  // ln 2 split in two for an exact reduction
+    var p = SIMD16<Float>(repeating: 1.987_569_15e-4)
+    p = p * r + 1.398_199_95e-3
+    p = p * r + 8.333_451_91e-3
+    p = p * r + 4.166_579_59e-2
+    p = p * r + 1.666_666_55e-1
+    p = p * r + 5.000_000_12e-1
+    p = p * (r * r) + r + 1
+    let bits = (unsafeBitCast(t, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    return p * unsafeBitCast(bits, to: SIMD16<Float>.self)
+}
+
+/// `x[i] = e^(x[i] − max)` over `count` values, returning their sum (the softmax numerators and
+/// denominator; the caller scales by 1/sum).
+@inlinable
+public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+    let raw = UnsafeMutableRawPointer(x)
+    var vmax = SIMD16<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 16 <= count { vmax = pointwiseMax(vmax, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)); i += 16 }
+    var maximum = vmax.max()
+    while i < count { maximum = Swift.max(maximum, x[i]); i += 1 }
+    var vsum = SIMD16<Float>(repeating: 0)
+    let m = SIMD16<Float>(repeating: maximum)
+    i = 0
+    while i + 16 <= count {
+        let e = exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
+        raw.storeBytes(of: e, toByteOffset: 4 * i, as: SIMD16<Float>.self)
+        vsum += e
+        i += 16
+    }
+    var sum = horizontalSum(vsum)
+    while i < count {
+        let e = exp16(SIMD16(repeating: x[i] - maximum))[0]
+        x[i] = e
+        sum += e
+        i += 1
+    }
+    return sum
+}
+
+/// `x[i] *= factor`.
+@inlinable
+public func scale(_ x: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
+    let raw = UnsafeMutableRawPointer(x)
+    var i = 0
+    while i + 16 <= count {
+        raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) * factor,
+                       toByteOffset: 4 * i, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count { x[i] *= factor; i += 1 }
+}
