@@ -67,6 +67,33 @@ public enum MatVec {
         }
     }
 
+    /// `y_i = W_i·x` for several matrices that share one quantised input (Q, K and V; gate and up),
+    /// in one parallel region: the rows of all matrices are split as one range, which halves the
+    /// fork-join rounds of a decode step and keeps both threads busy on small matrices.
+    /// Results are bitwise those of separate `multiply(_:_:into:pool:)` calls (every row runs the
+    /// same instruction sequence however rows are grouped).
+    public static func multiply(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
+                                _ xq: QuantizedActivations, pool: ThreadPool) {
+        let quantised = products.allSatisfy { [.q4_0, .q4_1, .q8_0].contains($0.matrix.type) }
+        guard quantised, products.count > 1 else {
+            for (w, y) in products { multiply(w, xq, into: y, pool: pool) }
+            return
+        }
+        var total = 0
+        for (w, _) in products {
+            precondition(xq.count == w.columns, "activation length must equal the matrix column count")
+            total += w.rows
+        }
+        pool.parallelRanges(total: total, minimumChunk: rowAlignment) { rows in
+            var start = 0
+            for (w, y) in products {
+                let lo = max(rows.lowerBound, start), hi = min(rows.upperBound, start + w.rows)
+                if lo < hi { multiplyInt8(w, xq, into: y, rows: (lo - start)..<(hi - start)) }
+                start += w.rows
+            }
+        }
+    }
+
     /// f32 kernels for one range of rows (on the current thread).
     static func multiplyF32(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                             rows: Range<Int>) {

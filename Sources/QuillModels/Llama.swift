@@ -125,75 +125,87 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
         return result
     }
 
+    /// Int8 copy of the current activation vector when decoding; reused every step (no allocation).
+    private var quantized: QuantizedActivations?
+
     /// One pass over at most `maxBatch` tokens.
     private func forwardBatch(_ tokens: [TokenID], cache: KVCache, logitsForAll: Bool) -> [Float] {
-        let c = configuration, n = tokens.count, w = c.modelWidth
+        let c = configuration, n = tokens.count, w = c.modelWidth, ffn = c.feedForwardWidth
         let qWidth = c.heads * c.headDimension, kvWidth = c.kvHeads * c.headDimension
         let firstPosition = cache.count
-        var x = [Float](repeating: 0, count: n * w)                    // (n, width) residual stream
-        var normed = [Float](repeating: 0, count: n * w)               // (n, width)
-        var q = [Float](repeating: 0, count: n * qWidth)               // (n, heads, hd)
-        var k = [Float](repeating: 0, count: n * kvWidth)              // (n, kvHeads, hd)
-        var v = [Float](repeating: 0, count: n * kvWidth)              // (n, kvHeads, hd)
-        var attention = [Float](repeating: 0, count: n * qWidth)       // (n, heads, hd)
-        var gate = [Float](repeating: 0, count: n * c.feedForwardWidth)  // (n, ffn)
-        var up = [Float](repeating: 0, count: n * c.feedForwardWidth)    // (n, ffn)
-        var projected = [Float](repeating: 0, count: n * w)            // (n, width)
+        // One allocation for every activation of the pass. Each buffer is fully written before it is read.
+        let arena = UnsafeMutablePointer<Float>.allocate(capacity: n * (3 * w + 2 * qWidth + 2 * kvWidth + 2 * ffn))
+        defer { arena.deallocate() }
+        let x = arena                                  // (n, width) residual stream
+        let normed = x + n * w                         // (n, width)
+        let projected = normed + n * w                 // (n, width)
+        let q = projected + n * w                      // (n, heads, hd)
+        let attention = q + n * qWidth                 // (n, heads, hd)
+        let k = attention + n * qWidth                 // (n, kvHeads, hd)
+        let v = k + n * kvWidth                        // (n, kvHeads, hd)
+        let gate = v + n * kvWidth                     // (n, ffn)
+        let up = gate + n * ffn                        // (n, ffn)
         let shape = AttentionShape(heads: c.heads, kvHeads: c.kvHeads, headDimension: c.headDimension,
                                    capacity: cache.capacity, scale: 1 / Float(c.headDimension).squareRoot())
+        // Decoding one token on the quantised path: quantise each activation once and run the
+        // matrices that share it (Q, K, V; gate, up) in one parallel region.
+        let fused = n == 1 && precision == .quantized
+        if fused && quantized == nil { quantized = QuantizedActivations(capacity: max(w, qWidth, ffn)) }
 
-        x.withUnsafeMutableBufferPointer { xb in
-            for (t, token) in tokens.enumerated() {
-                ReferenceDequantizer.dequantize(tokenEmbedding.type, tokenEmbedding.row(Int(token)), count: w,
-                                                into: xb.baseAddress! + t * w)
-            }
+        for (t, token) in tokens.enumerated() {
+            ReferenceDequantizer.dequantize(tokenEmbedding.type, tokenEmbedding.row(Int(token)), count: w, into: x + t * w)
         }
         for (index, layer) in layers.enumerated() {
-            layer.attentionNorm.withUnsafeBufferPointer { norm in
-                RMSNorm.apply(x, weight: norm.baseAddress!, into: &normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            RMSNorm.apply(x, weight: layer.attentionNorm, into: normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            if fused {
+                quantized!.quantize(normed, count: w)
+                MatVec.multiply([(layer.query, q), (layer.key, k), (layer.value, v)], quantized!, pool: pool)
+            } else {
+                project(layer.query, normed, tokens: n, into: q)
+                project(layer.key, normed, tokens: n, into: k)
+                project(layer.value, normed, tokens: n, into: v)
             }
-            project(layer.query, normed, tokens: n, into: &q)
-            project(layer.key, normed, tokens: n, into: &k)
-            project(layer.value, normed, tokens: n, into: &v)
             for t in 0..<n {
-                q.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress! + t * qWidth, heads: c.heads, position: firstPosition + t) }
-                k.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress! + t * kvWidth, heads: c.kvHeads, position: firstPosition + t) }
+                rope.apply(q + t * qWidth, heads: c.heads, position: firstPosition + t)
+                rope.apply(k + t * kvWidth, heads: c.kvHeads, position: firstPosition + t)
             }
             cache.store(layer: index, newKeys: k, newValues: v, tokens: n)
             Attention.causal(queries: q, keys: cache.keys(layer: index), values: cache.values(layer: index),
-                             output: &attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
-            project(layer.attentionOutput, attention, tokens: n, into: &projected)
-            addInPlace(projected, into: &x, count: n * w)
+                             output: attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
+            project(layer.attentionOutput, attention, tokens: n, into: projected)
+            addInPlace(projected, into: x, count: n * w)
 
-            layer.feedForwardNorm.withUnsafeBufferPointer { norm in
-                RMSNorm.apply(x, weight: norm.baseAddress!, into: &normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            RMSNorm.apply(x, weight: layer.feedForwardNorm, into: normed, rows: n, width: w, epsilon: c.rmsEpsilon)
+            if fused {
+                quantized!.quantize(normed, count: w)
+                MatVec.multiply([(layer.gate, gate), (layer.up, up)], quantized!, pool: pool)
+            } else {
+                project(layer.gate, normed, tokens: n, into: gate)
+                project(layer.up, normed, tokens: n, into: up)
             }
-            project(layer.gate, normed, tokens: n, into: &gate)
-            project(layer.up, normed, tokens: n, into: &up)
-            SwiGLU.apply(gate: &gate, up: up, count: n * c.feedForwardWidth)
-            project(layer.down, gate, tokens: n, into: &projected)
-            addInPlace(projected, into: &x, count: n * w)
+            SwiGLU.apply(gate: gate, up: up, count: n * ffn)
+            project(layer.down, gate, tokens: n, into: projected)
+            addInPlace(projected, into: x, count: n * w)
         }
         cache.advance(by: n)
 
         // Only the rows whose logits are wanted go through the final norm and the output matrix.
         let rows = logitsForAll ? n : 1
         let firstRow = n - rows
-        var logits = [Float](repeating: 0, count: rows * c.vocabularySize)  // (rows, vocab)
-        x.withUnsafeBufferPointer { xb in
-            outputNorm.withUnsafeBufferPointer { norm in
-                RMSNorm.apply(xb.baseAddress! + firstRow * w, weight: norm.baseAddress!, into: &normed,
-                              rows: rows, width: w, epsilon: c.rmsEpsilon)
-            }
+        RMSNorm.apply(x + firstRow * w, weight: outputNorm, into: normed, rows: rows, width: w, epsilon: c.rmsEpsilon)
+        return [Float](unsafeUninitializedCapacity: rows * c.vocabularySize) { buffer, initialised in
+            project(output, normed, tokens: rows, into: buffer.baseAddress!)  // (rows, vocab)
+            initialised = rows * c.vocabularySize
         }
-        project(output, normed, tokens: rows, into: &logits)
-        return logits
     }
 
     /// `y = x · Wᵀ` for `tokens` rows of `x`: mat-vec for one token, GEMM for a batch.
     private func project(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int,
                          into y: UnsafeMutablePointer<Float>) {
-        if tokens == 1 {
+        if tokens == 1 && precision == .quantized && weight.type.blockSize == 32 && weight.columns <= (quantized?.capacity ?? 0) {
+            quantized!.quantize(x, count: weight.columns)
+            MatVec.multiply(weight, quantized!, into: y, pool: pool)
+        } else if tokens == 1 {
             MatVec.multiply(weight, x, into: y, precision: precision == .f32 ? .f32 : .int8, pool: pool)
         } else {
             MatMul.multiply(weight, x, tokens: tokens, into: y, pool: pool)
