@@ -6,6 +6,12 @@ static inline __attribute__((always_inline)) void quill_prefetch(const void *p) 
     __builtin_prefetch(p, 0, 3);
 }
 
+/// Prefetch for data read once per pass (prefetchnta): keeps it from evicting what should stay in
+/// the last-level cache.
+static inline __attribute__((always_inline)) void quill_prefetch_nta(const void *p) {
+    __builtin_prefetch(p, 0, 0);
+}
+
 /// Spin-wait hint: lets the sibling hyper-thread run and avoids the memory-order mis-speculation
 /// penalty when the awaited value changes.
 static inline __attribute__((always_inline)) void quill_spin_pause(void) {

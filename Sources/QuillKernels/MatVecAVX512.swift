@@ -108,7 +108,7 @@ enum AVX512MatVec {
                                               _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
         let blocks = w.columns / 32
         let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
-        let rb = w.rowBytes, stride = K.stride
+        let rb = w.rowBytes, stride = K.stride, streaming = w.streaming
         var r = rows.lowerBound
         while r + 4 <= rows.upperBound {
             let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
@@ -119,7 +119,7 @@ enum AVX512MatVec {
                 let xv = qs.loadUnaligned(fromByteOffset: 32 * b, as: __m256i.self)
                 let dxs = scalePair(scales, b)
                 let wo = b * stride
-                prefetchStep(ahead + 4 * wo, bytes: 4 * stride)
+                prefetchStep(ahead + 4 * wo, bytes: 4 * stride, streaming: streaming)
                 K.step(p0 + wo, xv, dxs, &a0, &m0)
                 K.step(p1 + wo, xv, dxs, &a1, &m1)
                 K.step(p2 + wo, xv, dxs, &a2, &m2)
@@ -148,9 +148,13 @@ enum AVX512MatVec {
 
 /// Prefetches `bytes` (rounded up to whole lines) from `p`; `bytes` is a constant per kernel so the
 /// loop unrolls.
-@inline(__always) func prefetchStep(_ p: UnsafeRawPointer, bytes: Int) {
+@inline(__always) func prefetchStep(_ p: UnsafeRawPointer, bytes: Int, streaming: Bool = false) {
     var o = 0
-    while o < bytes { quill_prefetch(p + o); o += 64 }
+    if streaming {
+        while o < bytes { quill_prefetch_nta(p + o); o += 64 }
+    } else {
+        while o < bytes { quill_prefetch(p + o); o += 64 }
+    }
 }
 
 @inline(__always) func hsum256(_ v: __m256) -> Float {

@@ -64,6 +64,11 @@ public struct WeightMatrix: @unchecked Sendable {
     public let columns: Int
     /// Start of row 0. Must stay valid for the lifetime of the matrix (the mapping is owned elsewhere).
     public let data: UnsafeRawPointer
+    /// A hint for decoding: the matrix is read once per step and should not displace other data
+    /// from the last-level cache (its mat-vec prefetches with `prefetchnta`). A decoder whose
+    /// weights exceed the cache marks all but a cache-sized part as streaming, so that part stays
+    /// cached from one step to the next instead of everything cycling through DRAM.
+    public var streaming = false
 
     public init(type: TensorType, rows: Int, columns: Int, data: UnsafeRawPointer) {
         precondition(columns % type.blockSize == 0, "row length must be a whole number of blocks")

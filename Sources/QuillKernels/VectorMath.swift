@@ -102,14 +102,14 @@ public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) ->
         vsum += e
         i += 16
     }
-    var sum = horizontalSum(vsum)
-    while i < count {
-        let e = exp16(SIMD16(repeating: x[i] - maximum))[0]
-        x[i] = e
-        sum += e
-        i += 1
+    if i < count {
+        // The tail as one vector padded with −∞ (e^−∞ → ~0, and those lanes are not stored).
+        var tail = SIMD16<Float>(repeating: -.infinity)
+        for j in 0..<(count - i) { tail[j] = x[i + j] }
+        let e = exp16(tail - m)
+        for j in 0..<(count - i) { x[i + j] = e[j]; vsum[j] += e[j] }
     }
-    return sum
+    return horizontalSum(vsum)
 }
 
 /// `x[i] *= factor`.
