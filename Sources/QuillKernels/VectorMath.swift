@@ -66,7 +66,9 @@ public func addInPlace(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<F
 /// softmax and SwiGLU.
 @inlinable @inline(__always)
 public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
-    let v = pointwiseMin(pointwiseMax(x, SIMD16(repeating: -87.0)), SIMD16(repeating: 88.0))
+    // Compare-and-select rather than pointwiseMin/Max, whose NaN rules lower to scalar code.
+    let lo = SIMD16<Float>(repeating: -87), hi = SIMD16<Float>(repeating: 88)
+    let v = x.replacing(with: lo, where: x .< lo).replacing(with: hi, where: x .> hi)
     // Adding 1.5·2^23 rounds v·log2(e) to an integer that lands in the low mantissa bits.
     let shifter = SIMD16<Float>(repeating: 12_582_912)
     let t = v * 1.442_695_04 + shifter
@@ -90,7 +92,11 @@ public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) ->
     let raw = UnsafeMutableRawPointer(x)
     var vmax = SIMD16<Float>(repeating: -.infinity)
     var i = 0
-    while i + 16 <= count { vmax = pointwiseMax(vmax, raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)); i += 16 }
+    while i + 16 <= count {
+        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        vmax.replace(with: v, where: v .> vmax)
+        i += 16
+    }
     var maximum = vmax.max()
     while i < count { maximum = Swift.max(maximum, x[i]); i += 1 }
     var vsum = SIMD16<Float>(repeating: 0)
