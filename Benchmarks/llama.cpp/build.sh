@@ -5,7 +5,8 @@
 #
 #   Benchmarks/llama.cpp/build.sh [WORKDIR]        (default WORKDIR: /tmp/quill-llama.cpp)
 #
-# Result: $WORKDIR/build/bin/llama-bench and llama-perplexity. Takes ~15-30 min on 2 cores.
+# Result: $WORKDIR/build/bin/llama-bench, llama-perplexity and llama-completion (for peak RSS).
+# Takes ~25 min on 2 busy cores.
 set -euo pipefail
 WORK=${1:-/tmp/quill-llama.cpp}
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -27,5 +28,5 @@ fi
 venv/bin/cmake -S src/vendor/llama.cpp -B build -G Ninja -DCMAKE_MAKE_PROGRAM="$PWD/venv/bin/ninja" \
     -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DBUILD_SHARED_LIBS=OFF $CMAKE_ARGS
-venv/bin/cmake --build build -j "${JOBS:-2}" --target llama-bench llama-perplexity
-echo "built: $WORK/build/bin/llama-bench $WORK/build/bin/llama-perplexity"
+venv/bin/cmake --build build -j "${JOBS:-2}" --target llama-bench llama-perplexity llama-completion
+echo "built: $WORK/build/bin/{llama-bench,llama-perplexity,llama-completion}"
