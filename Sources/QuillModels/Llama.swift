@@ -37,6 +37,7 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
     }
 
     let file: GGUFFile  // keeps the mapping that every WeightMatrix points into alive
+    let arena: WeightArena?  // or this, which holds the copies decoding reads
     let tokenEmbedding: WeightMatrix  // (vocab, width)
     let layers: [Layer]
     let outputNorm: [Float]           // (width)
@@ -79,8 +80,8 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
             return values
         }
         let w = c.modelWidth, qWidth = c.heads * c.headDimension, kvWidth = c.kvHeads * c.headDimension
-        tokenEmbedding = try matrix("token_embd.weight", rows: c.vocabularySize, columns: w)
-        layers = try (0..<c.layers).map { i in
+        var tokenEmbedding = try matrix("token_embd.weight", rows: c.vocabularySize, columns: w)
+        var layers = try (0..<c.layers).map { i in
             let p = "blk.\(i)."
             return Layer(
                 attentionNorm: try vector(p + "attn_norm.weight", count: w),
@@ -94,8 +95,30 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 down: try matrix(p + "ffn_down.weight", rows: w, columns: c.feedForwardWidth))
         }
         outputNorm = try vector("output_norm.weight", count: w)
-        output = gguf.tensor("output.weight") != nil
+        var output = gguf.tensor("output.weight") != nil
             ? try matrix("output.weight", rows: c.vocabularySize, columns: w) : tokenEmbedding
+        // Decoding reads the weights from huge pages (see WeightArena); `QUILL_HUGE_PAGES=0` keeps
+        // them in the file mapping. The token embedding stays mapped unless it is the output matrix.
+        if ProcessInfo.processInfo.environment["QUILL_HUGE_PAGES"] != "0" {
+            let matrices = layers.flatMap { [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down] } + [output]
+            let arena = WeightArena(bytes: matrices.reduce(0) { $0 + ($1.rowBytes * $1.rows + 63) / 64 * 64 })
+            // The GGUF mapping is read-only, so its pages can be released as they are copied.
+            func copy(_ m: WeightMatrix) -> WeightMatrix { arena.copy(m, releasingSource: true) }
+            layers = layers.map { l in
+                Layer(attentionNorm: l.attentionNorm, query: copy(l.query), key: copy(l.key), value: copy(l.value),
+                      attentionOutput: copy(l.attentionOutput), feedForwardNorm: l.feedForwardNorm,
+                      gate: copy(l.gate), up: copy(l.up), down: copy(l.down))
+            }
+            let tied = output.data == tokenEmbedding.data
+            output = copy(output)
+            if tied { tokenEmbedding = output }
+            self.arena = arena
+        } else {
+            arena = nil
+        }
+        self.layers = layers
+        self.output = output
+        self.tokenEmbedding = tokenEmbedding
         rope = RotaryEmbedding(headDimension: c.headDimension, base: c.ropeBase, maxPositions: 0)
     }
 
