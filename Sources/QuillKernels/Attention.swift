@@ -1,4 +1,8 @@
 import Foundation
+#if canImport(COpenBLAS.AVX512VNNI)
+import COpenBLAS.AVX512VNNI
+import _Builtin_intrinsics.intel
+#endif
 
 /// The shape of one attention layer and its key/value cache.
 public struct AttentionShape: Sendable {
@@ -45,33 +49,74 @@ public enum Attention {
     public static func causal(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
                               values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                               shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
+        run(queries: queries, KVSource(keys: UnsafeRawPointer(keys), values: UnsafeRawPointer(values), half: false,
+                                      headStride: shape.capacity * shape.headDimension),
+            output: output, shape: shape, tokens: tokens, firstPosition: firstPosition, pool: pool)
+    }
+
+    /// The same over a half-precision cache (`keys`, `values`: IEEE half bits, same layout). Each
+    /// work item widens the history of its KV head to f32 once, then runs the f32 kernels.
+    public static func causal(queries: UnsafePointer<Float>, keyBits: UnsafePointer<UInt16>,
+                              valueBits: UnsafePointer<UInt16>, output: UnsafeMutablePointer<Float>,
+                              shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
+        run(queries: queries, KVSource(keys: UnsafeRawPointer(keyBits), values: UnsafeRawPointer(valueBits), half: true,
+                                      headStride: shape.capacity * shape.headDimension),
+            output: output, shape: shape, tokens: tokens, firstPosition: firstPosition, pool: pool)
+    }
+
+    /// Where the keys and values of each KV head live.
+    struct KVSource {
+        let keys: UnsafeRawPointer, values: UnsafeRawPointer
+        let half: Bool
+        /// Elements between KV heads (capacity · headDimension).
+        let headStride: Int
+
+        /// Calls `body` with f32 keys and values of KV head `g`, positions `0..<length` (rows of `width`).
+        @inline(__always)
+        func withHead<R>(_ g: Int, length: Int, width: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
+            if !half {
+                return body(keys.assumingMemoryBound(to: Float.self) + g * headStride,
+                            values.assumingMemoryBound(to: Float.self) + g * headStride)
+            }
+            let n = length * width
+            return withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * n) { buffer in
+                let k = buffer.baseAddress!, v = k + n
+                widenHalves(keys.assumingMemoryBound(to: UInt16.self) + g * headStride, into: k, count: n)
+                widenHalves(values.assumingMemoryBound(to: UInt16.self) + g * headStride, into: v, count: n)
+                return body(k, v)
+            }
+        }
+    }
+
+    static func run(queries: UnsafePointer<Float>, _ source: KVSource, output: UnsafeMutablePointer<Float>,
+                    shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
         if tokens > 1, !MatMul.disableBLAS, let blas = BLAS.library {
-            blocked(blas, queries: queries, keys: keys, values: values, output: output, shape: shape,
+            blocked(blas, queries: queries, source, output: output, shape: shape,
                     tokens: tokens, firstPosition: firstPosition, pool: pool)
             return
         }
         pool.parallelFor(tokens * shape.heads) { item in
             let t = item / shape.heads, h = item % shape.heads
-            head(queries: queries, keys: keys, values: values, output: output, shape: shape, token: t, head: h,
+            head(queries: queries, source, output: output, shape: shape, token: t, head: h,
                  length: firstPosition + t + 1)
         }
     }
 
     /// One query head of one token: scores, softmax and the weighted sum of values.
     @inline(__always)
-    static func head(queries: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    static func head(queries: UnsafePointer<Float>, _ source: KVSource,
                      output: UnsafeMutablePointer<Float>, shape: AttentionShape, token t: Int, head h: Int,
                      length: Int) {
         let hd = shape.headDimension
-        let kv = (h / (shape.heads / shape.kvHeads)) * shape.capacity * hd
         let q = queries + (t * shape.heads + h) * hd
-        let k = keys + kv, v = values + kv
         let out = output + (t * shape.heads + h) * hd
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
+        source.withHead(h / (shape.heads / shape.kvHeads), length: length, width: hd) { k, v in
+          withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
             let s = scores.baseAddress!
             Attention.scores(q, k, count: length, width: hd, scale: shape.scale, into: s)
             let inverse = 1 / exponentiateShifted(s, count: length)
             weightedSum(s, v, count: length, width: hd, scale: inverse, into: out)
+          }
         }
     }
 
@@ -157,8 +202,8 @@ public enum Attention {
     }
 
     /// The GEMM formulation for prompt batches.
-    static func blocked(_ blas: BLAS.Library, queries: UnsafePointer<Float>, keys: UnsafePointer<Float>,
-                        values: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+    static func blocked(_ blas: BLAS.Library, queries: UnsafePointer<Float>, _ source: KVSource,
+                        output: UnsafeMutablePointer<Float>,
                         shape: AttentionShape, tokens: Int, firstPosition: Int, pool: ThreadPool) {
         let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
         let blocks = (tokens + blockRows - 1) / blockRows
@@ -170,11 +215,11 @@ public enum Attention {
             let b = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2
             let t0 = b * blockRows, rows = min(blockRows, tokens - t0)
             let length = firstPosition + t0 + rows
-            let kv = (h / group) * shape.capacity * hd
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: rows * length) { buffer in
+            source.withHead(h / group, length: length, width: hd) { keys, values in
+              withUnsafeTemporaryAllocation(of: Float.self, capacity: rows * length) { buffer in
                 let s = buffer.baseAddress!
                 blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(rows), Int32(length), Int32(hd),
-                           shape.scale, queries + (t0 * heads + h) * hd, rowStride, keys + kv, Int32(hd),
+                           shape.scale, queries + (t0 * heads + h) * hd, rowStride, keys, Int32(hd),
                            0, s, Int32(length))
                 for r in 0..<rows {
                     let row = s + r * length, valid = firstPosition + t0 + r + 1
@@ -183,10 +228,26 @@ public enum Attention {
                     (row + valid).update(repeating: 0, count: length - valid)
                 }
                 blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(rows), Int32(hd), Int32(length),
-                           1, s, Int32(length), values + kv, Int32(hd), 0, output + (t0 * heads + h) * hd, rowStride)
+                           1, s, Int32(length), values, Int32(hd), 0, output + (t0 * heads + h) * hd, rowStride)
+              }
             }
         }
     }
+}
+
+/// Widens `count` IEEE half floats (bits) to f32 (F16C `vcvtph2ps` where compiled in).
+@inline(__always)
+func widenHalves(_ source: UnsafePointer<UInt16>, into destination: UnsafeMutablePointer<Float>, count: Int) {
+    var i = 0
+    #if canImport(COpenBLAS.AVX512VNNI)
+    let rs = UnsafeRawPointer(source), rd = UnsafeMutableRawPointer(destination)
+    while i + 16 <= count {
+        rd.storeBytes(of: _mm512_cvtph_ps(rs.loadUnaligned(fromByteOffset: 2 * i, as: __m256i.self)),
+                      toByteOffset: 4 * i, as: __m512.self)
+        i += 16
+    }
+    #endif
+    while i < count { destination[i] = halfBitsToFloat(source[i]); i += 1 }
 }
 
 /// The plain twin of `Attention.causal`, in Double, one head at a time.

@@ -137,8 +137,11 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                                    maxPositions: capacity)
         }
         return KVCache(layers: configuration.layers, kvHeads: configuration.kvHeads,
-                       headDimension: configuration.headDimension, capacity: capacity)
+                       headDimension: configuration.headDimension, capacity: capacity, elementType: kvCacheType)
     }
+
+    /// Element type of the caches `makeCache` creates: `.f16` halves their memory.
+    public var kvCacheType: KVCacheType = .f32
 
     /// Prompts longer than this run in several passes, which bounds the activation memory.
     public var maxBatch = 512
@@ -209,8 +212,13 @@ public final class LlamaModel: CausalLanguageModel, @unchecked Sendable {
                 rope.apply(k + t * kvWidth, heads: c.kvHeads, position: firstPosition + t)
             }
             cache.store(layer: index, newKeys: k, newValues: v, tokens: n)
-            Attention.causal(queries: q, keys: cache.keys(layer: index), values: cache.values(layer: index),
-                             output: attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
+            if cache.elementType == .f16 {
+                Attention.causal(queries: q, keyBits: cache.keyBits(layer: index), valueBits: cache.valueBits(layer: index),
+                                 output: attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
+            } else {
+                Attention.causal(queries: q, keys: cache.keys(layer: index), values: cache.values(layer: index),
+                                 output: attention, shape: shape, tokens: n, firstPosition: firstPosition, pool: pool)
+            }
             project(layer.attentionOutput, attention, tokens: n, into: projected)
             addInPlace(projected, into: x, count: n * w)
 

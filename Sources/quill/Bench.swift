@@ -41,10 +41,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Compute path: 'quantized' or 'f32'.")
     var precision: ComputePrecision = .quantized
 
+    @Option(help: "KV cache element type: f32 or f16 (llama-bench's -ctk/-ctv).")
+    var kvType: KVCacheType = .f32
+
     @Option(name: [.customShort("o"), .customLong("output")], help: "Output format: md, json or jsonl.")
     var output: OutputFormat = .md
 
     enum OutputFormat: String, ExpressibleByArgument { case md, json, jsonl }
+}
+
+extension KVCacheType: ExpressibleByArgument {}
+
+extension Bench {
 
     func validate() throws {
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
@@ -77,10 +85,11 @@ struct Bench: ParsableCommand {
             if output == .md { print(BenchResult.markdownHeader) }
             for threadCount in try Bench.integers(threads) {
                 let llama = try LlamaModel(gguf: file, threads: threadCount, precision: precision, endOfSequenceTokens: [])
+                llama.kvCacheType = kvType
                 for test in tests {
                     let samples = try measure(llama, prompt: test.prompt, gen: test.gen)
                     let result = BenchResult(model: info, path: path, threads: threadCount, prompt: test.prompt,
-                                             gen: test.gen, samplesNs: samples)
+                                             gen: test.gen, kvType: kvType.rawValue, samplesNs: samples)
                     switch output {
                     case .md: print(result.markdownRow)
                     case .jsonl: print(result.json(indent: ""))
@@ -149,6 +158,7 @@ struct BenchResult {
     let threads: Int
     let prompt: Int
     let gen: Int
+    let kvType: String
     let samplesNs: [UInt64]
 
     var samplesTs: [Double] { samplesNs.map { Double(prompt + gen) * 1e9 / Double($0) } }
@@ -198,7 +208,7 @@ struct BenchResult {
             ("model_n_params", String(model.parameters)),
             ("n_batch", "512"), ("n_ubatch", "512"),
             ("n_threads", String(threads)),
-            ("type_k", str("f32")), ("type_v", str("f32")),
+            ("type_k", str(kvType)), ("type_v", str(kvType)),
             ("use_mmap", "true"),
             ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", "0"),
             ("test_time", str(ISO8601DateFormatter().string(from: Date()))),

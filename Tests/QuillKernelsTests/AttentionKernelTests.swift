@@ -54,3 +54,23 @@ struct AttentionKernelTests {
         #expect(normalisedError(gate, expected) < 1e-6)
     }
 }
+
+/// The half-precision cache path equals the f32 path on the same (half-rounded) keys and values.
+struct HalfCacheAttentionTests {
+    @Test(arguments: [(1, 40), (70, 0), (3, 9)])
+    func halfCacheMatchesF32OnRoundedValues(tokens: Int, firstPosition: Int) {
+        let shape = AttentionShape(heads: 9, kvHeads: 3, headDimension: 64, capacity: tokens + firstPosition + 3, scale: 0.125)
+        var g = SeededGenerator(seed: UInt64(tokens + 7 * firstPosition))
+        let q = [Float].random(count: tokens * 9 * 64, in: -2...2, using: &g)
+        let n = 3 * shape.capacity * 64
+        let keyBits = [Float].random(count: n, in: -2...2, using: &g).map { Float16($0).bitPattern }
+        let valueBits = [Float].random(count: n, using: &g).map { Float16($0).bitPattern }
+        let keys = keyBits.map { Float(Float16(bitPattern: $0)) }, values = valueBits.map { Float(Float16(bitPattern: $0)) }
+        var reference = [Float](repeating: 0, count: q.count), half = reference
+        ReferenceAttention.causal(queries: q, keys: keys, values: values, output: &reference, shape: shape,
+                                  tokens: tokens, firstPosition: firstPosition)
+        Attention.causal(queries: q, keyBits: keyBits, valueBits: valueBits, output: &half, shape: shape,
+                         tokens: tokens, firstPosition: firstPosition, pool: ThreadPool(threads: 2))
+        #expect(normalisedError(half, reference) < 1e-5)
+    }
+}
