@@ -195,8 +195,9 @@ struct BenchResult {
     /// llama-bench's field names; `median_ts` and `engine` are extras.
     func json(indent: String) -> String {
         let ts = samplesTs
-        let nsMean = BenchResult.mean(samplesNs.map(Double.init))
-        let nsStd = BenchResult.stddev(samplesNs.map(Double.init))
+        let ns = samplesNs.map { Double($0) }
+        let nsMean = BenchResult.mean(ns)
+        let nsStd = BenchResult.stddev(ns)
         func str(_ s: String) -> String {
             "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }
