@@ -18,9 +18,9 @@ public enum MatMul {
     /// Whether OpenBLAS could be loaded; without it a slower built-in GEMM is used.
     public static var blasAvailable: Bool { BLAS.library != nil }
 
-    /// Forces the built-in GEMM even when OpenBLAS is available. For tests and benchmarks only;
-    /// not synchronised, set it before any concurrent use.
-    nonisolated(unsafe) public static var disableBLAS = false
+    /// Forces the built-in GEMM even when OpenBLAS is available, for tests and benchmarks:
+    /// `MatMul.$disableBLAS.withValue(true) { … }`. Task-local, like `MatVec.usePortableKernels`.
+    @TaskLocal public static var disableBLAS = false
 
     /// `y[t, r] = Σ_c W[r, c]·x[t, c]`: `x` is `tokens × w.columns` row-major, `y` receives
     /// `tokens × w.rows` row-major. One token is delegated to `MatVec` (`.f32`).
@@ -44,18 +44,19 @@ public enum MatMul {
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, threads * scratchFloats))
         defer { scratch.deallocate() }
         let blas = disableBLAS ? nil : BLAS.library
+        let portable = MatVec.usePortableKernels
         // One contiguous run of panels per thread; each thread owns one scratch panel.
         pool.parallelFor(threads) { thread in
             let panel = scratch + thread * scratchFloats
             for p in (thread * panels / threads)..<((thread + 1) * panels / threads) {
                 let r0 = p * rowsPerPanel, count = min(rowsPerPanel, w.rows - r0)
-                dequantizeRows(w, rows: r0..<(r0 + count), into: panel)
+                dequantizeRows(w, rows: r0..<(r0 + count), into: panel, portable: portable)
                 if let blas {
                     blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(tokens), Int32(count), Int32(w.columns),
                                1, x, Int32(w.columns), panel, Int32(w.columns), 0, y + r0, Int32(w.rows))
                 } else {
                     fallbackGEMM(panel, rows: count, columns: w.columns, x, tokens: tokens,
-                                 into: y + r0, ldy: w.rows)
+                                 into: y + r0, ldy: w.rows, portable: portable)
                 }
             }
         }
@@ -65,24 +66,25 @@ public enum MatMul {
     /// hot in L2, so this runs at FMA speed rather than memory speed (but without sgemm's
     /// register blocking across tokens).
     static func fallbackGEMM(_ panel: UnsafePointer<Float>, rows: Int, columns: Int, _ x: UnsafePointer<Float>,
-                             tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int) {
+                             tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, portable: Bool) {
         let pw = WeightMatrix(type: .f32, rows: rows, columns: columns, data: UnsafeRawPointer(panel))
         for t in 0..<tokens {
-            MatVec.multiplyF32(pw, x + t * columns, into: y + t * ldy, rows: 0..<rows)
+            MatVec.multiplyF32(pw, x + t * columns, into: y + t * ldy, rows: 0..<rows, portable: portable)
         }
     }
 
     /// Dequantises `rows` of `w` back to back into `out` (SIMD where available).
-    static func dequantizeRows(_ w: WeightMatrix, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    static func dequantizeRows(_ w: WeightMatrix, rows: Range<Int>, into out: UnsafeMutablePointer<Float>,
+                               portable: Bool) {
         for (i, r) in rows.enumerated() {
-            dequantizeRow(w.type, w.row(r), count: w.columns, into: out + i * w.columns)
+            dequantizeRow(w.type, w.row(r), count: w.columns, into: out + i * w.columns, portable: portable)
         }
     }
 
     static func dequantizeRow(_ type: TensorType, _ src: UnsafeRawPointer, count: Int,
-                              into out: UnsafeMutablePointer<Float>) {
+                              into out: UnsafeMutablePointer<Float>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
-        if !MatVec.usePortableKernels {
+        if !portable {
             let o = UnsafeMutableRawPointer(out)
             let mask = _mm_set1_epi8(0x0F)
             switch type {

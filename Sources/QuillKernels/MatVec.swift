@@ -18,9 +18,11 @@ public enum MatVec {
     /// Row-range granularity for threading.
     static let rowAlignment = 32
 
-    /// Forces the portable Swift kernels even where the AVX-512 VNNI ones are compiled in.
-    /// For tests and benchmarks only; not synchronised, set it before any concurrent use.
-    nonisolated(unsafe) public static var usePortableKernels = false
+    /// Forces the portable Swift kernels even where the AVX-512 VNNI ones are compiled in, for tests
+    /// and benchmarks: `MatVec.$usePortableKernels.withValue(true) { … }`. Task-local, so one test
+    /// choosing the portable kernels cannot change the kernels (and the bits) of another running
+    /// at the same time. Read on the calling thread, before work is handed to the pool.
+    @TaskLocal public static var usePortableKernels = false
 
     /// Whether the AVX-512 VNNI kernels were compiled in (needs a build for such a CPU, which
     /// Quill's default `-target-cpu native` provides).
@@ -43,8 +45,9 @@ public enum MatVec {
             xq.quantize(x, count: w.columns)
             multiply(w, xq, into: y, pool: pool)
         default:
+            let portable = usePortableKernels
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyF32(w, x, into: y, rows: rows)
+                multiplyF32(w, x, into: y, rows: rows, portable: portable)
             }
         }
     }
@@ -56,8 +59,9 @@ public enum MatVec {
         precondition(xq.count == w.columns, "activation length must equal the matrix column count")
         switch w.type {
         case .q4_0, .q4_1, .q8_0:
+            let portable = usePortableKernels
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8(w, xq, into: y, rows: rows)
+                multiplyInt8(w, xq, into: y, rows: rows, portable: portable)
             }
         case .f32, .f16, .bf16:
             let x = UnsafeMutablePointer<Float>.allocate(capacity: max(w.columns, 1))
@@ -84,11 +88,12 @@ public enum MatVec {
             precondition(xq.count == w.columns, "activation length must equal the matrix column count")
             total += w.rows
         }
+        let portable = usePortableKernels
         pool.parallelRanges(total: total, minimumChunk: rowAlignment) { rows in
             var start = 0
             for (w, y) in products {
                 let lo = max(rows.lowerBound, start), hi = min(rows.upperBound, start + w.rows)
-                if lo < hi { multiplyInt8(w, xq, into: y, rows: (lo - start)..<(hi - start)) }
+                if lo < hi { multiplyInt8(w, xq, into: y, rows: (lo - start)..<(hi - start), portable: portable) }
                 start += w.rows
             }
         }
@@ -96,9 +101,9 @@ public enum MatVec {
 
     /// f32 kernels for one range of rows (on the current thread).
     static func multiplyF32(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
-                            rows: Range<Int>) {
+                            rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
-        if !usePortableKernels {
+        if !portable {
             AVX512MatVec.multiplyF32(w, x, into: y, rows: rows)
             return
         }
@@ -108,9 +113,9 @@ public enum MatVec {
 
     /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q8_0 matrix.
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
-                             rows: Range<Int>) {
+                             rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
-        if !usePortableKernels {
+        if !portable {
             AVX512MatVec.multiplyInt8(w, xq, into: y, rows: rows)
             return
         }

@@ -11,7 +11,6 @@ import QuillKernels
     func matchesReference(type: TensorType) {
         var g = SeededGenerator(seed: 1000 + UInt64(type.rawValue))
         let pool = ThreadPool(threads: 2)
-        defer { MatMul.disableBLAS = false }
         for columns in type.blockSize == 32 ? [32, 96, 576] : [7, 32, 100] {
             for rows in [1, 17, 300] {
                 let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
@@ -21,9 +20,10 @@ import QuillKernels
                     var expected = [Float](repeating: 0, count: tokens * rows)
                     ReferenceMatMul.multiply(w.matrix, x, tokens: tokens, into: &expected)
                     for blas in [true, false] {
-                        MatMul.disableBLAS = !blas
                         var y = [Float](repeating: .nan, count: tokens * rows)
-                        MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool)
+                        MatMul.$disableBLAS.withValue(!blas) {
+                            MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool)
+                        }
                         let error = normalisedError(y, expected)
                         #expect(error <= 1e-5, "\(type) \(rows)×\(columns) tokens \(tokens) blas=\(blas): \(error)")
                     }

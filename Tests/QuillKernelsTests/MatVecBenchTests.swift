@@ -103,9 +103,9 @@ struct KernelBench {
             for threads in [1, 2] {
                 let pool = ThreadPool(threads: threads)
                 for blas in [true, false] where blas ? MatMul.blasAvailable : rows < 10_000 {
-                    MatMul.disableBLAS = !blas
-                    let t = best(2) { MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool) }
-                    MatMul.disableBLAS = false
+                    let t = MatMul.$disableBLAS.withValue(!blas) {
+                        best(2) { MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool) }
+                    }
                     print("BENCH matmul threads=\(threads) \(type) \(rows)x\(columns) tokens=\(tokens) "
                           + "\(blas ? "openblas" : "fallback"): \(fmt(flops / t / 1e9)) GFLOPS (\(fmt(t * 1e3)) ms)")
                 }

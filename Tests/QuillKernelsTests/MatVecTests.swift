@@ -46,12 +46,13 @@ func testColumns(_ type: TensorType) -> [Int] {
     type.blockSize == 32 ? [32, 64, 96, 576, 1536] : [1, 7, 32, 45, 100, 576, 1000]
 }
 
-/// One suite, run serially, because `usePortableKernels` is global state.
-@Suite(.serialized) struct MatVecTests {
+@Suite struct MatVecTests {
     func check(_ type: TensorType, precision: MatVecPrecision, portable: Bool) {
+        MatVec.$usePortableKernels.withValue(portable) { check(type, precision: precision) }
+    }
+
+    private func check(_ type: TensorType, precision: MatVecPrecision) {
         var g = SeededGenerator(seed: UInt64(type.rawValue) * 31 + (precision == .f32 ? 0 : 1))
-        MatVec.usePortableKernels = portable
-        defer { MatVec.usePortableKernels = false }
         let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
         for columns in testColumns(type) {
             // Errors are normalised over all outputs for one column count: a single short dot
@@ -86,7 +87,7 @@ func testColumns(_ type: TensorType) -> [Int] {
             // f32 path: f32 rounding only (~1e-7). int8 path: each activation is rounded to
             // 1/254 of its block's max |x|; over a dot product that averages to ~0.3–0.5%.
             let tolerance = precision == .f32 || type.blockSize == 1 ? 1e-5 : 1e-2
-            #expect(error <= tolerance, "\(type) ×\(columns) \(precision) portable=\(portable): \(error)")
+            #expect(error <= tolerance, "\(type) ×\(columns) \(precision) portable=\(MatVec.usePortableKernels): \(error)")
             if !allTwin.isEmpty {
                 // Against the same quantised activations the int8 kernels differ by f32 rounding only.
                 let e = normalisedError(allY, allTwin)
