@@ -54,7 +54,10 @@ import Testing
             return tokens
         }
         let received = try await consumer.value
-        #expect(received >= 5 && received <= 6, "\(received)")
+        // Tokens already made when the cancellation lands may still be delivered (a decode step is
+        // ~5 ms, and a loaded machine delays the consumer), so the bound is generous; without
+        // cancellation this generation would run to 100,000 tokens.
+        #expect(received >= 5 && received <= 25, "\(received)")
         #expect(clock.now - start < .seconds(5))
         // The generating thread has stopped: a new generation on the same model is undisturbed.
         try await Task.sleep(for: .milliseconds(200))
