@@ -9,7 +9,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: $QUILL_MODEL or the model Weights/fetch downloads).")
     var model: String?
 
-    @Option(name: [.short, .customLong("threads")], help: "Threads (default: all cores).")
+    @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Compute path: 'quantized' (fast, 8-bit activations when decoding) or 'f32' (exactly dequantised weights, f32 arithmetic; the reference).")

@@ -8,7 +8,7 @@ struct Seq2SeqOptions: ParsableArguments {
     @Option(name: [.short, .customLong("model")], help: "Hugging Face model folder (config.json, model.safetensors, tokenizer files).")
     var model: String
 
-    @Option(name: [.short, .customLong("threads")], help: "Threads (default: all cores).")
+    @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Beams (1: greedy search; default: the model's generation_config.json).")
