@@ -39,6 +39,7 @@ import Testing
             #expect(abs(logSumExp(ours) - lse) <= 1e-3, "\(sequence) position \(position) logsumexp")
         }
         #expect(worst <= 1e-3, "\(sequence): max |Δlogit| over the top-20 = \(worst)")
+        print("f32 \(sequence): max |Δlogit| over the top-20 \(worst)")
     }
 
     @Test func perplexityOnHamletMatchesTransformers() throws {
@@ -51,6 +52,7 @@ import Testing
         let result = try Perplexity.measure(model: model.model, tokens: tokens, window: 512)
         let expectedFull = (transformers["ppl"] as! NSNumber).doubleValue
         let expectedHalf = (secondHalf["ppl"] as! NSNumber).doubleValue
+        print("f32 perplexity: \(result.perplexity) (all), \(result.secondHalfPerplexity) (second halves)")
         #expect(abs(result.perplexity - expectedFull) <= 0.01, "all positions: \(result.perplexity) vs \(expectedFull)")
         #expect(abs(result.secondHalfPerplexity - expectedHalf) <= 0.01,
                 "second half: \(result.secondHalfPerplexity) vs \(expectedHalf)")
