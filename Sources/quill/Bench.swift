@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
         abstract: "Prompt-processing and generation speed, as llama-bench measures it.",
         discussion: "Lists take comma-separated values (-t 1,2) or repeat the flag (-t 1 -t 2).")
 
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file, or a Hugging Face encoder-decoder folder (default: $QUILL_MODEL or the model Weights/fetch downloads).")
     var model: String?
 
     @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt lengths to test (0: no pp test).")
@@ -46,6 +46,9 @@ struct Bench: ParsableCommand {
 
     @Option(name: [.customShort("o"), .customLong("output")], help: "Output format: md, json or jsonl.")
     var output: OutputFormat = .md
+
+    /// Encoder-decoder mode (BenchSeq2Seq.swift).
+    @OptionGroup(title: "Encoder-decoder mode") var seq2seq: Seq2SeqBenchOptions
 
     enum OutputFormat: String, ExpressibleByArgument { case md, json, jsonl }
 }
@@ -74,6 +77,7 @@ extension Bench {
 
     func run() throws {
         try reportingErrors {
+            if seq2seq.applies(to: model) { return try seq2seq.run(self) }
             let path = model ?? DefaultModel.path
             guard FileManager.default.fileExists(atPath: path) else { throw CommandError("\(path): no such model file") }
             let file = try GGUFFile(path: path)
