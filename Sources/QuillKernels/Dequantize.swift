@@ -4,7 +4,7 @@ public enum ReferenceDequantizer {
     /// Converts `count` consecutive elements of `type` starting at `source` to Float.
     ///
     /// `count` must be a whole number of blocks. `source` needs no alignment: quantised blocks are
-    /// 18, 20 or 34 bytes, so every read is an unaligned load.
+    /// 18, 20, 34, 144 or 210 bytes, so every read is an unaligned load.
     public static func dequantize(_ type: TensorType, _ source: UnsafeRawPointer, count: Int,
                                   into destination: UnsafeMutablePointer<Float>) {
         precondition(count >= 0 && count % type.blockSize == 0, "count must be a whole number of blocks")
@@ -53,7 +53,64 @@ public enum ReferenceDequantizer {
                     out[j + 16] = d * Float(q >> 4) + m
                 }
             }
+        case .q4_K:
+            for b in 0..<count / 256 {
+                let block = source + b * 144
+                let d = QuillKernels.halfToFloat(block.loadUnaligned(as: UInt16.self))
+                let dmin = QuillKernels.halfToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
+                let scales = block + 4, q = block + 16
+                let out = destination + b * 256
+                // dequantize_row_q4_K: each 64 values share 32 bytes, low nibbles first.
+                for chunk in 0..<4 {
+                    let (sc1, m1) = q4KScaleMin(scales, 2 * chunk)
+                    let (sc2, m2) = q4KScaleMin(scales, 2 * chunk + 1)
+                    let d1 = d * Float(sc1), min1 = dmin * Float(m1)
+                    let d2 = d * Float(sc2), min2 = dmin * Float(m2)
+                    for l in 0..<32 {
+                        let byte = q.load(fromByteOffset: 32 * chunk + l, as: UInt8.self)
+                        out[64 * chunk + l] = d1 * Float(byte & 0x0F) - min1
+                        out[64 * chunk + 32 + l] = d2 * Float(byte >> 4) - min2
+                    }
+                }
+            }
+        case .q6_K:
+            for b in 0..<count / 256 {
+                let block = source + b * 210
+                let d = QuillKernels.halfToFloat(block.loadUnaligned(fromByteOffset: 208, as: UInt16.self))
+                let out = destination + b * 256
+                // dequantize_row_q6_K: two halves of 128 values, each 64 bytes of ql and 32 of qh.
+                for half in 0..<2 {
+                    let ql = block + 64 * half, qh = block + 128 + 32 * half
+                    let sc = block + 192 + 8 * half
+                    let y = out + 128 * half
+                    func scale(_ i: Int) -> Float { d * Float(sc.load(fromByteOffset: i, as: Int8.self)) }
+                    for l in 0..<32 {
+                        let s = l / 16
+                        let lo = Int(ql.load(fromByteOffset: l, as: UInt8.self))
+                        let hi = Int(ql.load(fromByteOffset: l + 32, as: UInt8.self))
+                        let h = Int(qh.load(fromByteOffset: l, as: UInt8.self))
+                        let q1 = ((lo & 0xF) | ((h & 3) << 4)) - 32
+                        let q2 = ((hi & 0xF) | (((h >> 2) & 3) << 4)) - 32
+                        let q3 = ((lo >> 4) | (((h >> 4) & 3) << 4)) - 32
+                        let q4 = ((hi >> 4) | (((h >> 6) & 3) << 4)) - 32
+                        y[l] = scale(s) * Float(q1)
+                        y[l + 32] = scale(s + 2) * Float(q2)
+                        y[l + 64] = scale(s + 4) * Float(q3)
+                        y[l + 96] = scale(s + 6) * Float(q4)
+                    }
+                }
+            }
         }
+    }
+
+    /// Q4_K's 6-bit scale and min of sub-block `j` (0..<8) from the 12 packed bytes (ggml's
+    /// `get_scale_min_k4`): sub-blocks 0–3 use the low 6 bits of bytes j and j + 4; sub-blocks 4–7
+    /// take 4 low bits from byte j + 4 (low / high nibble) and their top 2 bits from the spare top
+    /// bits of bytes j − 4 (scale) and j (min).
+    @inlinable public static func q4KScaleMin(_ scales: UnsafeRawPointer, _ j: Int) -> (scale: UInt8, min: UInt8) {
+        func byte(_ i: Int) -> UInt8 { scales.load(fromByteOffset: i, as: UInt8.self) }
+        if j < 4 { return (byte(j) & 63, byte(j + 4) & 63) }
+        return ((byte(j + 4) & 0xF) | ((byte(j - 4) >> 6) << 4), (byte(j + 4) >> 4) | ((byte(j) >> 6) << 4))
     }
 
     /// Dequantises rows `rows` of `m` into `destination`, row after row

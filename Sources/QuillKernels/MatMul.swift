@@ -131,6 +131,9 @@ public enum MatMul {
                 }
                 while c < count { out[c] = halfBitsToFloat(src.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self)); c += 1 }
                 return
+            case .q4_K, .q6_K:
+                KQuants.dequantize(type, src, count: count, into: out)
+                return
             case .f32, .bf16:
                 break
             }

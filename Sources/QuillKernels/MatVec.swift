@@ -53,7 +53,7 @@ public enum MatVec {
     }
 
     /// `y = W·x` with pre-quantised activations (`xq.count == w.columns`), integer dot products.
-    /// Float weight types fall back to the f32 path on the dequantised activations.
+    /// Float weight types and the K-quants fall back to the f32 path on the dequantised activations.
     public static func multiply(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool) {
         precondition(xq.count == w.columns, "activation length must equal the matrix column count")
@@ -63,7 +63,8 @@ public enum MatVec {
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
                 multiplyInt8(w, xq, into: y, rows: rows, portable: portable)
             }
-        case .f32, .f16, .bf16:
+        case .f32, .f16, .bf16, .q4_K, .q6_K:
+            // K-quants: no int8 kernel yet, so the f32 kernel on the dequantised activations.
             let x = UnsafeMutablePointer<Float>.allocate(capacity: max(w.columns, 1))
             defer { x.deallocate() }
             for c in 0..<w.columns { x[c] = xq.dequantized(c) }

@@ -42,6 +42,7 @@ enum AVX512MatVec {
         case .q4_0: f32Rows(Q40Weights.self, w, x, y, rows)
         case .q4_1: f32Rows(Q41Weights.self, w, x, y, rows)
         case .q8_0: f32Rows(Q80Weights.self, w, x, y, rows)
+        case .q4_K, .q6_K: KQuantMatVec.multiplyF32(w, x, into: y, rows: rows)
         }
     }
 

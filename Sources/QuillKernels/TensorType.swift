@@ -7,12 +7,18 @@
 /// - `q4_0`: `{ f16 d; uint8 qs[16] }`, element j < 16 is the low nibble of qs[j], element j + 16 the high
 ///   nibble; x = d·(q − 8)
 /// - `q4_1`: `{ f16 d; f16 m; uint8 qs[16] }`, same nibble order; x = d·q + m
+/// - `q4_K`: super-blocks of 256, `{ f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128] }`: 8 sub-blocks of
+///   32 with a 6-bit scale and 6-bit min each (packed in `scales`); x = d·sc·q − dmin·m
+/// - `q6_K`: super-blocks of 256, `{ uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d }`: 6-bit q
+///   (4 low bits in `ql`, 2 high in `qh`), an int8 scale per 16 values; x = d·sc·(q − 32)
 public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case f32 = 0
     case f16 = 1
     case q4_0 = 2
     case q4_1 = 3
     case q8_0 = 8
+    case q4_K = 12
+    case q6_K = 14
     case bf16 = 30
 
     /// Elements per block (1 for the float types).
@@ -20,6 +26,7 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         switch self {
         case .f32, .f16, .bf16: return 1
         case .q4_0, .q4_1, .q8_0: return 32
+        case .q4_K, .q6_K: return 256
         }
     }
 
@@ -31,6 +38,8 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .q4_0: return 18
         case .q4_1: return 20
         case .q8_0: return 34
+        case .q4_K: return 144
+        case .q6_K: return 210
         }
     }
 
@@ -50,6 +59,8 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .q4_0: return "Q4_0"
         case .q4_1: return "Q4_1"
         case .q8_0: return "Q8_0"
+        case .q4_K: return "Q4_K"
+        case .q6_K: return "Q6_K"
         }
     }
 }

@@ -11,7 +11,7 @@ import QuillKernels
     func matchesReference(type: TensorType) {
         var g = SeededGenerator(seed: 1000 + UInt64(type.rawValue))
         let pool = ThreadPool(threads: 2)
-        for columns in type.blockSize == 32 ? [32, 96, 576] : [7, 32, 100] {
+        for columns in type.blockSize == 256 ? [256, 1536] : type.blockSize == 32 ? [32, 96, 576] : [7, 32, 100] {
             for rows in [1, 17, 300] {
                 let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
                 defer { w.free() }

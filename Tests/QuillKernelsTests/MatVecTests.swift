@@ -32,6 +32,19 @@ struct RandomWeights {
                     block.storeBytes(of: UInt8.random(in: 0...255, using: &g), toByteOffset: j, as: UInt8.self)
                 }
             }
+        case .q4_K, .q6_K:
+            // Random bytes everywhere (6-bit scales and mins, nibbles, high bits, int8 scales), then
+            // the f16 super-block scales: d·sc·q reaches ~±1.
+            for i in 0..<size { p.storeBytes(of: UInt8.random(in: 0...255, using: &g), toByteOffset: i, as: UInt8.self) }
+            for b in 0..<rows * columns / 256 {
+                let block = p + b * type.bytesPerBlock
+                if type == .q4_K {
+                    block.storeBytes(of: half(0.0002...0.002), as: UInt16.self)
+                    block.storeBytes(of: half(0.0002...0.02), toByteOffset: 2, as: UInt16.self)
+                } else {
+                    block.storeBytes(of: half(0.0002...0.001), toByteOffset: 208, as: UInt16.self)
+                }
+            }
         }
         matrix = WeightMatrix(type: type, rows: rows, columns: columns, data: UnsafeRawPointer(bytes))
     }
@@ -41,9 +54,13 @@ struct RandomWeights {
 
 let quantisedTypes: [TensorType] = [.q4_0, .q4_1, .q8_0]
 
-/// Column counts: whole blocks (quantised types) plus, for float types, ragged tails.
+/// Column counts: whole blocks (quantised types, 32 or 256) plus, for float types, ragged tails.
 func testColumns(_ type: TensorType) -> [Int] {
-    type.blockSize == 32 ? [32, 64, 96, 576, 1536] : [1, 7, 32, 45, 100, 576, 1000]
+    switch type.blockSize {
+    case 32: return [32, 64, 96, 576, 1536]
+    case 256: return [256, 512, 1536]
+    default: return [1, 7, 32, 45, 100, 576, 1000]
+    }
 }
 
 @Suite struct MatVecTests {

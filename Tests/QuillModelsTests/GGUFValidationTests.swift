@@ -243,8 +243,8 @@ func badDimensionCount(nDims: UInt32) {
     func file(_ type: UInt32) -> [UInt8] {
         fileWithTensorInfos({ $0.tensorInfo("blk.0.attn_q.weight", dims: [256], type: type, offset: 0) }, tensorCount: 1)
     }
-    #expect(ggufError(file(12))?.problem == "tensor blk.0.attn_q.weight has unsupported type 12 (Q4_K)")
-    #expect(ggufError(file(14))?.problem == "tensor blk.0.attn_q.weight has unsupported type 14 (Q6_K)")
+    #expect(ggufError(file(10))?.problem == "tensor blk.0.attn_q.weight has unsupported type 10 (Q2_K)")
+    #expect(ggufError(file(13))?.problem == "tensor blk.0.attn_q.weight has unsupported type 13 (Q5_K)")
     #expect(ggufError(file(999))?.problem == "tensor blk.0.attn_q.weight has unsupported type 999 (unknown)")
 }
 
