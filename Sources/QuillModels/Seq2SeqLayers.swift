@@ -8,6 +8,10 @@ struct Linear {
 
     var outputs: Int { weight.rows }
 
+    /// Up to this many rows, quantised weights with `.int8` precision take the int8 mat-vec per row.
+    /// (opus-mt-shaped decoder, beam 4, 1 thread: 61 → 70–78 tok/s over the f32 tiled mat-vecs.)
+    static let int8Tokens = 16
+
     /// - Parameters:
     ///   - x: (tokens, in)
     ///   - y: (tokens, out)
@@ -16,6 +20,14 @@ struct Linear {
         if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
             MatVec.multiply(weight, x, into: y, precision: context.matVecPrecision, pool: context.pool)
+        } else if context.matVecPrecision == .int8, weight.type == .q8_0 || weight.type == .q4_0 || weight.type == .q4_1,
+                  tokens <= Linear.int8Tokens {
+            // A few decoder rows against quantised weights: the int8 mat-vec per row, as one row gets.
+            var xq = QuantizedActivations(capacity: weight.columns)
+            for t in 0..<tokens {
+                xq.quantize(x + t * weight.columns, count: weight.columns)
+                MatVec.multiply(weight, xq, into: y + t * weight.rows, pool: context.pool)
+            }
         } else {
             MatMul.multiply(weight, x, tokens: tokens, into: y, pool: context.pool)
         }

@@ -31,4 +31,33 @@ import QuillKernels
             }
         }
     }
+
+    /// A few tokens (decoder rows: beams × sources) take tiled mat-vecs: bitwise the per-token
+    /// f32 mat-vec results, and the same at 1 and 2 threads.
+    @Test(arguments: [TensorType.f32, .f16, .q8_0, .q4_0])
+    func fewTokensAreMatVecsPerToken(type: TensorType) {
+        var g = SeededGenerator(seed: 2000 + UInt64(type.rawValue))
+        let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
+        for (rows, columns) in [(17, 64), (300, 512), (1000, 2048)] {
+            let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
+            defer { w.free() }
+            for tokens in 2...8 {
+                let x = [Float].random(count: tokens * columns, using: &g)
+                var perToken = [Float](repeating: 0, count: tokens * rows)
+                x.withUnsafeBufferPointer { xb in
+                    perToken.withUnsafeMutableBufferPointer { yb in
+                        for t in 0..<tokens {
+                            MatVec.multiply(w.matrix, xb.baseAddress! + t * columns, into: yb.baseAddress! + t * rows,
+                                            precision: .f32, pool: pools[1])
+                        }
+                    }
+                }
+                for pool in pools {
+                    var y = [Float](repeating: .nan, count: tokens * rows)
+                    MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool)
+                    #expect(y == perToken, "\(type) \(rows)×\(columns) tokens \(tokens) threads \(pool.threadCount)")
+                }
+            }
+        }
+    }
 }
