@@ -87,6 +87,75 @@ enum KQuantMatVec {
     }
 }
 
+extension KQuantMatVec {
+    /// Q4_K against int8 activations (`QuantizedActivations`, 32-blocks): each 32-value sub-block of
+    /// a super-block meets one activation block, so per sub-block j the row gets
+    /// (d·sc_j)·d_x·Σq·q_x − (dmin·m_j)·(d_x·Σq_x), the integer sums from `vpdpbusd` (nibbles are
+    /// unsigned, activations signed).
+    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+                                rows: Range<Int>) {
+        let steps = w.columns / 256
+        let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
+        let rb = w.rowBytes, streaming = w.streaming
+        // The activation scales of 8 blocks come as (d_x, d_x·Σq) pairs; reorder to d_x ×8, d_x·Σq ×8
+        // to line up with Q4KWeights.scales' (d·sc ×8, dmin·m ×8).
+        let split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
+        var r = rows.lowerBound
+        while r + 4 <= rows.upperBound {
+            let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
+            let z = _mm256_setzero_ps(), zm = _mm512_setzero_ps()
+            var a0 = z, a1 = z, a2 = z, a3 = z, m0 = zm, m1 = zm, m2 = zm, m3 = zm
+            let ahead = p0 + prefetchDistance
+            for s in 0..<steps {
+                let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 64 * s, as: __m512.self))
+                let xb = qs + 256 * s, wo = 144 * s
+                prefetchStep(ahead + 4 * wo, bytes: 4 * 144, streaming: streaming)
+                Q4KInt8.step(p0 + wo, xb, xs, &a0, &m0)
+                Q4KInt8.step(p1 + wo, xb, xs, &a1, &m1)
+                Q4KInt8.step(p2 + wo, xb, xs, &a2, &m2)
+                Q4KInt8.step(p3 + wo, xb, xs, &a3, &m3)
+            }
+            y[r] = Q4KInt8.finish(a0, m0)
+            y[r + 1] = Q4KInt8.finish(a1, m1)
+            y[r + 2] = Q4KInt8.finish(a2, m2)
+            y[r + 3] = Q4KInt8.finish(a3, m3)
+            r += 4
+        }
+        while r < rows.upperBound {
+            let p0 = w.row(r)
+            var a0 = _mm256_setzero_ps(), m0 = _mm512_setzero_ps()
+            for s in 0..<steps {
+                let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 64 * s, as: __m512.self))
+                Q4KInt8.step(p0 + 144 * s, qs + 256 * s, xs, &a0, &m0)
+            }
+            y[r] = Q4KInt8.finish(a0, m0)
+            r += 1
+        }
+    }
+}
+
+enum Q4KInt8 {
+    /// One super-block: `xb` its 256 int8 activations, `xs` = (d_x ×8, d_x·Σq_x ×8) of its 8 blocks.
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xs: __m512,
+                                       _ acc: inout __m256, _ macc: inout __m512) {
+        let prod = _mm512_mul_ps(Q4KWeights.scales(w), xs)  // d·sc_j·d_x | dmin·m_j·d_x·Σq_x
+        macc = _mm512_add_ps(macc, prod)
+        let mask = _mm256_set1_epi8(0x0F)
+        for c in 0..<4 {
+            let raw = w.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self)
+            let i0 = dpbusd256(_mm256_and_si256(raw, mask), xb.loadUnaligned(fromByteOffset: 64 * c, as: __m256i.self))
+            let i1 = dpbusd256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), mask),
+                               xb.loadUnaligned(fromByteOffset: 64 * c + 32, as: __m256i.self))
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i0), _mm512_castps512_ps256(broadcastLane(prod, Int32(2 * c))), acc)
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i1), _mm512_castps512_ps256(broadcastLane(prod, Int32(2 * c + 1))), acc)
+        }
+    }
+
+    @inline(__always) static func finish(_ acc: __m256, _ macc: __m512) -> Float {
+        hsum256(acc) - hsum256(unsafeBitCast(unsafeBitCast(macc, to: SIMD16<Float>.self).highHalf, to: __m256.self))
+    }
+}
+
 /// Lane `i` of `v` in every lane.
 @inline(__always) func broadcastLane(_ v: __m512, _ i: Int32) -> __m512 {
     _mm512_permutexvar_ps(_mm512_set1_epi32(i), v)

@@ -40,7 +40,7 @@ public enum MatVec {
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                                 precision: MatVecPrecision, pool: ThreadPool) {
         switch (precision, w.type) {
-        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0):
+        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0), (.int8, .q4_K):
             var xq = QuantizedActivations(capacity: w.columns)
             xq.quantize(x, count: w.columns)
             multiply(w, xq, into: y, pool: pool)
@@ -63,8 +63,12 @@ public enum MatVec {
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
                 multiplyInt8(w, xq, into: y, rows: rows, portable: portable)
             }
+        case .q4_K where hasAVX512Kernels && !usePortableKernels:
+            pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
+                multiplyInt8Q4K(w, xq, into: y, rows: rows)
+            }
         case .f32, .f16, .bf16, .q4_K, .q6_K:
-            // K-quants: no int8 kernel yet, so the f32 kernel on the dequantised activations.
+            // Q6_K (and Q4_K without the AVX-512 kernels): the f32 kernel on the dequantised activations.
             let x = UnsafeMutablePointer<Float>.allocate(capacity: max(w.columns, 1))
             defer { x.deallocate() }
             for c in 0..<w.columns { x[c] = xq.dequantized(c) }
@@ -110,6 +114,16 @@ public enum MatVec {
         }
         #endif
         PortableMatVec.multiplyF32(w, x, into: y, rows: rows)
+    }
+
+    /// Int8 kernel for one range of rows of a Q4_K matrix (AVX-512 VNNI builds only).
+    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+                                rows: Range<Int>) {
+        #if canImport(COpenBLAS.AVX512VNNI)
+        KQuantMatVec.multiplyInt8Q4K(w, xq, into: y, rows: rows)
+        #else
+        preconditionFailure("the Q4_K int8 kernel needs AVX-512 VNNI")
+        #endif
     }
 
     /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q8_0 matrix.

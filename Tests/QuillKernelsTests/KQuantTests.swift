@@ -202,6 +202,16 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
                     #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern), "\(label): threads differ")
                     let error = normalisedError(outputs[0], expected)
                     #expect(error <= (precision == .f32 ? 1e-5 : 1e-2), "\(label): \(error)")
+                    if precision == .int8 {
+                        // Against the same int8 activations: f32 rounding only (Q4_K's VNNI kernel
+                        // and the fallbacks alike).
+                        var xq = QuantizedActivations(capacity: columns)
+                        xq.quantize(x, count: columns)
+                        var twin = [Float](repeating: 0, count: rows)
+                        ReferenceMatVec.multiply(w.matrix, xq, into: &twin)
+                        let e = normalisedError(outputs[0], twin)
+                        #expect(e <= 1e-5, "\(label) vs quantised twin: \(e)")
+                    }
                 }
             }
         }
