@@ -40,7 +40,7 @@ public enum MatVec {
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                                 precision: MatVecPrecision, pool: ThreadPool) {
         switch (precision, w.type) {
-        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0), (.int8, .q4_K):
+        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0), (.int8, .q4_K), (.int8, .q6_K):
             var xq = QuantizedActivations(capacity: w.columns)
             xq.quantize(x, count: w.columns)
             multiply(w, xq, into: y, pool: pool)

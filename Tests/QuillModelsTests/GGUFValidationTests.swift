@@ -256,6 +256,10 @@ func badDimensionCount(nDims: UInt32) {
     let split = fileWithTensorInfos({ $0.tensorInfo("t", dims: [16, 4], type: 8, offset: 0) }, tensorCount: 1,
                                     dataBytes: 200)
     expectProblem(split, "tensor t rows of 16 elements are not whole Q8_0 blocks of 32")
+    // K-quants need rows of whole 256-value super-blocks: SmolLM2's width 576 is not.
+    let smol = fileWithTensorInfos({ $0.tensorInfo("t", dims: [576, 2], type: 12, offset: 0) }, tensorCount: 1,
+                                   dataBytes: 1000)
+    expectProblem(smol, "tensor t rows of 576 elements are not whole Q4_K blocks of 256")
 }
 
 @Test func tensorDataPastEndOfFile() {
