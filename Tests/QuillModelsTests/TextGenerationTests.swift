@@ -54,10 +54,11 @@ import Testing
             return tokens
         }
         let received = try await consumer.value
-        // Tokens already made when the cancellation lands may still be delivered (a decode step is
-        // ~5 ms, and a loaded machine delays the consumer), so the bound is generous; without
-        // cancellation this generation would run to 100,000 tokens.
-        #expect(received >= 5 && received <= 25, "\(received)")
+        // Events the generating thread yielded before it saw the cancellation stay in the stream's
+        // buffer and are still delivered; on a loaded machine the consumer can lag the producer by
+        // dozens of tokens, so the count only shows that generation stopped early. The time bound
+        // is the real check: uncancelled, these 100,000 tokens would take minutes.
+        #expect(received >= 5 && received < 1_000, "\(received)")
         #expect(clock.now - start < .seconds(5))
         // The generating thread has stopped: a new generation on the same model is undisturbed.
         try await Task.sleep(for: .milliseconds(200))
