@@ -188,12 +188,8 @@ struct BenchResult {
         let size = String(format: "%.2f MiB", Double(model.sizeBytes) / 1024 / 1024)
         let params = String(format: "%.2f M", Double(model.parameters) / 1e6)
         let ts = String(format: "%.2f ± %.2f", BenchResult.mean(samplesTs), BenchResult.stddev(samplesTs))
-        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
-            let fill = String(repeating: " ", count: max(0, n - s.count))
-            return left ? s + fill : fill + s
-        }
-        return "| \(pad(model.type, 30, left: true)) | \(pad(size, 10)) | \(pad(params, 10)) | \(pad("CPU (Quill)", 10, left: true)) | "
-            + "\(pad(String(threads), 7)) | \(pad(testName, 15)) | \(pad(ts, 20)) |"
+        return "| \(padded(model.type, 30, left: true)) | \(padded(size, 10)) | \(padded(params, 10)) | \(padded("CPU (Quill)", 10, left: true)) | "
+            + "\(padded(String(threads), 7)) | \(padded(testName, 15)) | \(padded(ts, 20)) |"
     }
 
     /// llama-bench's field names; `median_ts` and `engine` are extras.
@@ -202,21 +198,18 @@ struct BenchResult {
         let ns = samplesNs.map { Double($0) }
         let nsMean = BenchResult.mean(ns)
         let nsStd = BenchResult.stddev(ns)
-        func str(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
         let fields: [(String, String)] = [
-            ("engine", str("quill")),
-            ("model_filename", str(path)),
-            ("model_type", str(model.type)),
+            ("engine", jsonString("quill")),
+            ("model_filename", jsonString(path)),
+            ("model_type", jsonString(model.type)),
             ("model_size", String(model.sizeBytes)),
             ("model_n_params", String(model.parameters)),
             ("n_batch", "512"), ("n_ubatch", "512"),
             ("n_threads", String(threads)),
-            ("type_k", str(kvType)), ("type_v", str(kvType)),
+            ("type_k", jsonString(kvType)), ("type_v", jsonString(kvType)),
             ("use_mmap", "true"),
             ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", "0"),
-            ("test_time", str(ISO8601DateFormatter().string(from: Date()))),
+            ("test_time", jsonString(ISO8601DateFormatter().string(from: Date()))),
             ("avg_ns", String(Int(nsMean))), ("stddev_ns", String(Int(nsStd))),
             ("avg_ts", String(format: "%.6f", BenchResult.mean(ts))),
             ("stddev_ts", String(format: "%.6f", BenchResult.stddev(ts))),
@@ -224,7 +217,23 @@ struct BenchResult {
             ("samples_ns", "[ " + samplesNs.map(String.init).joined(separator: ", ") + " ]"),
             ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
         ]
-        if indent.isEmpty { return "{" + fields.map { "\(str($0.0)): \($0.1)" }.joined(separator: ", ") + "}" }
-        return indent + "{\n" + fields.map { indent + "  \(str($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n" + indent + "}"
+        return jsonObject(fields, indent: indent)
     }
+}
+
+/// `s` in a column of `width` characters, right-aligned unless `left` (llama-bench's tables).
+func padded(_ s: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return left ? s + fill : fill + s
+}
+
+/// `s` as a JSON string literal.
+func jsonString(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+}
+
+/// A JSON object of already-encoded values: one line when `indent` is empty (jsonl), else indented.
+func jsonObject(_ fields: [(String, String)], indent: String) -> String {
+    if indent.isEmpty { return "{" + fields.map { "\(jsonString($0.0)): \($0.1)" }.joined(separator: ", ") + "}" }
+    return indent + "{\n" + fields.map { indent + "  \(jsonString($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n" + indent + "}"
 }

@@ -212,25 +212,18 @@ struct Seq2SeqBenchResult {
         let params = String(format: "%.2f M", Double(parameters) / 1e6)
         let ss = String(format: "%.2f ± %.2f", BenchResult.mean(samplesSentences), BenchResult.stddev(samplesSentences))
         let ts = String(format: "%.2f ± %.2f", BenchResult.mean(samplesTs), BenchResult.stddev(samplesTs))
-        func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
-            let fill = String(repeating: " ", count: max(0, n - s.count))
-            return left ? s + fill : fill + s
-        }
-        return "| \(pad(modelType, 30, left: true)) | \(pad(size, 10)) | \(pad(params, 10)) | \(pad("CPU (Quill)", 10, left: true)) | "
-            + "\(pad(String(threads), 7)) | \(pad(testName, 15)) | \(pad(ss, 19)) | \(pad(ts, 20)) |"
+        return "| \(padded(modelType, 30, left: true)) | \(padded(size, 10)) | \(padded(params, 10)) | \(padded("CPU (Quill)", 10, left: true)) | "
+            + "\(padded(String(threads), 7)) | \(padded(testName, 15)) | \(padded(ss, 19)) | \(padded(ts, 20)) |"
     }
 
     func json(indent: String) -> String {
         let ts = samplesTs, ss = samplesSentences
         let ns = samplesNs.map { Double($0) }
-        func str(_ s: String) -> String {
-            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-        }
         let fields: [(String, String)] = [
-            ("engine", str("quill")),
-            ("mode", str("seq2seq")),
-            ("model_filename", str(path)),
-            ("model_type", str(modelType)),
+            ("engine", jsonString("quill")),
+            ("mode", jsonString("seq2seq")),
+            ("model_filename", jsonString(path)),
+            ("model_type", jsonString(modelType)),
             ("model_size", String(sizeBytes)),
             ("model_n_params", String(parameters)),
             ("n_threads", String(threads)),
@@ -239,8 +232,8 @@ struct Seq2SeqBenchResult {
             ("n_sentences", String(sentences)),
             ("max_new_tokens", String(maxNewTokens)),
             ("n_gen", String(Int(BenchResult.mean(tokens.map(Double.init)).rounded()))),
-            ("test", str(testName)),
-            ("test_time", str(ISO8601DateFormatter().string(from: Date()))),
+            ("test", jsonString(testName)),
+            ("test_time", jsonString(ISO8601DateFormatter().string(from: Date()))),
             ("avg_ns", String(Int(BenchResult.mean(ns)))), ("stddev_ns", String(Int(BenchResult.stddev(ns)))),
             ("avg_sentences_per_s", String(format: "%.6f", BenchResult.mean(ss))),
             ("stddev_sentences_per_s", String(format: "%.6f", BenchResult.stddev(ss))),
@@ -251,7 +244,6 @@ struct Seq2SeqBenchResult {
             ("samples_tokens", "[ " + tokens.map(String.init).joined(separator: ", ") + " ]"),
             ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
         ]
-        if indent.isEmpty { return "{" + fields.map { "\(str($0.0)): \($0.1)" }.joined(separator: ", ") + "}" }
-        return indent + "{\n" + fields.map { indent + "  \(str($0.0)): \($0.1)" }.joined(separator: ",\n") + "\n" + indent + "}"
+        return jsonObject(fields, indent: indent)
     }
 }
