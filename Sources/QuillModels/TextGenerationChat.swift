@@ -62,7 +62,7 @@ public final class ChatSession: @unchecked Sendable {
         let tokens: [TokenID]
         if !conversationTokens.isEmpty, rendered.utf8.starts(with: conversationText.utf8) {
             let delta = String(decoding: rendered.utf8.dropFirst(conversationText.utf8.count), as: UTF8.self)
-            tokens = conversationTokens + model.tokenizer.encode(delta, parseSpecialTokens: true)
+            tokens = conversationTokens + model.encode(delta, parseSpecialTokens: true)
         } else {
             tokens = model.encodePrompt(rendered)
         }
@@ -93,8 +93,8 @@ public final class ChatSession: @unchecked Sendable {
         // Keep the reply's ids as generated when they spell exactly the reply (not so after a stop
         // string or a cut character); otherwise its tokenization stands in.
         let replyTokens = generated.filter { !model.model.endOfSequenceTokens.contains($0) }
-        let exact = model.tokenizer.decode(replyTokens) == Array(reply.utf8)
-        conversationTokens = tokens + (exact ? replyTokens : model.tokenizer.encode(reply, parseSpecialTokens: false))
+        let exact = model.bytes(of: replyTokens) == Array(reply.utf8)
+        conversationTokens = tokens + (exact ? replyTokens : model.encode(reply, parseSpecialTokens: false))
         conversationText = rendered + reply
         messages.append(.user(userText))
         messages.append(.assistant(reply))

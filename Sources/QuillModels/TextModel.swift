@@ -7,14 +7,15 @@ import QuillTokenizers
 public final class TextModel: @unchecked Sendable {
     public let file: GGUFFile
     public let model: LlamaModel
-    public let tokenizer: BPETokenizer
+    /// Byte-level BPE for `gpt2` vocabularies, SentencePiece for `llama` ones (see `GGUFTokenizer`).
+    public let tokenizer: any Tokenizer
     /// Token prepended to every prompt when the file asks for it (`tokenizer.ggml.add_bos_token`).
     public let beginningOfSequence: TokenID?
 
     /// Maps and checks the file, binds the weights and builds the tokenizer.
     public init(path: String, threads: Int, precision: ComputePrecision = .quantized) throws {
         file = try GGUFFile(path: path)
-        tokenizer = try GGUFTokenizer.byteLevelBPE(from: file)
+        tokenizer = try GGUFTokenizer.load(from: file)
         var endTokens: Set<TokenID> = []
         if let eos = file.optionalInt("tokenizer.ggml.eos_token_id") { endTokens.insert(TokenID(eos)) }
         if let eot = file.optionalInt("tokenizer.ggml.eot_token_id") { endTokens.insert(TokenID(eot)) }
@@ -25,9 +26,21 @@ public final class TextModel: @unchecked Sendable {
     /// Token ids of `text` as a prompt: special tokens such as `<|im_start|>` are recognised, and the
     /// BOS token is prepended when the model asks for one.
     public func encodePrompt(_ text: String) -> [TokenID] {
-        let ids = tokenizer.encode(text, parseSpecialTokens: true)
+        let ids = encode(text, parseSpecialTokens: true)
         guard let bos = beginningOfSequence else { return ids }
         return [bos] + ids
+    }
+
+    /// Token ids of `text` without BOS. `parseSpecialTokens: false` reads special-token text as
+    /// ordinary text; SentencePiece vocabularies always match special-token text (as Hugging Face does).
+    public func encode(_ text: String, parseSpecialTokens: Bool) -> [TokenID] {
+        if let bpe = tokenizer as? BPETokenizer { return bpe.encode(text, parseSpecialTokens: parseSpecialTokens) }
+        return tokenizer.encode(text, addSpecialTokens: false)
+    }
+
+    /// The bytes that `ids` stand for in running text (what streaming output prints for them).
+    public func bytes(of ids: [TokenID]) -> [UInt8] {
+        ids.flatMap { tokenizer.tokenBytes($0) }
     }
 }
 

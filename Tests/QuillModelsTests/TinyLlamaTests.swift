@@ -1,18 +1,21 @@
 import Foundation
 import QuillGeneration
 import QuillModels
+import QuillTokenizers
 import Testing
 
 /// A tiny random Llama written as a GGUF file, checked against a plain Double-precision forward pass
 /// written here from the architecture's definition (not from Quill's kernels): the model code must be
 /// right for shapes it was not tuned on (GQA 4:2, head dim 8, several layers, odd vocabulary).
 struct TinyLlama {
-    let layers = 2, width = 32, heads = 4, kvHeads = 2, ffn = 48, vocabulary = 37
+    let layers = 2, width = 32, heads = 4, kvHeads = 2, ffn = 48
+    let vocabulary: Int
     let ropeBase: Float = 10_000, epsilon: Float = 1e-5
     var headDimension: Int { width / heads }
     var tensors: [String: (dims: [Int], values: [Float])] = [:]
 
-    init(seed: UInt64) {
+    init(seed: UInt64, vocabulary: Int = 37) {
+        self.vocabulary = vocabulary
         var g = TestRandom(seed: seed)
         func matrix(_ rows: Int, _ columns: Int, scale: Float) -> (dims: [Int], values: [Float]) {
             ([columns, rows], (0 ..< rows * columns).map { _ in Float.random(in: -scale ... scale, using: &g) })
@@ -36,7 +39,7 @@ struct TinyLlama {
         }
     }
 
-    func gguf(overridingDims: [String: [Int]] = [:]) -> [UInt8] {
+    func gguf(overridingDims: [String: [Int]] = [:], extraMetadata: [(String, GGUFValue)] = []) -> [UInt8] {
         var writer = GGUFWriter()
         writer.metadata = [
             ("general.architecture", .string("llama")),
@@ -48,7 +51,7 @@ struct TinyLlama {
             ("llama.context_length", .uint32(64)),
             ("llama.rope.freq_base", .float32(ropeBase)),
             ("llama.attention.layer_norm_rms_epsilon", .float32(epsilon)),
-        ]
+        ] + extraMetadata
         for (name, tensor) in tensors.sorted(by: { $0.key < $1.key }) {
             let dims = overridingDims[name] ?? tensor.dims
             let bytes = tensor.values.withUnsafeBytes { Array($0) }
@@ -177,5 +180,42 @@ struct TestRandom: RandomNumberGenerator {
         } throws: { error in
             "\(error)".contains("blk.0.ffn_up.weight")
         }
+    }
+}
+
+/// A Llama whose GGUF carries a SentencePiece (`llama`) vocabulary, as Llama 2 / Mistral files do:
+/// `TextModel` must tokenize with it, add BOS, and stream text that spells the generated ids.
+@Suite struct SentencePieceVocabularyModelTests {
+    @Test func textModelRunsWithASentencePieceVocabulary() async throws {
+        let modelURL = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/sentencepiece/bpe_bytefallback.model")
+        let proto = try SentencePieceModelProto(contentsOf: modelURL)
+        let tiny = TinyLlama(seed: 5, vocabulary: proto.pieces.count)
+        let bytes = tiny.gguf(extraMetadata: [
+            ("tokenizer.ggml.model", .string("llama")),
+            ("tokenizer.ggml.tokens", .array(proto.pieces.map { .string($0.piece) })),
+            ("tokenizer.ggml.scores", .array(proto.pieces.map { .float32($0.score) })),
+            ("tokenizer.ggml.token_type", .array(proto.pieces.map { .int32($0.type.rawValue) })),
+            ("tokenizer.ggml.bos_token_id", .uint32(UInt32(proto.bosId))),
+            ("tokenizer.ggml.eos_token_id", .uint32(UInt32(proto.eosId))),
+        ])
+        let directory = try TempDirectory()
+        let model = try TextModel(path: try directory.write(bytes), threads: 2, precision: .f32)
+        let expected = try SentencePieceTokenizer(modelFile: modelURL).encode("And God said", addSpecialTokens: false)
+        #expect(model.encodePrompt("And God said") == [proto.bosId] + expected)
+
+        var options = TextGenerationOptions(maxNewTokens: 12, sampling: .greedy)
+        options.stopAtEndOfSequence = false
+        var tokens: [TokenID] = [], text = ""
+        for try await event in model.generate("And God said", options) {
+            switch event {
+            case let .token(id): tokens.append(id)
+            case let .text(piece): text += piece
+            case .finished: break
+            }
+        }
+        #expect(tokens.count == 12)
+        // The random model emits stray byte pieces: each invalid sequence shows as one U+FFFD,
+        // exactly as a lossy UTF-8 decode of all the bytes at once.
+        #expect(text == String(decoding: model.bytes(of: tokens), as: UTF8.self))
     }
 }
