@@ -49,6 +49,14 @@ public struct LlamaConfiguration: Sendable, Equatable {
         guard positive.allSatisfy({ $0 > 0 && $0 < 1 << 24 }), heads % kvHeads == 0, modelWidth % heads == 0 else {
             throw GGUFError(path: gguf.path, problem: "inconsistent hyper-parameters (layers \(layers), width \(modelWidth), heads \(heads)/\(kvHeads))")
         }
+        // Position schemes this forward pass does not implement would run without error and give
+        // wrong logits, so they are refused: Llama 3.1's frequency factors, YaRN/linear scaling.
+        if gguf.tensor("rope_freqs.weight") != nil {
+            throw GGUFError(path: gguf.path, problem: "RoPE frequency factors (rope_freqs.weight, Llama 3.1 style) are not supported")
+        }
+        if let scaling = gguf.optionalString(p + "rope.scaling.type"), scaling != "none" {
+            throw GGUFError(path: gguf.path, problem: "RoPE scaling '\(scaling)' is not supported")
+        }
         headDimension = gguf.optionalInt(p + "attention.key_length") ?? modelWidth / heads
         guard headDimension % 2 == 0, ropeBase > 0, rmsEpsilon > 0 else {
             throw GGUFError(path: gguf.path, problem: "invalid head dimension, RoPE base or RMS epsilon")

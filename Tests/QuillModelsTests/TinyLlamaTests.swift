@@ -219,3 +219,14 @@ struct TestRandom: RandomNumberGenerator {
         #expect(text == String(decoding: model.bytes(of: tokens), as: UTF8.self))
     }
 }
+
+@Suite struct UnsupportedLlamaVariantTests {
+    @Test func ropeScalingIsRefusedNotApproximated() throws {
+        let tiny = TinyLlama(seed: 3)
+        let directory = try TempDirectory()
+        let path = try directory.write(tiny.gguf(extraMetadata: [("llama.rope.scaling.type", .string("yarn"))]))
+        #expect {
+            _ = try LlamaModel(gguf: try GGUFFile(path: path), threads: 1, endOfSequenceTokens: [])
+        } throws: { "\($0)".contains("RoPE scaling 'yarn'") }
+    }
+}
