@@ -81,15 +81,9 @@ struct Seq2SeqBenchOptions: ParsableArguments {
         if pipeline.tokenizer != nil {
             return (0..<sentences).map { pipeline.sourceIDs(Seq2SeqBenchOptions.text[$0 % Seq2SeqBenchOptions.text.count]) }
         }
-        // SplitMix64: the same ids on every run and platform.
-        var state = seed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        // The sampler's seeded generator: the same ids on every run and platform.
+        var random = Xoshiro256StarStar(seed: seed)
+        func next() -> UInt64 { random.next() }
         let settings = pipeline.model.generationDefaults
         let special = Set(settings.endOfSequenceTokens + [settings.padToken, settings.decoderStartToken])
         let eos = settings.endOfSequenceTokens.first

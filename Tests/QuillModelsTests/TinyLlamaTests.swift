@@ -16,7 +16,7 @@ struct TinyLlama {
 
     init(seed: UInt64, vocabulary: Int = 37) {
         self.vocabulary = vocabulary
-        var g = TestRandom(seed: seed)
+        var g = Xoshiro256StarStar(seed: seed)
         func matrix(_ rows: Int, _ columns: Int, scale: Float) -> (dims: [Int], values: [Float]) {
             ([columns, rows], (0 ..< rows * columns).map { _ in Float.random(in: -scale ... scale, using: &g) })
         }
@@ -114,18 +114,6 @@ struct TinyLlama {
             }
         }
         return x.map { project("output.weight", rmsNorm($0, "output_norm.weight")) }
-    }
-}
-
-struct TestRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
