@@ -117,11 +117,7 @@ public enum MatMul {
                     let w = src + 20 * b
                     let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
                     let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-                    let raw = load128(w, 4)
-                    o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, m),
-                                 toByteOffset: 128 * b, as: __m512.self)
-                    o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, m),
-                                 toByteOffset: 128 * b + 64, as: __m512.self)
+                    storeNibbles(load128(w, 4), scale: d, offset: m, mask: mask, into: o + 128 * b)
                 }
                 return
             case .q4_0:
@@ -129,11 +125,7 @@ public enum MatMul {
                     let w = src + 18 * b
                     let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
                     let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-8 * dh)
-                    let raw = load128(w, 2)
-                    o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, off),
-                                 toByteOffset: 128 * b, as: __m512.self)
-                    o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, off),
-                                 toByteOffset: 128 * b + 64, as: __m512.self)
+                    storeNibbles(load128(w, 2), scale: d, offset: off, mask: mask, into: o + 128 * b)
                 }
                 return
             case .q8_0:

@@ -186,6 +186,15 @@ enum AVX512MatVec {
     p.loadUnaligned(fromByteOffset: offset, as: __m128i.self)
 }
 
+/// Writes the 32 floats of one 4-bit block, `scale·q + offset`: elements 0–15 from the low nibbles
+/// of `raw`, 16–31 from the high ones (ggml's order), to `out` (128 bytes).
+@inline(__always) func storeNibbles(_ raw: __m128i, scale: __m512, offset: __m512, mask: __m128i,
+                                    into out: UnsafeMutableRawPointer) {
+    out.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), scale, offset), as: __m512.self)
+    out.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), scale, offset),
+                   toByteOffset: 64, as: __m512.self)
+}
+
 // MARK: - f32 path kernels
 
 enum F32Weights: AVX512F32Kernel {
