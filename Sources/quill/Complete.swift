@@ -21,12 +21,12 @@ struct ModelOptions: ParsableArguments {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
     }
 
-    func load() throws -> TextModel {
+    func load(maxBatch: Int = 512) throws -> TextModel {
         guard FileManager.default.fileExists(atPath: modelPath) else {
             let hint = model == nil ? " (run Weights/fetch to download the default model)" : ""
             throw CommandError("\(modelPath): no such model file\(hint)")
         }
-        return try TextModel(path: modelPath, threads: threads, precision: precision)
+        return try TextModel(path: modelPath, threads: threads, precision: precision, maxBatch: maxBatch)
     }
 }
 
@@ -120,6 +120,13 @@ struct SamplingFlags: ParsableArguments {
     }
 }
 
+/// A context longer than the model was trained for is allowed (as llama.cpp allows it), with a warning.
+func warnBeyondTrainedContext(_ contextSize: Int, _ trained: Int) {
+    if contextSize > trained {
+        StandardError.write("quill: warning: the context of \(contextSize) tokens is longer than the \(trained) the model was trained on\n")
+    }
+}
+
 /// Reports the seed when the output depends on it, so that a run can be repeated with --seed.
 func reportSeed(_ sampling: SamplingOptions) {
     if !sampling.isGreedy { StandardError.write("quill: seed \(sampling.seed)\n") }
@@ -160,11 +167,12 @@ struct Complete: ParsableCommand {
             guard !text.isEmpty else { throw CommandError("the prompt on standard input is empty") }
             let loaded = try modelOptions.load()
             let contextSize = ctxSize == 0 ? loaded.model.trainedContextLength : ctxSize
+            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             let prompt = loaded.encodePrompt(text)
             guard prompt.count < contextSize else {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
             }
-            let cache = loaded.model.makeCache(capacity: contextSize)
+            let cache = try loaded.model.makeCache(capacity: contextSize)
             let loadTime = (clock.now - loadStart).components
             let loadSeconds = Double(loadTime.seconds) + Double(loadTime.attoseconds) * 1e-18
 

@@ -147,7 +147,7 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
     #expect(reference.allSatisfy(\.isFinite) && reference.contains { $0 > 0.5 } && reference.contains { $0 < -0.5 })
 }
 
-/// The fused-products and pre-quantised-activation entry points (what LlamaModel's decode step
+/// The fused-products and pre-quantised-activation entry points (what DecoderModel's decode step
 /// calls) agree with the plain f32 call and the reference.
 @Test(arguments: kQuantTypes) func kQuantMatVecSharedActivations(type: TensorType) {
     var g = SeededGenerator(seed: 800 + UInt64(type.rawValue))
