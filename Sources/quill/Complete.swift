@@ -153,7 +153,17 @@ struct Complete: ParsableCommand {
     @Flag(help: "Keep generating after the end-of-sequence token.")
     var ignoreEos = false
 
+    @Option(help: "Beam search with N beams (Hugging Face generate(num_beams=N): length penalty 1, no early stopping); prints the best continuation when done.")
+    var beam: Int?
+
+    @Option(help: "With --beam: K continuations, best first, each 'text<TAB>score' on its own line.")
+    var nBest: Int?
+
     func validate() throws {
+        if let beam { guard (1 ... 64).contains(beam) else { throw ValidationError("--beam must be between 1 and 64") } }
+        if let nBest {
+            guard (1 ... 64).contains(nBest), beam != nil else { throw ValidationError("--n-best needs --beam and must be between 1 and 64") }
+        }
         guard nPredict >= -1 else { throw ValidationError("--n-predict must be -1 or more") }
         guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
     }
@@ -171,6 +181,16 @@ struct Complete: ParsableCommand {
             let prompt = loaded.encodePrompt(text)
             guard prompt.count < contextSize else {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
+            }
+            if let beam {
+                let searchStart = clock.now
+                let generated = try CompleteBeamSearch(beams: beam, nBest: nBest ?? 1, printIds: ids).run(
+                    loaded, prompt: prompt, maxNewTokens: nPredict < 0 ? contextSize : nPredict, contextSize: contextSize,
+                    stopAtEndOfSequence: !ignoreEos)
+                StandardError.write(String(format: "\nquill: beam search %d beams | prompt %d tokens | best hypothesis %d tokens in %.2f s | %d threads, %@\n",
+                                           max(beam, nBest ?? 1), prompt.count, generated, seconds(clock.now - searchStart),
+                                           modelOptions.threads, modelOptions.precision.rawValue))
+                return
             }
             let cache = try loaded.model.makeCache(capacity: contextSize)
             let loadTime = (clock.now - loadStart).components
