@@ -16,20 +16,23 @@ public enum FiveBitQuants {
 
     /// Dequantises `count` values (a multiple of 32) of a Q5_0 or Q5_1 row into `out`: SIMD where the
     /// AVX-512 kernels are compiled in, the scalar reference elsewhere. Bitwise the values of
-    /// `ReferenceDequantizer` (Q5_0: one rounding of d·(q − 16); Q5_1: d·q, then + m).
+    /// `ReferenceDequantizer` (Q5_0: d·(q − 16), so −0 where d < 0 and q = 16; Q5_1: d·q, then + m).
     public static func dequantize(_ type: TensorType, _ src: UnsafeRawPointer, count: Int,
                                   into out: UnsafeMutablePointer<Float>) {
         precondition(isFiveBit(type) && count % 32 == 0, "dequantize needs a Q5_0 / Q5_1 row of whole blocks")
         #if canImport(COpenBLAS.AVX512VNNI)
         let o = UnsafeMutableRawPointer(out)
         if type == .q5_0 {
+            let sixteen = _mm_set1_epi8(16)
             for b in 0..<count / 32 {
                 let w = src + 22 * b
-                let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
-                let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-16 * dh)
+                let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
                 let (q0, q1) = fiveBitValues128(w, qhOffset: 2)
-                o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(q0), d, off), toByteOffset: 128 * b, as: __m512.self)
-                o.storeBytes(of: _mm512_fmadd_ps(bytesToFloats(q1), d, off), toByteOffset: 128 * b + 64, as: __m512.self)
+                // (q − 16)·d as the reference computes it (fma(q, d, −16d) would give +0 for −0).
+                o.storeBytes(of: _mm512_mul_ps(signedBytesToFloats(_mm_sub_epi8(q0, sixteen)), d),
+                             toByteOffset: 128 * b, as: __m512.self)
+                o.storeBytes(of: _mm512_mul_ps(signedBytesToFloats(_mm_sub_epi8(q1, sixteen)), d),
+                             toByteOffset: 128 * b + 64, as: __m512.self)
             }
         } else {
             for b in 0..<count / 32 {
@@ -104,7 +107,7 @@ enum Q50Weights: AVX512F32Kernel {
         let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
         let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-16 * dh)
         let (q0, q1) = fiveBitValues128(w, qhOffset: 2)
-        // fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser.
+        // fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser (up to the sign of a zero).
         a0 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q0), d, off), x.loadUnaligned(as: __m512.self), a0)
         a1 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q1), d, off), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
     }

@@ -56,6 +56,11 @@ private func values(_ type: TensorType, _ bytes: [UInt8], simd: Bool, shift: Int
     // q_31 = 220 mod 32 = 28 → 6.
     #expect(got[0] == -6.5 && got[5] == -5 && got[16] == 1.5 && got[31] == 6)
     #expect(values(.q5_0, block, simd: true).map(\.bitPattern) == got.map(\.bitPattern))
+    // ggml's Q5_0 quantiser stores d = max / −16, usually negative. With d = −0.5 (0xB800) the signs flip,
+    // and q_11 = 80 mod 32 = 16 gives −0.5·0 = −0 (the SIMD path must not turn it into +0).
+    let negative = values(.q5_0, le16(0xB800) + qh + qs, simd: false)
+    #expect(negative == q5Values.map { -0.5 * Float($0 - 16) } && negative[11].sign == .minus)
+    #expect(values(.q5_0, le16(0xB800) + qh + qs, simd: true).map(\.bitPattern) == negative.map(\.bitPattern))
 }
 
 @Test func q5_1HandBlock() {
@@ -73,6 +78,12 @@ private func values(_ type: TensorType, _ bytes: [UInt8], simd: Bool, shift: Int
     var g = SeededGenerator(seed: 600 + UInt64(type.rawValue))
     let w = RandomWeights(type, rows: 3, columns: 896, using: &g)
     defer { w.free() }
+    // Negative scales in every other block, as ggml's quantisers write them (sign bit of the f16 d).
+    let data = UnsafeMutableRawPointer(mutating: w.matrix.data)
+    for b in stride(from: 0, to: 3 * 896 / 32, by: 2) {
+        let p = data + b * type.bytesPerBlock
+        p.storeBytes(of: p.loadUnaligned(as: UInt16.self) | 0x8000, as: UInt16.self)
+    }
     let reference = ReferenceDequantizer.dequantize(w.matrix)
     let bytes = [UInt8](UnsafeRawBufferPointer(start: w.matrix.data, count: 3 * w.matrix.rowBytes))
     #expect(values(type, bytes, simd: true, shift: 5).map(\.bitPattern) == reference.map(\.bitPattern))

@@ -4,6 +4,7 @@
 //
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //
 // `quants` compares the mat-vec of every quantised type side by side (GB/s of weights read, int8 and
 // f32 paths) at 4096×4096 and at Qwen2.5-0.5B's feed-forward down projection, 896×4864.
@@ -67,6 +68,10 @@ func row(_ cells: [String]) { print("| " + cells.joined(separator: " | ") + " |"
 func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
 let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+if CommandLine.arguments.dropFirst().first == "gguf" {
+    try ggufCheck(paths: Array(CommandLine.arguments.dropFirst(2)))
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "quants" {
     quantTypeTable(threads: threadCounts.isEmpty ? [1] : threadCounts)
     exit(0)
