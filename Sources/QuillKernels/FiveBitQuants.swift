@@ -101,43 +101,53 @@ extension PortableMatVec {
 
 // MARK: - f32 path
 
+/// One block's f32 step shared by Q5_0 and Q5_1: weights fma(q, d, offset), FMA'd with x.
+@inline(__always) func fiveBitF32Step(_ w: UnsafeRawPointer, qhOffset: Int, _ d: __m512, _ offset: __m512,
+                                      _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    let (q0, q1) = fiveBitValues128(w, qhOffset: qhOffset)
+    a0 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q0), d, offset), x.loadUnaligned(as: __m512.self), a0)
+    a1 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q1), d, offset), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+}
+
 enum Q50Weights: AVX512F32Kernel {
     static var stride: Int { 22 }
+    /// fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser (up to the sign of a zero).
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
         let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
-        let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-16 * dh)
-        let (q0, q1) = fiveBitValues128(w, qhOffset: 2)
-        // fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser (up to the sign of a zero).
-        a0 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q0), d, off), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q1), d, off), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+        fiveBitF32Step(w, qhOffset: 2, _mm512_set1_ps(dh), _mm512_set1_ps(-16 * dh), x, &a0, &a1)
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
 
 enum Q51Weights: AVX512F32Kernel {
     static var stride: Int { 24 }
+    /// fma(q, d, m) rounds once where the reference rounds twice (~1 ulp of a weight), as Q4_1.
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
         let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
         let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        let (q0, q1) = fiveBitValues128(w, qhOffset: 4)
-        // fma(q, d, m) rounds once where the reference rounds twice (~1 ulp of a weight), as Q4_1.
-        a0 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q0), d, m), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q1), d, m), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+        fiveBitF32Step(w, qhOffset: 4, d, m, x, &a0, &a1)
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
 
 // MARK: - int8 path
 
+/// One block's int8 step shared by Q5_0 and Q5_1: `dw` = (d_w, ·) or (d_w, m_w), times the
+/// activation pair (d_x, d_x·Σq_x); lane 0 scales the integer dot, lane 1 accumulates in `macc`.
+@inline(__always) func fiveBitInt8Step(_ w: UnsafeRawPointer, qhOffset: Int, _ dw: __m128, _ xq: __m256i, _ dxs: __m128,
+                                       _ acc: inout __m256, _ macc: inout __m128) {
+    let isum = dpbusd256(fiveBitValues256(w, qhOffset: qhOffset), xq)
+    let prod = _mm_mul_ps(dw, dxs)
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
+    macc = _mm_add_ps(macc, prod)
+}
+
 /// Q5_0 · Q8: Σ(q−16)·x = Σq·x − 16·Σx, with d_w·d_x·Σq_x accumulated in `macc` lane 1 (as Q4_0).
 enum Q50Int8: AVX512Int8Kernel {
     static var stride: Int { 22 }
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
-        let isum = dpbusd256(fiveBitValues256(w, qhOffset: 2), xq)
         let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
-        let prod = _mm_mul_ps(d, dxs)
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
-        macc = _mm_add_ps(macc, prod)
+        fiveBitInt8Step(w, qhOffset: 2, d, xq, dxs, &acc, &macc)
     }
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 16 * lane1(macc) }
 }
@@ -146,11 +156,8 @@ enum Q50Int8: AVX512Int8Kernel {
 enum Q51Int8: AVX512Int8Kernel {
     static var stride: Int { 24 }
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
-        let isum = dpbusd256(fiveBitValues256(w, qhOffset: 4), xq)
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: w.loadUnaligned(as: UInt32.self))))
-        let prod = _mm_mul_ps(dm, dxs)
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
-        macc = _mm_add_ps(macc, prod)
+        fiveBitInt8Step(w, qhOffset: 4, dm, xq, dxs, &acc, &macc)
     }
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) + lane1(macc) }
 }
