@@ -15,7 +15,7 @@ let package = Package(
     name: "Quill",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Quill", targets: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels"]),
+        .library(name: "Quill", targets: ["Quill"]),
         .executable(name: "quill", targets: ["quill"]),
     ],
     dependencies: [
@@ -28,6 +28,10 @@ let package = Package(
         .target(name: "QuillGeneration", dependencies: ["QuillKernels"], swiftSettings: optimise),
         .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers"],
                 swiftSettings: optimise),
+        // `import Quill`: re-exports the four library modules (Sources/QuillLibrary, so that the name
+        // does not clash with the `quill` tool's folder on case-insensitive file systems).
+        .target(name: "Quill", dependencies: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels"],
+                path: "Sources/QuillLibrary"),
         .executableTarget(name: "quill", dependencies: [
             "QuillModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
