@@ -37,9 +37,13 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Unigram: highest normal score (user-defined pieces get `length * maxScore - 0.1`).
     let maxScore: Float
     let unkSurface: [UInt8]
-    /// True when no piece contains a non-▁ character followed by ▁: then no piece can span such a
-    /// boundary in the text, so segmentation runs word by word (with a cache) and gives the same
-    /// result as over the whole text. Holds for Marian/T5/Llama/most vocabularies; checked at load.
+    /// Pieces containing a non-▁ character followed by ▁ (Gemma 3 has one, `>▁</`), with the byte
+    /// offsets of those ▁. Segmentation runs word by word (a word ends before each ▁ that follows a
+    /// non-▁ character) with a cache, which gives the same result as over the whole text because no
+    /// merge can cross such a boundary, unless one of these pieces spans it at that place in the text;
+    /// then the boundary is not used. Empty for Marian/T5/Llama/most vocabularies.
+    let crossingPieces: [(bytes: [UInt8], spaceOffsets: [Int])]
+    /// Word-by-word segmentation is used unless too many pieces cross word boundaries to check cheaply.
     let splitsAtSpaces: Bool
 
     /// Loads a sentencepiece `.model` file.
@@ -141,7 +145,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         }
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
         reserved = reservedIds
-        splitsAtSpaces = !entries.contains { Self.hasSpaceAfterText($0.0) }
+        crossingPieces = entries.lazy.map(\.0).filter { Self.hasSpaceAfterText($0) }
+            .map { ($0, Self.spaceAfterTextOffsets($0)) }
+        splitsAtSpaces = crossingPieces.count <= 64
         trie = BytesTrie(entries)
         byteIds = byteTable
         decodeArena = arena
@@ -152,15 +158,37 @@ public final class SentencePieceTokenizer: Tokenizer {
     }
 
     /// Whether the bytes contain ▁ right after a character that is not ▁.
-    static func hasSpaceAfterText(_ b: [UInt8]) -> Bool {
-        var i = 3
+    static func hasSpaceAfterText(_ b: [UInt8]) -> Bool { !spaceAfterTextOffsets(b).isEmpty }
+
+    /// Byte offsets of every ▁ that follows a character other than ▁ (E2 is always a lead byte in
+    /// UTF-8, so E2 96 81 anywhere is a ▁).
+    static func spaceAfterTextOffsets(_ b: [UInt8]) -> [Int] {
+        var offsets: [Int] = []
+        var i = 1
         while i + 2 < b.count {
-            if b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81 && !(b[i - 3] == 0xE2 && b[i - 2] == 0x96 && b[i - 1] == 0x81) {
-                return true
-            }
+            if isSpaceSymbol(b, at: i) && !(i >= 3 && isSpaceSymbol(b, at: i - 3)) { offsets.append(i) }
             i += 1
         }
-        // ▁ at offsets 1 and 2 follows a partial character only in malformed pieces; offset 0 is fine.
+        return offsets
+    }
+
+    @inline(__always)
+    static func isSpaceSymbol<C: RandomAccessCollection>(_ b: C, at i: Int) -> Bool where C.Element == UInt8, C.Index == Int {
+        b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81
+    }
+
+    /// Whether a crossing piece occurs in `n` spanning the word boundary at `i` (the ▁ it starts).
+    @inline(__always)
+    func pieceSpansBoundary(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+        for (bytes, offsets) in crossingPieces {
+            for off in offsets {
+                let start = i - off
+                guard start >= 0, start + bytes.count <= n.count else { continue }
+                var k = 0
+                while k < bytes.count && n[start + k] == bytes[k] { k += 1 }
+                if k == bytes.count { return true }
+            }
+        }
         return false
     }
 
@@ -225,18 +253,25 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Normalises and segments one span of raw text, appending ids.
     func encodeSegment(_ s: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        var cache = PieceCache()
+        encodeSegment(s, into: &out, cache: &cache)
+    }
+
+    /// Normalises and segments one span of raw text, appending ids; `cache` holds the words segmented
+    /// so far (share it between the spans of one text).
+    func encodeSegment(_ s: UnsafeBufferPointer<UInt8>, into out: inout [Int32], cache: inout PieceCache) {
         let normalized = normalizer.normalize(utf8: s)
         if normalized.isEmpty { return }
         normalized.withUnsafeBufferPointer { n in
             guard splitsAtSpaces else { return segment(n, into: &out) }
-            var cache = PieceCache()
             var start = 0
             var i = 1
             while i <= n.count {
                 // A word ends before each ▁ that follows a non-▁ character, and at the end.
                 let atEnd = i == n.count
-                let boundary = atEnd || (i >= 3 && i + 2 < n.count && n[i] == 0xE2 && n[i + 1] == 0x96 && n[i + 2] == 0x81
-                    && !(n[i - 3] == 0xE2 && n[i - 2] == 0x96 && n[i - 1] == 0x81))
+                let boundary = atEnd || (i + 2 < n.count && Self.isSpaceSymbol(n, at: i)
+                    && !(i >= 3 && Self.isSpaceSymbol(n, at: i - 3))
+                    && (crossingPieces.isEmpty || !pieceSpansBoundary(n, i)))
                 if !boundary { i += 1; continue }
                 let word = UnsafeBufferPointer(rebasing: n[start..<i])
                 let h = PieceCache.hash(word)

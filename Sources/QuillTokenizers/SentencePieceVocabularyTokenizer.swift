@@ -86,6 +86,7 @@ public final class SentencePieceVocabularyTokenizer: SpecialTokenParsingTokenize
             out.reserveCapacity(s.count / 3 + 8)
             var previousWasSpecial = true
             var prefixed: [UInt8] = []
+            var cache = PieceCache()
             specials.split(s, specialTokens) { plain, token in
                 if let token {
                     out.append(token)
@@ -97,9 +98,9 @@ public final class SentencePieceVocabularyTokenizer: SpecialTokenParsingTokenize
                     prefixed.removeAll(keepingCapacity: true)
                     prefixed.append(0x20)
                     prefixed.append(contentsOf: plain)
-                    prefixed.withUnsafeBufferPointer { sentencePiece.encodeSegment($0, into: &out) }
+                    prefixed.withUnsafeBufferPointer { sentencePiece.encodeSegment($0, into: &out, cache: &cache) }
                 } else {
-                    sentencePiece.encodeSegment(plain, into: &out)
+                    sentencePiece.encodeSegment(plain, into: &out, cache: &cache)
                 }
                 previousWasSpecial = false
             }
