@@ -110,6 +110,15 @@ public struct ChatTemplate: Sendable, Equatable {
         return tokenizer.encode(rendered.text, specialTokens: .within(rendered.markup))
     }
 
+    /// `encode(_:addGenerationPrompt:with:)` with a loaded model's tokenizer: the prompt ids for a chat
+    /// turn (no BOS is added; the templates that want one write it).
+    public func encode(_ messages: [ChatMessage], addGenerationPrompt: Bool, for model: TextModel) -> [Int32] {
+        guard let tokenizer = model.tokenizer as? any SpecialTokenParsingTokenizer else {
+            return model.tokenizer.encode(render(messages, addGenerationPrompt: addGenerationPrompt), addSpecialTokens: false)
+        }
+        return encode(messages, addGenerationPrompt: addGenerationPrompt, with: tokenizer)
+    }
+
     /// Checks what the template itself would refuse: Gemma's roles must alternate user / assistant
     /// after an optional leading system message. (`render` renders any conversation.)
     public func validate(_ messages: [ChatMessage]) throws {

@@ -41,6 +41,8 @@ import Testing
         for c in try cases().cases {
             let ids = model.encodePrompt(template.render(c.messages, addGenerationPrompt: c.addGenerationPrompt))
             #expect(ids == c.ids, "\(c.name)")
+            // The markup-only path gives the same ids when no message spells a marker.
+            #expect(template.encode(c.messages, addGenerationPrompt: c.addGenerationPrompt, for: model) == c.ids, "\(c.name)")
         }
     }
 
