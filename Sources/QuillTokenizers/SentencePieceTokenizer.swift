@@ -110,8 +110,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         self.unkId = unk
         self.unkSurface = Array(unkSurface.utf8)
 
-        var entries: [([UInt8], Int32)] = []
-        entries.reserveCapacity(pieces.count)
+        // Built without a temporary array per piece: 262k small allocations cost more than the trie itself.
+        var pieceTrie = BytesTrie()
+        var crossing: [(bytes: [UInt8], spaceOffsets: [Int])] = []
         var userDefined: [String] = []
         var byteTable = [Int32](repeating: -1, count: 256)
         var reservedIds: [String: Int32] = [:]
@@ -122,12 +123,16 @@ public final class SentencePieceTokenizer: Tokenizer {
         for (i, p) in pieces.enumerated() {
             switch pieceTypes[i] {
             case .normal, .unused, .userDefined:
-                entries.append((Array(p.utf8), Int32(i)))
+                var piece = p
+                piece.withUTF8 { bytes in
+                    pieceTrie.insert(bytes, id: Int32(i))
+                    Self.appendUnescapingSpaces(bytes, to: &arena)
+                    if Self.hasSpaceAfterText(bytes) { crossing.append((Array(bytes), Self.spaceAfterTextOffsets(Array(bytes)))) }
+                }
                 if pieceTypes[i] == .userDefined { userDefined.append(p) }
                 if pieceTypes[i] == .normal {
                     minScore = min(minScore, scores[i]); maxScoreSeen = max(maxScoreSeen, scores[i])
                 }
-                arena.append(contentsOf: Self.unescapeSpaces(p))
             case .byte:
                 if let b = Self.byteValue(p) {
                     if byteTable[Int(b)] < 0 { byteTable[Int(b)] = Int32(i) }
@@ -145,10 +150,9 @@ public final class SentencePieceTokenizer: Tokenizer {
         }
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
         reserved = reservedIds
-        crossingPieces = entries.lazy.map(\.0).filter { Self.hasSpaceAfterText($0) }
-            .map { ($0, Self.spaceAfterTextOffsets($0)) }
+        crossingPieces = crossing
         splitsAtSpaces = crossingPieces.count <= 64
-        trie = BytesTrie(entries)
+        trie = pieceTrie
         byteIds = byteTable
         decodeArena = arena
         decodeOffsets = offsets
@@ -158,7 +162,14 @@ public final class SentencePieceTokenizer: Tokenizer {
     }
 
     /// Whether the bytes contain ▁ right after a character that is not ▁.
-    static func hasSpaceAfterText(_ b: [UInt8]) -> Bool { !spaceAfterTextOffsets(b).isEmpty }
+    static func hasSpaceAfterText(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 1
+        while i + 2 < b.count {
+            if isSpaceSymbol(b, at: i) && !(i >= 3 && isSpaceSymbol(b, at: i - 3)) { return true }
+            i += 1
+        }
+        return false
+    }
 
     /// Byte offsets of every ▁ that follows a character other than ▁ (E2 is always a lead byte in
     /// UTF-8, so E2 96 81 anywhere is a ▁).
@@ -197,6 +208,14 @@ public final class SentencePieceTokenizer: Tokenizer {
         let u = Array(piece.utf8)
         guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return nil }
         return UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16)
+    }
+
+    /// Appends a piece's bytes with ▁ turned into spaces.
+    static func appendUnescapingSpaces(_ u: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        var k = 0
+        while k < u.count {
+            if k + 2 < u.count, u[k] == 0xE2, u[k + 1] == 0x96, u[k + 2] == 0x81 { out.append(0x20); k += 3 } else { out.append(u[k]); k += 1 }
+        }
     }
 
     /// A piece's text with ▁ turned into spaces.
