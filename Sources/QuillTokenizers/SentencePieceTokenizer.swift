@@ -22,9 +22,12 @@ public final class SentencePieceTokenizer: Tokenizer {
     let pieces: [String]
     let scores: [Float]
     let types: [PieceType]
-    /// Control, unknown and byte pieces by spelling (they are not in `trie`).
+    /// Control, unknown and byte pieces by spelling (they are not in `pieceTable`).
     let reserved: [String: Int32]
     /// Pieces that can be produced by segmentation (normal, user-defined, unused) by their UTF-8 bytes.
+    let pieceTable: PieceTable
+    /// The same pieces as a trie, for the prefix walks of unigram segmentation; for BPE only the
+    /// user-defined pieces (BPE needs exact lookups only, and a 262k-piece trie costs most of the load).
     let trie: BytesTrie
     /// Bytes of every piece as it appears in decoded text (▁ -> space, `<0x41>` -> 0x41).
     let decodeArena: [UInt8]
@@ -43,6 +46,8 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// merge can cross such a boundary, unless one of these pieces spans it at that place in the text;
     /// then the boundary is not used. Empty for Marian/T5/Llama/most vocabularies.
     let crossingPieces: [(bytes: [UInt8], spaceOffsets: [Int])]
+    /// Per byte: whether it ends the text before a ▁ in some crossing piece (a cheap first test).
+    let crossingByteBeforeSpace: [Bool]
     /// Word-by-word segmentation is used unless too many pieces cross word boundaries to check cheaply.
     let splitsAtSpaces: Bool
 
@@ -111,6 +116,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         self.unkSurface = Array(unkSurface.utf8)
 
         // Built without a temporary array per piece: 262k small allocations cost more than the trie itself.
+        var table = PieceTable(capacity: pieces.count)
         var pieceTrie = BytesTrie()
         var crossing: [(bytes: [UInt8], spaceOffsets: [Int])] = []
         var userDefined: [String] = []
@@ -125,7 +131,8 @@ public final class SentencePieceTokenizer: Tokenizer {
             case .normal, .unused, .userDefined:
                 var piece = p
                 piece.withUTF8 { bytes in
-                    pieceTrie.insert(bytes, id: Int32(i))
+                    table.insert(bytes, id: Int32(i))
+                    if model == .unigram || pieceTypes[i] == .userDefined { pieceTrie.insert(bytes, id: Int32(i)) }
                     Self.appendUnescapingSpaces(bytes, to: &arena)
                     if Self.hasSpaceAfterText(bytes) { crossing.append((Array(bytes), Self.spaceAfterTextOffsets(Array(bytes)))) }
                 }
@@ -151,7 +158,11 @@ public final class SentencePieceTokenizer: Tokenizer {
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
         reserved = reservedIds
         crossingPieces = crossing
+        var before = [Bool](repeating: false, count: 256)
+        for (bytes, offsets) in crossing { for off in offsets { before[Int(bytes[off - 1])] = true } }
+        crossingByteBeforeSpace = before
         splitsAtSpaces = crossingPieces.count <= 64
+        pieceTable = table
         trie = pieceTrie
         byteIds = byteTable
         decodeArena = arena
@@ -191,6 +202,11 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Whether a crossing piece occurs in `n` spanning the word boundary at `i` (the ▁ it starts).
     @inline(__always)
     func pieceSpansBoundary(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+        guard crossingByteBeforeSpace[Int(n[i - 1])] else { return false }
+        return crossingPieceAt(n, i)
+    }
+
+    private func crossingPieceAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
         for (bytes, offsets) in crossingPieces {
             for off in offsets {
                 let start = i - off
@@ -241,7 +257,7 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     public func id(of token: String) -> Int32? {
         var t = token
-        if let v = t.withUTF8({ trie.lookup($0) }) { return v }
+        if let v = t.withUTF8({ pieceTable.lookup($0) }) { return v }
         return reserved[token]
     }
 

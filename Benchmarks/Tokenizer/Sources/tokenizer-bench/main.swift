@@ -4,7 +4,7 @@
 //
 // and of the real Gemma 3 / Qwen2.5 GGUF vocabularies when they are fetched (`Weights/fetch NAME`).
 //
-// Usage: tokenizer-bench [--tokenizer PATH] [--corpus DIR] [--mb N] [--rounds N] [--no-synthetic] [--no-gguf]
+// Usage: tokenizer-bench [--tokenizer PATH] [--corpus DIR] [--mb N] [--rounds N] [--no-synthetic] [--no-gguf] [--gguf-only]
 // Prints human-readable lines and `RESULT key value` lines that run.sh turns into a table.
 import Foundation
 import QuillModels
@@ -62,6 +62,11 @@ result("quill_load_mb", Double(loadBytes) / 1e6)
 let text = try corpusText()
 let megabytes = Double(text.utf8.count) / 1e6
 print(String(format: "text: %.2f MB (%d bytes)", megabytes, text.utf8.count))
+// Paragraph by paragraph (one encode call per "\n\n"-terminated chunk), as a server would see
+// requests: per-call overhead and a cold piece cache each time. Same chunks as hf_tokenizers.py.
+let chunks = text.components(separatedBy: "\n\n").map { $0 + "\n\n" }
+// --gguf-only: just the GGUF vocabularies (for profiling them).
+if !CommandLine.arguments.contains("--gguf-only") {
 
 var ids: [Int32] = []
 var bestEncode = Double.infinity
@@ -80,9 +85,6 @@ result("quill_encode_mtoks", Double(ids.count) / bestEncode / 1e6)
 result("quill_tokens", Double(ids.count))
 print("RESULT quill_fnv \(String(hash, radix: 16))")
 
-// Paragraph by paragraph (one encode call per "\n\n"-terminated chunk), as a server would see
-// requests: per-call overhead and a cold piece cache each time. Same chunks as hf_tokenizers.py.
-let chunks = text.components(separatedBy: "\n\n").map { $0 + "\n\n" }
 var bestChunked = Double.infinity
 var chunkedTokens = 0
 for _ in 0..<rounds {
@@ -134,6 +136,7 @@ do {
     }
     result("quill_t5_decode_mbs", megabytes / bestDecode)
 }
+}  // --gguf-only
 
 // MARK: Real GGUF vocabularies (Gemma 3: 262,144-piece SentencePiece; Qwen2.5: 151,936-token byte-level BPE)
 
