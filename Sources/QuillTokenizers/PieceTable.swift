@@ -4,9 +4,11 @@
 /// one random memory access per byte (a cache miss each in a 262k-piece vocabulary); this table answers
 /// with about one, and builds in a fraction of the time (one insert per piece instead of per byte).
 struct PieceTable: Sendable {
-    /// Entry index per slot, -1 when empty; at most half full.
-    private var slots: [Int32]
+    /// Per slot: the upper 32 bits of the key's hash and the entry index (`tag << 32 | entry`), or
+    /// `empty`; at most half full. The tag settles almost every miss without touching the entries.
+    private var slots: [UInt64]
     private var mask: Int
+    private static let empty = UInt64.max
     /// Per entry: hash, id and key bytes `keys[keyStarts[e] ..< keyStarts[e + 1]]`.
     private var hashes: [UInt64] = []
     private var ids: [Int32] = []
@@ -17,7 +19,7 @@ struct PieceTable: Sendable {
     init(capacity: Int) {
         var bits = 4
         while (1 << bits) < capacity * 2 { bits += 1 }
-        slots = [Int32](repeating: -1, count: 1 << bits)
+        slots = [UInt64](repeating: Self.empty, count: 1 << bits)
         mask = (1 << bits) - 1
         hashes.reserveCapacity(capacity)
         ids.reserveCapacity(capacity)
@@ -46,10 +48,12 @@ struct PieceTable: Sendable {
     @inline(__always)
     private func lookup(_ key: UnsafeBufferPointer<UInt8>, hash h: UInt64) -> Int32? {
         var i = Int(truncatingIfNeeded: h) & mask
+        let tag = h >> 32
         while true {
-            let e = Int(slots[i])
-            if e < 0 { return nil }
-            if hashes[e] == h {
+            let slot = slots[i]
+            if slot == Self.empty { return nil }
+            if slot >> 32 == tag {
+                let e = Int(slot & 0xFFFF_FFFF)
                 let start = Int(keyStarts[e])
                 if Int(keyStarts[e + 1]) - start == key.count && equal(key, start) { return ids[e] }
             }
@@ -67,12 +71,12 @@ struct PieceTable: Sendable {
 
     private mutating func place(_ entry: Int32, hash h: UInt64) {
         var i = Int(truncatingIfNeeded: h) & mask
-        while slots[i] >= 0 { i = (i + 1) & mask }
-        slots[i] = entry
+        while slots[i] != Self.empty { i = (i + 1) & mask }
+        slots[i] = (h >> 32) << 32 | UInt64(UInt32(entry))
     }
 
     private mutating func grow() {
-        slots = [Int32](repeating: -1, count: slots.count * 2)
+        slots = [UInt64](repeating: Self.empty, count: slots.count * 2)
         mask = slots.count - 1
         for (e, h) in hashes.enumerated() { place(Int32(e), hash: h) }
     }
