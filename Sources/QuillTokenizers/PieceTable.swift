@@ -55,17 +55,9 @@ struct PieceTable: Sendable {
             if slot >> 32 == tag {
                 let e = Int(slot & 0xFFFF_FFFF)
                 let start = Int(keyStarts[e])
-                if Int(keyStarts[e + 1]) - start == key.count && equal(key, start) { return ids[e] }
+                if Int(keyStarts[e + 1]) - start == key.count && keys.matches(key, at: start) { return ids[e] }
             }
             i = (i + 1) & mask
-        }
-    }
-
-    @inline(__always)
-    private func equal(_ key: UnsafeBufferPointer<UInt8>, _ start: Int) -> Bool {
-        keys.withUnsafeBufferPointer { arena in
-            for k in 0..<key.count where arena[start + k] != key[k] { return false }
-            return true
         }
     }
 

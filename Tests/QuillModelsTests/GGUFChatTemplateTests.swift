@@ -7,24 +7,8 @@ import Testing
 /// pack used; the base-model GGUF has none) against the packs' `chat_template_cases.json`, rendered by
 /// transformers' `apply_chat_template` with jinja2.
 @Suite struct GGUFChatTemplateTests {
-    struct Case {
-        let name: String
-        let messages: [ChatMessage]
-        let addGenerationPrompt: Bool
-        let rendered: String
-        let ids: [Int32]
-    }
-
-    static func cases(_ pack: GGUFModelPack) throws -> (template: String, cases: [Case]) {
-        let json = try pack.json("chat_template_cases.json")
-        let cases = (json["cases"] as! [[String: Any]]).map { c in
-            Case(name: c["name"] as! String,
-                 messages: (c["messages"] as! [[String: String]]).map { ChatMessage(role: $0["role"]!, content: $0["content"]!) },
-                 addGenerationPrompt: c["add_generation_prompt"] as! Bool,
-                 rendered: c["rendered"] as! String,
-                 ids: (c["ids"] as! [NSNumber]).map { $0.int32Value })
-        }
-        return (json["template"] as! String, cases)
+    static func cases(_ pack: GGUFModelPack) throws -> (template: String, cases: [ChatTemplateCase]) {
+        ChatTemplateCase.load(try pack.json("chat_template_cases.json"))
     }
 
     @Test(arguments: GGUFModelPack.allCases)
