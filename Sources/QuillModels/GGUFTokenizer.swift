@@ -73,6 +73,20 @@ public enum GGUFTokenizer {
         }
     }
 
+    /// The ids that end generation: EOS and EOT / EOM when the file names them, plus the control tokens
+    /// spelled like the ends of turns that chat models write but files often do not declare (Gemma 3:
+    /// `<end_of_turn>`; Qwen2.5: `<|endoftext|>` besides EOS `<|im_end|>`), as llama.cpp infers them.
+    public static func endOfGenerationTokens(in file: GGUFFile, tokenizer: any Tokenizer) -> Set<TokenID> {
+        var ids: Set<TokenID> = []
+        for key in ["eos_token_id", "eot_token_id", "eom_token_id"] {
+            if let id = file.optionalInt("tokenizer.ggml.\(key)") { ids.insert(TokenID(id)) }
+        }
+        for text in ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>"] {
+            if let id = tokenizer.id(of: text), tokenizer.isSpecial(id) { ids.insert(id) }
+        }
+        return ids
+    }
+
     /// BOS / EOS / PAD / UNK as the file names them (`tokenizer.ggml.*_token_id`).
     static func specialTokenIds(in file: GGUFFile) -> SpecialTokenIds {
         func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").map { Int32($0) } }

@@ -80,6 +80,16 @@ import Testing
         #expect(disagreements == (pack == .gemma3 ? 3 : 0))
     }
 
+    /// The stop ids the packs' greedy references use (README: Gemma `[1, 106]`, Qwen `[151645, 151643]`);
+    /// neither file declares an EOT id.
+    @Test(arguments: GGUFModelPack.allCases)
+    func endOfGenerationTokensAreThoseThePackStopsAt(_ pack: GGUFModelPack) throws {
+        let file = try pack.metadata()
+        let tokenizer = try GGUFTokenizer.load(from: file)
+        let expected: Set<Int32> = pack == .gemma3 ? [1, 106] : [151645, 151643]
+        #expect(GGUFTokenizer.endOfGenerationTokens(in: file, tokenizer: tokenizer) == expected)
+    }
+
     @Test func gemmaVocabularyIsReadAsTheFileDescribesIt() throws {
         let tokenizer = try GGUFTokenizer.load(from: try GGUFModelPack.gemma3.metadata())
         let vocabulary = try #require(tokenizer as? SentencePieceVocabularyTokenizer)
