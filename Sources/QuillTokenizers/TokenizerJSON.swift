@@ -101,12 +101,6 @@ extension BPETokenizer {
                pattern.hasPrefix("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|") {
                 return .llama3
             }
-            // Qwen2's tokenizer.json: the same regex with a single-digit rule.
-            if types == ["Split", "ByteLevel"], (steps[1]["use_regex"] as? Bool) == false,
-               let pattern = (steps[0]["pattern"] as? [String: Any])?["Regex"] as? String,
-               pattern == "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" {
-                return .qwen2
-            }
             throw TokenizerError("unsupported pre_tokenizer sequence \(types)")
         default:
             throw TokenizerError("unsupported pre_tokenizer \(type)")
