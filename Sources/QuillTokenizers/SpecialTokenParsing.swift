@@ -33,9 +33,10 @@ public protocol SpecialTokenParsingTokenizer: Tokenizer {
 }
 
 /// Finds special and user-defined tokens in raw text, leftmost first and longest at each position
-/// (how Hugging Face `tokenizers` splits added tokens; llama.cpp matches longest-first over the whole
-/// text, which gives the same splits for the vocabularies Quill loads — their special tokens do not
-/// overlap one another).
+/// (how Hugging Face `tokenizers` splits added tokens). llama.cpp instead takes the longest token first
+/// over the whole text; the two differ only when a token's end overlaps another token's start, which
+/// Gemma's and Qwen's markers do not do (runs of one repeated character, Gemma's space/newline/tab
+/// tokens, split the same either way: 64 spaces are 31 + 31 + 2 in both).
 ///
 /// A byte trie keeps it fast with thousands of tokens (Gemma: 6,414, most starting with `<`): a
 /// position costs one table probe unless its byte starts some token.
