@@ -33,10 +33,12 @@ public final class TextModel: @unchecked Sendable {
         return [bos] + ids
     }
 
-    /// Token ids of `text` without BOS. `parseSpecialTokens: false` reads special-token text as
-    /// ordinary text; SentencePiece vocabularies always match special-token text (as Hugging Face does).
+    /// Token ids of `text` without BOS. `parseSpecialTokens: false` reads control-token text such as
+    /// `<|im_start|>` as ordinary text (user-defined tokens are matched either way, as llama.cpp does).
     public func encode(_ text: String, parseSpecialTokens: Bool) -> [TokenID] {
-        if let bpe = tokenizer as? BPETokenizer { return bpe.encode(text, parseSpecialTokens: parseSpecialTokens) }
+        if let parsing = tokenizer as? any SpecialTokenParsingTokenizer {
+            return parsing.encode(text, specialTokens: parseSpecialTokens ? .everywhere : .nowhere)
+        }
         return tokenizer.encode(text, addSpecialTokens: false)
     }
 
