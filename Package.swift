@@ -15,7 +15,7 @@ let package = Package(
     name: "Quill",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Quill", targets: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels"]),
+        .library(name: "Quill", targets: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels", "QuillAudio"]),
         .executable(name: "quill", targets: ["quill"]),
     ],
     dependencies: [
@@ -25,8 +25,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .target(name: "QuillKernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
         .target(name: "QuillTokenizers", swiftSettings: optimise),
+        // Audio files and speech features (WAV, resampling, log-mel); Foundation only.
+        .target(name: "QuillAudio", swiftSettings: optimise),
         .target(name: "QuillGeneration", dependencies: ["QuillKernels"], swiftSettings: optimise),
-        .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers"],
+        .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers", "QuillAudio"],
                 swiftSettings: optimise),
         .executableTarget(name: "quill", dependencies: [
             "QuillModels",
@@ -34,6 +36,8 @@ let package = Package(
         ], swiftSettings: optimise),
         .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillTokenizersTests", dependencies: ["QuillTokenizers"],
+                    resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillAudioTests", dependencies: ["QuillAudio"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
         .testTarget(name: "QuillGenerationTests", dependencies: ["QuillGeneration"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillModelsTests", dependencies: ["QuillModels"],
