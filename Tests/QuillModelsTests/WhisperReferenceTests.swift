@@ -116,6 +116,21 @@ import Testing
         print("whisper decoding: ids exact \(exact)/\(total), worst score |diff| \(worstScore)")
     }
 
+    /// The CLI's default keeps the weights as f32 (widened at load): same ids on the fragile greedy case
+    /// (de/transcribe, margin 6.4e-4 at step 6) and on the English beam-5 case.
+    @Test func widenedF32WeightsGiveTheSameIds() throws {
+        let p = try WhisperPipeline(directory: try WhisperFixtures.modelDirectory(), threads: 2, weights: .f32)
+        let outputs = try WhisperFixtures.json("ct2_outputs.json")
+        for (clip, key, beam) in [("de", "transcribe_beam1", 1), ("en", "transcribe_beam5", 5)] {
+            let entry = (outputs[clip] as! [String: Any])[key] as! [String: Any]
+            let prompt = (entry["prompt_ids"] as! [NSNumber]).map { TokenID(truncating: $0) }
+            let best = try WhisperSearch.decode(model: p.model.transformer, encoder: try Self.encoder(clip, p), prompt: prompt,
+                                                settings: p.settings(beamSize: beam)).first
+            #expect(best?.ids == (entry["ids"] as! [NSNumber]).map { TokenID(truncating: $0) }, "\(clip)/\(key)")
+            #expect(abs((best?.score ?? 0) - (entry["score"] as! NSNumber).floatValue) <= 1e-3, "\(clip)/\(key)")
+        }
+    }
+
     @Test func englishClipBeam5Text() throws {
         let p = try Self.pipeline.get()
         let audio = try WAV.read(path: WhisperFixtures.url("en.wav").path)
