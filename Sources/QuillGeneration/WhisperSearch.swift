@@ -63,7 +63,7 @@ public enum WhisperSearch {
         let state = DecoderState(encoder: encoder, rowSources: Array(repeating: 0, count: beams),
                                  capacity: prompt.count + maxNew)
         state.reorder([0])   // the prompt is decoded once, in one row
-        for token in prompt.dropLast() { _ = try model.decode([token], state: state) }
+        for token in prompt.dropLast() { try model.prefill([token], state: state) }
 
         var tokens = [prompt.last!]           // input of each live row
         var sequences: [[TokenID]] = [[]]     // generated ids of each live row

@@ -177,6 +177,15 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     // MARK: Decoder
 
     public func decode(_ tokens: [TokenID], state: DecoderState) throws -> [Float] {
+        try decode(tokens, state: state, withLogits: true)
+    }
+
+    public func prefill(_ tokens: [TokenID], state: DecoderState) throws {
+        _ = try decode(tokens, state: state, withLogits: false)
+    }
+
+    /// One decoder step; the final norm and output projection only `withLogits` (else returns []).
+    private func decode(_ tokens: [TokenID], state: DecoderState, withLogits: Bool) throws -> [Float] {
         let n = tokens.count, w = width, hd = headDimension, inner = heads * hd
         precondition(n == state.rows, "one token per decoder row")
         for t in tokens where t < 0 || Int(t) >= vocabularySize {
@@ -228,6 +237,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
             }
         }
         state.advance()
+        guard withLogits else { return [] }
         if let norm = decoderFinalNorm { norm.apply(x, into: &x, rows: n, width: w) }
         if outputScale != 1 { for i in 0..<(n * w) { x[i] *= outputScale } }
         var logits = [Float](repeating: 0, count: n * vocabularySize)  // (rows, vocab)

@@ -24,6 +24,9 @@ public final class WhisperPipeline: @unchecked Sendable {
         /// The language code used (`en`, ...) and, when it was detected, its probability.
         public var language: String
         public var languageProbability: Float?
+        /// Seconds spent on features, on the encoder (with the cross-attention projections and language
+        /// detection) and on decoding.
+        public var featureSeconds = 0.0, encoderSeconds = 0.0, decoderSeconds = 0.0
     }
 
     public let model: WhisperModel
@@ -84,16 +87,25 @@ public final class WhisperPipeline: @unchecked Sendable {
         for w in 0..<windows {
             let start = w * windowSamples
             let samples = Array(audio.samples[min(start, audio.samples.count)..<min(start + windowSamples, audio.samples.count)])
-            let encoder = try model.encode(features: model.features(samples: samples))
+            let clock = ContinuousClock()
+            let t0 = clock.now
+            let features = model.features(samples: samples)
+            let t1 = clock.now
+            let encoder = try model.encode(features: features)
             if languageId == nil {
                 let best = try detectLanguage(encoder)[0]
                 languageId = best.token
                 result.language = best.code
                 result.languageProbability = best.probability
             }
+            let t2 = clock.now
             let hypotheses = try WhisperSearch.decode(model: model.transformer, encoder: encoder,
                                                       prompt: prompt(language: languageId!, task: task),
                                                       settings: settings(beamSize: beamSize))
+            let t3 = clock.now
+            result.featureSeconds += Self.seconds(t1 - t0)
+            result.encoderSeconds += Self.seconds(t2 - t1)
+            result.decoderSeconds += Self.seconds(t3 - t2)
             guard let best = hypotheses.first else { continue }
             result.ids += best.ids
             result.scores.append(best.score)
@@ -101,6 +113,8 @@ public final class WhisperPipeline: @unchecked Sendable {
         }
         return result
     }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 
     /// Text of generated ids (special and timestamp tokens skipped), leading space kept.
     public func text(_ ids: [TokenID]) -> String {

@@ -35,6 +35,9 @@ struct Transcribe: ParsableCommand {
     @Flag(help: "Print the generated token ids (space-separated) instead of text.")
     var ids = false
 
+    @Flag(help: "Report per file the seconds spent on features, encoder and decoding on stderr.")
+    var timings = false
+
     @Argument(help: "WAV files.")
     var files: [String]
 
@@ -63,6 +66,10 @@ struct Transcribe: ParsableCommand {
                     let result = try pipeline.run(audio, task: WhisperPipeline.Task(rawValue: task)!, language: fixedLanguage, beamSize: beam)
                     if let probability = result.languageProbability {
                         StandardError.write(String(format: "quill: %@: detected language %@ (probability %.4f)\n", file, result.language, probability))
+                    }
+                    if timings {
+                        StandardError.write(String(format: "quill: %@: features %.3f s, encoder %.3f s, decoder %.3f s, %d tokens\n",
+                                                   file, result.featureSeconds, result.encoderSeconds, result.decoderSeconds, result.ids.count))
                     }
                     line = ids ? result.ids.map(String.init).joined(separator: " ")
                         : result.text.replacingOccurrences(of: "\n", with: " ")
