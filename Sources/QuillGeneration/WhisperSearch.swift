@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// Settings of Whisper decoding with CTranslate2's semantics (`models::Whisper::generate` without
 /// timestamps, CTranslate2 4.8).
 public struct WhisperSearchSettings: Sendable, Equatable {
@@ -77,7 +79,7 @@ public enum WhisperSearch {
                 for r in 0..<rows {
                     let row = buffer.baseAddress! + r * vocabulary
                     suppress(row, vocabulary: vocabulary, step: step, settings: settings)
-                    logSoftmaxInPlace(row, count: vocabulary)
+                    logSoftmaxVectorised(row, count: vocabulary)
                 }
             }
             if beams == 1 {
@@ -151,6 +153,25 @@ public enum WhisperSearch {
         if step == 0 {
             for id in settings.suppressIdsBegin where id >= 0 && Int(id) < vocabulary { row[Int(id)] = -Float.greatestFiniteMagnitude }
         }
+    }
+
+    /// `x − log Σ exp(x)` in place with 16-lane exponentials (the vocabulary is 51865 wide and five
+    /// rows are normalised per step).
+    static func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        var maximum = -Float.infinity
+        for i in 0..<count { maximum = max(maximum, x[i]) }
+        let m = SIMD16<Float>(repeating: maximum)
+        var sums = SIMD16<Float>(repeating: 0)
+        var i = 0
+        let raw = UnsafeRawPointer(x)
+        while i + 16 <= count {
+            sums += exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
+            i += 16
+        }
+        var sum = horizontalSum(sums)
+        while i < count { sum += expf(x[i] - maximum); i += 1 }
+        let shift = maximum + logf(sum)
+        for j in 0..<count { x[j] -= shift }
     }
 
     struct Candidate {

@@ -52,9 +52,17 @@ public enum BidirectionalAttention {
                               sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int,
                               causal: Bool, scale: Float, bias: RelativePositionBias?, pool: ThreadPool,
                               keysOf: (Int) -> AttentionKeys) {
-        if tokens >= gemmTokens, bias == nil, !causal, !MatMul.disableBLAS, let blas = BLAS.library {
-            return attendWithGEMM(queries: queries, output: output, sequences: sequences, tokens: tokens, heads: heads,
-                                  headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas, keysOf: keysOf)
+        if bias == nil, !causal, !MatMul.disableBLAS, let blas = BLAS.library {
+            if tokens >= gemmTokens {
+                return attendWithGEMM(queries: queries, output: output, sequences: sequences, tokens: tokens, heads: heads,
+                                      headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas, keysOf: keysOf)
+            }
+            // One query per sequence, all over the same long keys (the beams of one utterance in
+            // cross-attention): the queries form one (sequences × hd) block per head for sgemm.
+            if tokens == 1, sequences > 1, let shared = sharedKeys(sequences, keysOf), shared.keyCount >= gemmTokens {
+                return attendWithGEMM(queries: queries, output: output, sequences: 1, tokens: sequences, heads: heads,
+                                      headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas) { _ in shared }
+            }
         }
         pool.parallelFor(sequences * tokens * heads) { item in
             let h = item % heads, t = (item / heads) % tokens, s = item / (heads * tokens)
@@ -98,6 +106,16 @@ extension BidirectionalAttention {
     /// per head (long encoder inputs: Whisper's 1500 audio frames spent ~3× longer in the per-query
     /// dot products than in all the encoder's projections together).
     public static let gemmTokens = 256
+
+    /// The keys of every sequence when they are all the same buffers and length, else nil.
+    static func sharedKeys(_ sequences: Int, _ keysOf: (Int) -> AttentionKeys) -> AttentionKeys? {
+        let first = keysOf(0)
+        for s in 1..<sequences {
+            let other = keysOf(s)
+            guard other.keys == first.keys, other.values == first.values, other.keyCount == first.keyCount else { return nil }
+        }
+        return first
+    }
 
     /// Per (sequence, head), for blocks of `blockRows` queries: scores = scale·Q·Kᵀ (sgemm), row
     /// softmax, output = P·V (sgemm). Work is split over (sequence, head, block), so the result does not
