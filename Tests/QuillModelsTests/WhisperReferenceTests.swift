@@ -131,6 +131,21 @@ import Testing
         }
     }
 
+    /// Audio longer than 30 s is cut into 30-s windows, each decoded on its own; the first window of
+    /// the English clip followed by 30 s of silence and the clip again gives the clip's text twice.
+    @Test func longAudioIsDecodedWindowByWindow() throws {
+        let p = try Self.pipeline.get()
+        let clip = try WAV.read(path: WhisperFixtures.url("en.wav").path).samples
+        let window = [Float](repeating: 0, count: 480_000)
+        var samples = window
+        samples.replaceSubrange(0..<clip.count, with: clip)
+        samples += clip
+        let result = try p.run(Audio(samples: samples, sampleRate: 16000), task: .transcribe, language: "en", beamSize: 1)
+        let single = (try WhisperFixtures.json("ct2_outputs.json")["en"] as! [String: Any])["transcribe_beam1"] as! [String: Any]
+        #expect(result.scores.count == 2)
+        #expect(result.text == (single["text"] as! String) + (single["text"] as! String))
+    }
+
     @Test func englishClipBeam5Text() throws {
         let p = try Self.pipeline.get()
         let audio = try WAV.read(path: WhisperFixtures.url("en.wav").path)
