@@ -59,6 +59,7 @@ public enum BidirectionalAttention {
             }
             // One query per sequence, all over the same long keys (the beams of one utterance in
             // cross-attention): the queries form one (sequences × hd) block per head for sgemm.
+            // (A single row gained nothing measurable over the dot-product loop.)
             if tokens == 1, sequences > 1, let shared = sharedKeys(sequences, keysOf), shared.keyCount >= gemmTokens {
                 return attendWithGEMM(queries: queries, output: output, sequences: 1, tokens: sequences, heads: heads,
                                       headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas) { _ in shared }

@@ -19,7 +19,9 @@ public final class WhisperModel: @unchecked Sendable {
         case stored
         /// Widened to f32 at load time (CTranslate2's `compute_type="float32"` does the same).
         case f32
-        /// Every matrix quantised to Q8_0 at load time, decoded with int8 dot products.
+        /// The decoder's per-step matrices (self-attention, cross-attention query/output, feed-forward,
+        /// the tied output projection) quantised to Q8_0 at load time and used with int8 dot products;
+        /// the encoder stays as stored.
         case q8_0
     }
 
@@ -92,7 +94,12 @@ public final class WhisperModel: @unchecked Sendable {
             let m = try file.matrix(name, shape: shape, storage: storage)
             switch format {
             case .stored: return m
-            case .q8_0: return storage.quantizedQ80(m)
+            case .q8_0:
+                // Only the matrices every decoding step reads; the encoder's and the cross-attention
+                // key/value projections run as GEMMs over 1500 frames, where Q8_0 would only add
+                // dequantisation and error.
+                let perStep = name.hasPrefix("decoder/") && !name.hasSuffix("/attention/linear_1/weight")
+                return perStep ? storage.quantizedQ80(m) : m
             case .f32:
                 guard m.type != .f32 else { return m }
                 let floats = storage.allocateFloats(m.rows * m.columns)
@@ -140,7 +147,8 @@ public final class WhisperModel: @unchecked Sendable {
                                 feedForward: try feedForward(p + "/ffn"), feedForwardNorm: try norm(p + "/ffn/layer_norm"))
         }
         let embedding = try matrix("decoder/embeddings/weight", [vocabulary, w])
-        let projection = file.variable("decoder/projection/weight") != nil
+        // Tied (an alias, or absent): the same matrix, quantised or widened once.
+        let projection = file.variables["decoder/projection/weight"] != nil
             ? try matrix("decoder/projection/weight", [vocabulary, w]) : embedding
         encoderPositionTable = try file.floats("encoder/position_encodings/encodings", shape: [encoderPositions, w])
         let decoderTable = try file.floats("decoder/position_encodings/encodings", shape: [decoderPositions, w])

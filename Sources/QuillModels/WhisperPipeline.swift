@@ -1,5 +1,8 @@
 import Foundation
 import QuillAudio
+#if canImport(Glibc)
+import Glibc
+#endif
 import QuillGeneration
 import QuillTokenizers
 
@@ -27,6 +30,9 @@ public final class WhisperPipeline: @unchecked Sendable {
         /// Seconds spent on features, on the encoder (with the cross-attention projections and language
         /// detection) and on decoding.
         public var featureSeconds = 0.0, encoderSeconds = 0.0, decoderSeconds = 0.0
+        /// Processor time (all threads) of the encoder and decoding, which load from other processes
+        /// inflates far less than the wall-clock seconds.
+        public var cpuSeconds = 0.0
     }
 
     public let model: WhisperModel
@@ -91,6 +97,7 @@ public final class WhisperPipeline: @unchecked Sendable {
             let t0 = clock.now
             let features = model.features(samples: samples)
             let t1 = clock.now
+            let cpu0 = Self.processorSeconds()
             let encoder = try model.encode(features: features)
             if languageId == nil {
                 let best = try detectLanguage(encoder)[0]
@@ -103,6 +110,7 @@ public final class WhisperPipeline: @unchecked Sendable {
                                                       prompt: prompt(language: languageId!, task: task),
                                                       settings: settings(beamSize: beamSize))
             let t3 = clock.now
+            result.cpuSeconds += Self.processorSeconds() - cpu0
             result.featureSeconds += Self.seconds(t1 - t0)
             result.encoderSeconds += Self.seconds(t2 - t1)
             result.decoderSeconds += Self.seconds(t3 - t2)
@@ -112,6 +120,12 @@ public final class WhisperPipeline: @unchecked Sendable {
             result.text += text(best.ids)
         }
         return result
+    }
+
+    static func processorSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }

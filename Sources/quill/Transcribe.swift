@@ -29,8 +29,8 @@ struct Transcribe: ParsableCommand {
     @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Weights in memory: stored (as in model.bin), f32 (widened at load) or q8_0 (8-bit, approximate).")
-    var weights: String = "f32"
+    @Option(help: "Weights in memory: stored (as in model.bin, used in place; f16 for faster-whisper models), f32 (widened at load) or q8_0 (8-bit, approximate). All compute in f32.")
+    var weights: String = "stored"
 
     @Flag(help: "Print the generated token ids (space-separated) instead of text.")
     var ids = false
@@ -68,8 +68,9 @@ struct Transcribe: ParsableCommand {
                         StandardError.write(String(format: "quill: %@: detected language %@ (probability %.4f)\n", file, result.language, probability))
                     }
                     if timings {
-                        StandardError.write(String(format: "quill: %@: features %.3f s, encoder %.3f s, decoder %.3f s, %d tokens\n",
-                                                   file, result.featureSeconds, result.encoderSeconds, result.decoderSeconds, result.ids.count))
+                        StandardError.write(String(format: "quill: %@: features %.3f s, encoder %.3f s, decoder %.3f s, processor %.3f s, %d tokens\n",
+                                                   file, result.featureSeconds, result.encoderSeconds, result.decoderSeconds,
+                                                   result.cpuSeconds, result.ids.count))
                     }
                     line = ids ? result.ids.map(String.init).joined(separator: " ")
                         : result.text.replacingOccurrences(of: "\n", with: " ")

@@ -131,6 +131,17 @@ import Testing
         }
     }
 
+    /// The 8-bit path (decoder matrices in Q8_0, int8 dot products) keeps CTranslate2's float32 ids on
+    /// the English clip, beam 5 (the bar for an int8 path), with the score within 2e-2.
+    @Test func q8DecoderKeepsTheEnglishIds() throws {
+        let p = try WhisperPipeline(directory: try WhisperFixtures.modelDirectory(), threads: 2, weights: .q8_0)
+        let entry = (try WhisperFixtures.json("ct2_outputs.json")["en"] as! [String: Any])["transcribe_beam5"] as! [String: Any]
+        let best = try WhisperSearch.decode(model: p.model.transformer, encoder: try Self.encoder("en", p),
+                                            prompt: [50258, 50259, 50359, 50363], settings: p.settings(beamSize: 5)).first
+        #expect(best?.ids == (entry["ids"] as! [NSNumber]).map { TokenID(truncating: $0) })
+        #expect(abs((best?.score ?? 0) - (entry["score"] as! NSNumber).floatValue) <= 2e-2)
+    }
+
     /// Audio longer than 30 s is cut into 30-s windows, each decoded on its own; the first window of
     /// the English clip followed by 30 s of silence and the clip again gives the clip's text twice.
     @Test func longAudioIsDecodedWindowByWindow() throws {
