@@ -53,7 +53,16 @@ enum Norm {
     /// - Parameters:
     ///   - x: (rows, width)
     ///   - y: (rows, width); may be `x`.
-    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    ///   - pool: spreads many rows (an encoder's) over the threads; rows are independent, so the result
+    ///     does not depend on the split.
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int, pool: ThreadPool? = nil) {
+        guard let pool, rows >= 64, pool.threadCount > 1 else { return applyRows(x, into: y, rows: rows, width: width) }
+        pool.parallelRanges(total: rows, minimumChunk: 32) { range in
+            applyRows(x + range.lowerBound * width, into: y + range.lowerBound * width, rows: range.count, width: width)
+        }
+    }
+
+    private func applyRows(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
         switch self {
         case let .layer(weight, bias, epsilon):
             LayerNorm.apply(x, weight: weight, bias: bias, into: y, rows: rows, width: width, epsilon: epsilon)
@@ -82,7 +91,7 @@ struct FeedForward {
             up.apply(x, tokens: tokens, into: &linear, context: context)
             activation.applyGated(gate: &hidden, up: linear, count: tokens * ffn)
         } else {
-            activation.apply(&hidden, count: tokens * ffn)
+            hidden.withUnsafeMutableBufferPointer { activation.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
         }
         output.apply(hidden, tokens: tokens, into: y, context: context)
     }
@@ -231,5 +240,14 @@ struct Conv1D {
             }
         }
         linear.apply(columns, tokens: outLength, into: y, context: context)
+    }
+}
+
+extension Activation {
+    /// The activation over many values, spread over the pool's threads in chunks (element-wise, so
+    /// the result does not depend on the split).
+    func apply(_ x: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool) {
+        guard count >= 1 << 16, pool.threadCount > 1 else { return apply(x, count: count) }
+        pool.parallelRanges(total: count, minimumChunk: 1 << 14) { range in apply(x + range.lowerBound, count: range.count) }
     }
 }

@@ -150,7 +150,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                 layer.feedForward.apply(input, tokens: n, into: output, context: context)
             }
         }
-        if let norm = encoderFinalNorm { norm.apply(x, into: &x, rows: n, width: width) }
+        if let norm = encoderFinalNorm { norm.apply(x, into: &x, rows: n, width: width, pool: context.pool) }
     }
 
     /// Cross-attention keys/values of every decoder layer, once for the whole generation.
@@ -254,13 +254,13 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         let count = rows * width
         var out = [Float](repeating: 0, count: count)  // (rows, width)
         if preNorm {
-            norm.apply(x, into: &normed, rows: rows, width: width)
+            norm.apply(x, into: &normed, rows: rows, width: width, pool: context.pool)
             f(normed, &out)
             addInPlace(out, into: &x, count: count)
         } else {
             f(x, &out)
             addInPlace(out, into: &x, count: count)
-            norm.apply(x, into: &x, rows: rows, width: width)
+            norm.apply(x, into: &x, rows: rows, width: width, pool: context.pool)
         }
     }
 

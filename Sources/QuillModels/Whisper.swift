@@ -184,10 +184,10 @@ public final class WhisperModel: @unchecked Sendable {
         for m in 0..<melBins { for t in 0..<frames { timeMajor[t * melBins + m] = features[m * frames + t] } }
         var hidden = [Float](repeating: 0, count: frames * w)              // (frames, width)
         conv1.apply(timeMajor, length: frames, into: &hidden, context: context)
-        Activation.gelu.apply(&hidden, count: hidden.count)
+        hidden.withUnsafeMutableBufferPointer { Activation.gelu.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
         var x = [Float](repeating: 0, count: encoderPositions * w)         // (positions, width)
         conv2.apply(hidden, length: frames, into: &x, context: context)
-        Activation.gelu.apply(&x, count: x.count)
+        x.withUnsafeMutableBufferPointer { Activation.gelu.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
         addInPlace(encoderPositionTable, into: &x, count: x.count)
         transformer.runEncoderLayers(&x, lengths: [encoderPositions], tokens: encoderPositions)
         return x
