@@ -92,7 +92,7 @@ extension KQuantMatVec {
     /// a super-block meets one activation block, so per sub-block j the row gets
     /// (d·sc_j)·d_x·Σq·q_x − (dmin·m_j)·(d_x·Σq_x), the integer sums from `vpdpbusd` (nibbles are
     /// unsigned, activations signed).
-    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                                 rows: Range<Int>) {
         let steps = w.columns / 256
         let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)

@@ -61,11 +61,11 @@ public enum MatVec {
         case .q4_0, .q4_1, .q8_0:
             let portable = usePortableKernels
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8(w, xq, into: y, rows: rows, portable: portable)
+                multiplyInt8(w, xq.quantizedRow, into: y, rows: rows, portable: portable)
             }
         case .q4_K where hasAVX512Kernels && !usePortableKernels:
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8Q4K(w, xq, into: y, rows: rows)
+                multiplyInt8Q4K(w, xq.quantizedRow, into: y, rows: rows)
             }
         case .f32, .f16, .bf16, .q4_K, .q6_K:
             // Q6_K (and Q4_K without the AVX-512 kernels): the f32 kernel on the dequantised activations.
@@ -98,7 +98,7 @@ public enum MatVec {
             var start = 0
             for (w, y) in products {
                 let lo = max(rows.lowerBound, start), hi = min(rows.upperBound, start + w.rows)
-                if lo < hi { multiplyInt8(w, xq, into: y, rows: (lo - start)..<(hi - start), portable: portable) }
+                if lo < hi { multiplyInt8(w, xq.quantizedRow, into: y, rows: (lo - start)..<(hi - start), portable: portable) }
                 start += w.rows
             }
         }
@@ -117,7 +117,7 @@ public enum MatVec {
     }
 
     /// Int8 kernel for one range of rows of a Q4_K matrix (AVX-512 VNNI builds only).
-    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                                 rows: Range<Int>) {
         #if canImport(COpenBLAS.AVX512VNNI)
         KQuantMatVec.multiplyInt8Q4K(w, xq, into: y, rows: rows)
@@ -127,7 +127,7 @@ public enum MatVec {
     }
 
     /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q8_0 matrix.
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
@@ -175,7 +175,7 @@ enum PortableMatVec {
         }
     }
 
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>) {
         let qs = xq.qs, scales = xq.scales
         let blocks = w.columns / 32

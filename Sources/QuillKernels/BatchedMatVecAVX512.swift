@@ -1,0 +1,337 @@
+#if canImport(COpenBLAS.AVX512VNNI)
+import COpenBLAS.AVX512VNNI
+import _Builtin_intrinsics.intel
+
+// Batched AVX-512 / VNNI kernels: one weight matrix times several activation rows.
+//
+// Loop nest per thread: tiles of weight rows small enough to stay in L1, then groups of up to 8
+// activation rows, then 2 (or 1) weight rows at a time over all blocks. Each weight block is
+// loaded and unpacked once per group and meets every row of the group; the tile is read from
+// memory once for the whole batch. A group of one row runs the one-row kernel itself.
+//
+// Batch invariance: for every (weight row, activation row) pair the kernels perform the one-row
+// kernel's f32 operations in the same order — the same per-block products, the same accumulator
+// lanes, the same horizontal sum — so each row's result is bitwise what it gets alone, whatever
+// the batch size, the grouping or the thread count.
+//
+// Accumulators live in fixed-size tuples indexed through a pointer with constant offsets (the
+// group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
+// ymm accumulators for 2 weight rows × 8 activation rows.
+
+/// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
+/// (Q4_K; Q5_K has the same shape), for the batched int8 kernel.
+protocol KQuantInt8Kernel {
+    /// Bytes per super-block.
+    static var stride: Int { get }
+    /// Lanes 0–7: `d·sc_j`; lanes 8–15: `dmin·m_j` (the min is subtracted).
+    static func scales(_ w: UnsafeRawPointer) -> __m512
+    /// The weights of sub-block `j` as unsigned bytes, sub-blocks in order.
+    static func unpack(_ w: UnsafeRawPointer) -> Int8x8
+}
+
+/// Eight 32-byte vectors (the sub-blocks of a K-quant super-block).
+typealias Int8x8 = (__m256i, __m256i, __m256i, __m256i, __m256i, __m256i, __m256i, __m256i)
+typealias Float8x8 = (__m256, __m256, __m256, __m256, __m256, __m256, __m256, __m256)
+
+/// The activation rows a batched kernel reads: `qs` of row g at `qs + g·columns`.
+struct BatchOperand {
+    let qs: UnsafeRawPointer
+    let scales: UnsafePointer<Float>
+    let transposed: UnsafePointer<Float>
+    let rowStride: Int
+    let columns: Int
+
+    init(_ xq: QuantizedActivationBatch) {
+        qs = UnsafeRawPointer(xq.qs)
+        scales = xq.scales
+        transposed = xq.transposedScales
+        rowStride = xq.rowStride
+        columns = xq.columns
+    }
+
+    func row(_ g: Int) -> QuantizedRow {
+        QuantizedRow(qs: (qs + g * columns).assumingMemoryBound(to: Int8.self), scales: scales + 2 * g * (columns / 32))
+    }
+}
+
+@inline(__always) func zeros8() -> Float8x8 {
+    let z = _mm256_setzero_ps()
+    return (z, z, z, z, z, z, z, z)
+}
+
+enum BatchedAVX512MatVec {
+    /// `y[g·ldy + r] = W[r]·x_g` for all batch rows g and weight rows `rows` (32-blocks and Q4_K).
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
+                             ldy: Int, rows: Range<Int>) {
+        let x = BatchOperand(xq)
+        switch w.type {
+        case .q4_0: int8Batch(Q40Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q4_1: int8Batch(Q41Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
+        default: preconditionFailure("no batched int8 kernel for \(w.type)")
+        }
+    }
+
+    /// f32 path for the 32-column kernel types; K-quants run the one-row kernel per row over tiles.
+    static func multiplyF32(_ w: WeightMatrix, _ x: UnsafePointer<Float>, count: Int, into y: UnsafeMutablePointer<Float>,
+                            ldy: Int, rows: Range<Int>) {
+        switch w.type {
+        case .f32: f32Batch(F32Weights.self, w, x, count, y, ldy, rows)
+        case .f16: f32Batch(F16Weights.self, w, x, count, y, ldy, rows)
+        case .bf16: f32Batch(BF16Weights.self, w, x, count, y, ldy, rows)
+        case .q4_0: f32Batch(Q40Weights.self, w, x, count, y, ldy, rows)
+        case .q4_1: f32Batch(Q41Weights.self, w, x, count, y, ldy, rows)
+        case .q8_0: f32Batch(Q80Weights.self, w, x, count, y, ldy, rows)
+        case .q4_K, .q6_K:
+            forEachTile(w, rows) { tile in
+                for g in 0..<count { KQuantMatVec.multiplyF32(w, x + g * w.columns, into: y + g * ldy, rows: tile) }
+            }
+        }
+    }
+
+    @inline(__always) static func forEachTile(_ w: WeightMatrix, _ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        MatVec.forEachBatchTile(w, rows, body)
+    }
+
+    /// Splits `count` activation rows into groups of 8, then 4, 2, 1 and calls `body(first, size)`.
+    @inline(__always) static func forEachGroup(_ count: Int, _ body: (Int, Int) -> Void) {
+        var g0 = 0
+        while g0 < count {
+            let left = count - g0
+            let size = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1
+            body(g0, size)
+            g0 += size
+        }
+    }
+
+    // MARK: 32-block int8 types
+
+    static func int8Batch<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
+                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
+        forEachTile(w, rows) { tile in
+            forEachGroup(count) { g0, size in
+                switch size {
+                case 8: int8Group(k, 8, w, x, g0, y, ldy, tile)
+                case 4: int8Group(k, 4, w, x, g0, y, ldy, tile)
+                case 2: int8Group(k, 2, w, x, g0, y, ldy, tile)
+                default: AVX512MatVec.int8Rows(k, w, x.row(g0), y + g0 * ldy, tile)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func int8Group<K: AVX512Int8Kernel>(_ k: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand, _ g0: Int,
+                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tile: Range<Int>) {
+        var r = tile.lowerBound
+        while r + 2 <= tile.upperBound { int8Pass(k, G, 2, w, x, g0, r, y, ldy); r += 2 }
+        if r < tile.upperBound { int8Pass(k, G, 1, w, x, g0, r, y, ldy) }
+    }
+
+    /// `R` weight rows from `r` against `G` activation rows from `g0`, over the whole row.
+    @inline(__always)
+    static func int8Pass<K: AVX512Int8Kernel>(_: K.Type, _ G: Int, _ R: Int, _ w: WeightMatrix, _ x: BatchOperand,
+                                              _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let blocks = w.columns / 32, stride = K.stride, rb = w.rowBytes
+        let p = w.row(r), qs = x.qs + g0 * x.columns, n = x.columns
+        let ts = x.transposed + g0, ts2 = 2 * x.rowStride
+        var acc = (zeros8(), zeros8())
+        var msum = (_mm256_setzero_ps(), _mm256_setzero_ps())
+        withUnsafeMutableBytes(of: &acc) { a in
+            withUnsafeMutableBytes(of: &msum) { m in
+                for b in 0..<blocks {
+                    let dx = ts + b * ts2
+                    // Lane g: d_x·Σq_x of row g0 + g; the min terms of all rows in one multiply-add.
+                    let sx = UnsafeRawPointer(dx + x.rowStride).loadUnaligned(as: __m256.self)
+                    let u0 = K.unpack(p + b * stride)
+                    let u1 = R > 1 ? K.unpack(p + rb + b * stride) : u0
+                    m.storeBytes(of: _mm256_add_ps(m.load(as: __m256.self), _mm256_mul_ps(_mm256_set1_ps(u0.m), sx)),
+                                 as: __m256.self)
+                    if R > 1 {
+                        m.storeBytes(of: _mm256_add_ps(m.load(fromByteOffset: 32, as: __m256.self),
+                                                       _mm256_mul_ps(_mm256_set1_ps(u1.m), sx)),
+                                     toByteOffset: 32, as: __m256.self)
+                    }
+                    let d0 = _mm256_set1_ps(u0.d), d1 = _mm256_set1_ps(u1.d)
+                    for g in 0..<G {
+                        let xv = qs.loadUnaligned(fromByteOffset: g * n + 32 * b, as: __m256i.self)
+                        let dxg = _mm256_set1_ps(dx[g])
+                        let o0 = 32 * g
+                        a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u0.u, xv)), _mm256_mul_ps(d0, dxg),
+                                                         a.load(fromByteOffset: o0, as: __m256.self)),
+                                     toByteOffset: o0, as: __m256.self)
+                        if R > 1 {
+                            let o1 = 256 + 32 * g
+                            a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u1.u, xv)), _mm256_mul_ps(d1, dxg),
+                                                             a.load(fromByteOffset: o1, as: __m256.self)),
+                                         toByteOffset: o1, as: __m256.self)
+                        }
+                    }
+                }
+                let mins = m.baseAddress!.assumingMemoryBound(to: Float.self)
+                for i in 0..<R {
+                    for g in 0..<G {
+                        let dot = hsum256(a.load(fromByteOffset: 256 * i + 32 * g, as: __m256.self))
+                        y[(g0 + g) * ldy + r + i] = K.combine(dot, mins[8 * i + g])
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: K-quants (8 sub-blocks of 32 per super-block)
+
+    static func kquantBatch<K: KQuantInt8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
+                                                 _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
+        forEachTile(w, rows) { tile in
+            forEachGroup(count) { g0, size in
+                switch size {
+                case 8: for r in tile { kquantPass(k, 8, w, x, g0, r, y, ldy) }
+                case 4: for r in tile { kquantPass(k, 4, w, x, g0, r, y, ldy) }
+                case 2: for r in tile { kquantPass(k, 2, w, x, g0, r, y, ldy) }
+                default: kquantOneRow(k, w, x.row(g0), y + g0 * ldy, tile)
+                }
+            }
+        }
+    }
+
+    static func kquantOneRow<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ x: QuantizedRow,
+                                                  _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+        if K.self == Q4KInt8.self {
+            KQuantMatVec.multiplyInt8Q4K(w, x, into: y, rows: rows)
+        } else {
+            let single = BatchOperand(one: x, columns: w.columns)
+            for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0) }
+        }
+    }
+
+    /// One weight row `r` against `G` activation rows from `g0`: per super-block the weights are
+    /// unpacked once; per row the one-row step's operations (`Q4KInt8.step`).
+    @inline(__always)
+    static func kquantPass<K: KQuantInt8Kernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
+                                                _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let steps = w.columns / 256, n = x.columns, p = w.row(r)
+        let qs = x.qs + g0 * n, scales = UnsafeRawPointer(x.scales + 2 * g0 * (n / 32))
+        let split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
+        var acc = zeros8(), macc = zeros8()
+        withUnsafeMutableBytes(of: &acc) { a in
+            withUnsafeMutableBytes(of: &macc) { m in
+                for s in 0..<steps {
+                    let wb = p + K.stride * s
+                    let ws = K.scales(wb)
+                    let u = K.unpack(wb)
+                    for g in 0..<G {
+                        let o = 32 * g
+                        let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 4 * g * (n / 16) + 64 * s,
+                                                                                   as: __m512.self))
+                        let prod = _mm512_mul_ps(ws, xs)
+                        m.storeBytes(of: _mm256_add_ps(m.load(fromByteOffset: o, as: __m256.self), high256(prod)),
+                                     toByteOffset: o, as: __m256.self)
+                        let xb = qs + g * n + 256 * s
+                        var sum = a.load(fromByteOffset: o, as: __m256.self)
+                        sum = subBlock(u.0, xb, 0, prod, sum)
+                        sum = subBlock(u.1, xb, 1, prod, sum)
+                        sum = subBlock(u.2, xb, 2, prod, sum)
+                        sum = subBlock(u.3, xb, 3, prod, sum)
+                        sum = subBlock(u.4, xb, 4, prod, sum)
+                        sum = subBlock(u.5, xb, 5, prod, sum)
+                        sum = subBlock(u.6, xb, 6, prod, sum)
+                        sum = subBlock(u.7, xb, 7, prod, sum)
+                        a.storeBytes(of: sum, toByteOffset: o, as: __m256.self)
+                    }
+                }
+                for g in 0..<G {
+                    y[(g0 + g) * ldy + r] = hsum256(a.load(fromByteOffset: 32 * g, as: __m256.self))
+                        - hsum256(m.load(fromByteOffset: 32 * g, as: __m256.self))
+                }
+            }
+        }
+    }
+
+    @inline(__always) static func subBlock(_ u: __m256i, _ xb: UnsafeRawPointer, _ j: Int32, _ prod: __m512,
+                                           _ acc: __m256) -> __m256 {
+        let i = dpbusd256(u, xb.loadUnaligned(fromByteOffset: 32 * Int(j), as: __m256i.self))
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm512_castps512_ps256(broadcastLane(prod, j)), acc)
+    }
+
+    // MARK: f32 path
+
+    static func f32Batch<K: AVX512F32Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: UnsafePointer<Float>, _ count: Int,
+                                             _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
+        forEachTile(w, rows) { tile in
+            forEachGroup(count) { g0, size in
+                switch size {
+                case 8: for r in tile { f32Pass(k, 8, w, x, g0, r, y, ldy) }
+                case 4: for r in tile { f32Pass(k, 4, w, x, g0, r, y, ldy) }
+                case 2: for r in tile { f32Pass(k, 2, w, x, g0, r, y, ldy) }
+                default: AVX512MatVec.f32Rows(k, w, x + g0 * w.columns, y + g0 * ldy, tile)
+                }
+            }
+        }
+    }
+
+    /// Weight row `r` against `G` f32 rows from `g0`: each 32-column step dequantised once, then
+    /// the one-row kernel's two FMAs per row (`AVX512F32Kernel.step`) and its `f32Finish`.
+    @inline(__always)
+    static func f32Pass<K: AVX512F32Kernel>(_ k: K.Type, _ G: Int, _ w: WeightMatrix, _ x: UnsafePointer<Float>,
+                                            _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let n = w.columns, steps = n / 32, p = w.row(r)
+        let xs = UnsafeRawPointer(x + g0 * n)
+        var acc = (zeros16(), zeros16())
+        withUnsafeMutableBytes(of: &acc) { a in
+            for s in 0..<steps {
+                let (w0, w1) = K.weights(p + s * K.stride)
+                for g in 0..<G {
+                    let xo = xs + 4 * (g * n + 32 * s), o = 128 * g
+                    a.storeBytes(of: _mm512_fmadd_ps(w0, xo.loadUnaligned(as: __m512.self), a.load(fromByteOffset: o, as: __m512.self)),
+                                 toByteOffset: o, as: __m512.self)
+                    a.storeBytes(of: _mm512_fmadd_ps(w1, xo.loadUnaligned(fromByteOffset: 64, as: __m512.self),
+                                                     a.load(fromByteOffset: o + 64, as: __m512.self)),
+                                 toByteOffset: o + 64, as: __m512.self)
+                }
+            }
+            for g in 0..<G {
+                let a0 = a.load(fromByteOffset: 128 * g, as: __m512.self), a1 = a.load(fromByteOffset: 128 * g + 64, as: __m512.self)
+                y[(g0 + g) * ldy + r] = AVX512MatVec.f32Finish(k, a0, a1, p, x + (g0 + g) * n, 32 * steps, n)
+            }
+        }
+    }
+}
+
+typealias Float16x8 = (__m512, __m512, __m512, __m512, __m512, __m512, __m512, __m512)
+
+@inline(__always) func zeros16() -> Float16x8 {
+    let z = _mm512_setzero_ps()
+    return (z, z, z, z, z, z, z, z)
+}
+
+/// Lanes 8–15 of `v`.
+@inline(__always) func high256(_ v: __m512) -> __m256 {
+    unsafeBitCast(unsafeBitCast(v, to: SIMD16<Float>.self).highHalf, to: __m256.self)
+}
+
+extension BatchOperand {
+    /// A one-row operand over a `QuantizedRow` (`transposed` is not used by the K-quant kernels).
+    init(one x: QuantizedRow, columns: Int) {
+        qs = UnsafeRawPointer(x.qs)
+        scales = x.scales
+        transposed = x.scales
+        rowStride = 0
+        self.columns = columns
+    }
+}
+
+extension Q4KInt8: KQuantInt8Kernel {
+    static var stride: Int { 144 }
+    @inline(__always) static func scales(_ w: UnsafeRawPointer) -> __m512 { Q4KWeights.scales(w) }
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> Int8x8 {
+        let mask = _mm256_set1_epi8(0x0F)
+        func low(_ c: Int) -> __m256i { _mm256_and_si256(w.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self), mask) }
+        func high(_ c: Int) -> __m256i {
+            _mm256_and_si256(_mm256_srli_epi16(w.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self), 4), mask)
+        }
+        return (low(0), high(0), low(1), high(1), low(2), high(2), low(3), high(3))
+    }
+}
+#endif
