@@ -109,13 +109,17 @@ enum BatchedAVX512MatVec {
 
     static func int8Batch<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
                                                _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
-        forEachTile(w, rows) { tile in
-            forEachGroup(count) { g0, size in
-                switch size {
-                case 8: int8Group(k, 8, w, x, g0, y, ldy, tile)
-                case 4: int8Group(k, 4, w, x, g0, y, ldy, tile)
-                case 2: int8Group(k, 2, w, x, g0, y, ldy, tile)
-                default: AVX512MatVec.int8Rows(k, w, x.row(g0), y + g0 * ldy, tile)
+        // Per block, 2 weight rows × 8 activation rows of products d_w·d_x (see int8Pass).
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * (w.columns / 32) + 16) { buffer in
+            let products = buffer.baseAddress!
+            forEachTile(w, rows) { tile in
+                forEachGroup(count) { g0, size in
+                    switch size {
+                    case 8: int8Group(k, 8, w, x, g0, y, ldy, tile, products)
+                    case 4: int8Group(k, 4, w, x, g0, y, ldy, tile, products)
+                    case 2: int8Group(k, 2, w, x, g0, y, ldy, tile, products)
+                    default: AVX512MatVec.int8Rows(k, w, x.row(g0), y + g0 * ldy, tile)
+                    }
                 }
             }
         }
@@ -123,59 +127,69 @@ enum BatchedAVX512MatVec {
 
     @inline(__always)
     static func int8Group<K: AVX512Int8Kernel>(_ k: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand, _ g0: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tile: Range<Int>) {
+                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tile: Range<Int>,
+                                               _ products: UnsafeMutablePointer<Float>) {
         var r = tile.lowerBound
-        while r + 2 <= tile.upperBound { int8Pass(k, G, 2, w, x, g0, r, y, ldy); r += 2 }
-        if r < tile.upperBound { int8Pass(k, G, 1, w, x, g0, r, y, ldy) }
+        while r + 2 <= tile.upperBound { int8Pass(k, G, 2, w, x, g0, r, y, ldy, products); r += 2 }
+        if r < tile.upperBound { int8Pass(k, G, 1, w, x, g0, r, y, ldy, products) }
     }
 
     /// `R` weight rows from `r` against `G` activation rows from `g0`, over the whole row.
+    ///
+    /// A first loop computes, per block, the scales `d_w·d_x` of all R·G pairs (one vector
+    /// multiply per weight row) into `products`, and the min sums `Σ m_w·(d_x·Σq_x)` (lane g of one
+    /// vector per weight row). The main loop then costs per pair and block only `vpdpbusd`, the
+    /// int→float conversion and an FMA whose scale operand is a broadcast load. Every value is the
+    /// one-row step's: the same products, added in the same order into the same lanes.
     @inline(__always)
     static func int8Pass<K: AVX512Int8Kernel>(_: K.Type, _ G: Int, _ R: Int, _ w: WeightMatrix, _ x: BatchOperand,
-                                              _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+                                              _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
+                                              _ products: UnsafeMutablePointer<Float>) {
         let blocks = w.columns / 32, stride = K.stride, rb = w.rowBytes
         let p = w.row(r), qs = x.qs + g0 * x.columns, n = x.columns
         let ts = x.transposed + g0, ts2 = 2 * x.rowStride
+        var msum0 = _mm256_setzero_ps(), msum1 = _mm256_setzero_ps()
+        let out = UnsafeMutableRawPointer(products)
+        for b in 0..<blocks {
+            let dx = UnsafeRawPointer(ts + b * ts2)
+            let dxv = dx.loadUnaligned(as: __m256.self)
+            // Lane g: d_x·Σq_x of row g0 + g.
+            let sx = dx.loadUnaligned(fromByteOffset: 4 * x.rowStride, as: __m256.self)
+            let w0 = p + b * stride
+            let d0 = halfBitsToFloat(w0.loadUnaligned(as: UInt16.self))
+            out.storeBytes(of: _mm256_mul_ps(_mm256_set1_ps(d0), dxv), toByteOffset: 64 * b, as: __m256.self)
+            msum0 = _mm256_add_ps(msum0, _mm256_mul_ps(_mm256_set1_ps(K.minFactor(w0)), sx))
+            if R > 1 {
+                let w1 = w0 + rb
+                let d1 = halfBitsToFloat(w1.loadUnaligned(as: UInt16.self))
+                out.storeBytes(of: _mm256_mul_ps(_mm256_set1_ps(d1), dxv), toByteOffset: 64 * b + 32, as: __m256.self)
+                msum1 = _mm256_add_ps(msum1, _mm256_mul_ps(_mm256_set1_ps(K.minFactor(w1)), sx))
+            }
+        }
         var acc = (zeros8(), zeros8())
-        var msum = (_mm256_setzero_ps(), _mm256_setzero_ps())
         withUnsafeMutableBytes(of: &acc) { a in
-            withUnsafeMutableBytes(of: &msum) { m in
-                for b in 0..<blocks {
-                    let dx = ts + b * ts2
-                    // Lane g: d_x·Σq_x of row g0 + g; the min terms of all rows in one multiply-add.
-                    let sx = UnsafeRawPointer(dx + x.rowStride).loadUnaligned(as: __m256.self)
-                    let u0 = K.unpack(p + b * stride)
-                    let u1 = R > 1 ? K.unpack(p + rb + b * stride) : u0
-                    m.storeBytes(of: _mm256_add_ps(m.load(as: __m256.self), _mm256_mul_ps(_mm256_set1_ps(u0.m), sx)),
-                                 as: __m256.self)
+            for b in 0..<blocks {
+                let u0 = K.unpack(p + b * stride).u
+                let u1 = R > 1 ? K.unpack(p + rb + b * stride).u : u0
+                let scale = products + 16 * b
+                for g in 0..<G {
+                    let xv = qs.loadUnaligned(fromByteOffset: g * n + 32 * b, as: __m256i.self)
+                    let o0 = 32 * g
+                    a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u0, xv)), _mm256_set1_ps(scale[g]),
+                                                     a.load(fromByteOffset: o0, as: __m256.self)),
+                                 toByteOffset: o0, as: __m256.self)
                     if R > 1 {
-                        m.storeBytes(of: _mm256_add_ps(m.load(fromByteOffset: 32, as: __m256.self),
-                                                       _mm256_mul_ps(_mm256_set1_ps(u1.m), sx)),
-                                     toByteOffset: 32, as: __m256.self)
-                    }
-                    let d0 = _mm256_set1_ps(u0.d), d1 = _mm256_set1_ps(u1.d)
-                    for g in 0..<G {
-                        let xv = qs.loadUnaligned(fromByteOffset: g * n + 32 * b, as: __m256i.self)
-                        let dxg = _mm256_set1_ps(dx[g])
-                        let o0 = 32 * g
-                        a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u0.u, xv)), _mm256_mul_ps(d0, dxg),
-                                                         a.load(fromByteOffset: o0, as: __m256.self)),
-                                     toByteOffset: o0, as: __m256.self)
-                        if R > 1 {
-                            let o1 = 256 + 32 * g
-                            a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u1.u, xv)), _mm256_mul_ps(d1, dxg),
-                                                             a.load(fromByteOffset: o1, as: __m256.self)),
-                                         toByteOffset: o1, as: __m256.self)
-                        }
+                        let o1 = 256 + 32 * g
+                        a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u1, xv)), _mm256_set1_ps(scale[8 + g]),
+                                                         a.load(fromByteOffset: o1, as: __m256.self)),
+                                     toByteOffset: o1, as: __m256.self)
                     }
                 }
-                let mins = m.baseAddress!.assumingMemoryBound(to: Float.self)
-                for i in 0..<R {
-                    for g in 0..<G {
-                        let dot = hsum256(a.load(fromByteOffset: 256 * i + 32 * g, as: __m256.self))
-                        y[(g0 + g) * ldy + r + i] = K.combine(dot, mins[8 * i + g])
-                    }
-                }
+            }
+            let m0 = unsafeBitCast(msum0, to: SIMD8<Float>.self), m1 = unsafeBitCast(msum1, to: SIMD8<Float>.self)
+            for g in 0..<G {
+                y[(g0 + g) * ldy + r] = K.combine(hsum256(a.load(fromByteOffset: 32 * g, as: __m256.self)), m0[g])
+                if R > 1 { y[(g0 + g) * ldy + r + 1] = K.combine(hsum256(a.load(fromByteOffset: 256 + 32 * g, as: __m256.self)), m1[g]) }
             }
         }
     }

@@ -44,13 +44,15 @@ extension AVX512F32Kernel {
 protocol AVX512Int8Kernel {
     static var stride: Int { get }
     static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128)
-    /// The block's weights as unsigned bytes `u`, its scale `d_w` and its min-term factor `m_w`.
+    /// The block's weights as unsigned bytes `u`, its scale `d_w` (always the f16 at offset 0) and
+    /// its min-term factor `m_w`.
     static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float)
     /// The row's result from `hsum256(acc)` and `Σ m_w·d_x·Σq_x`.
     static func combine(_ dot: Float, _ minSum: Float) -> Float
 }
 
 extension AVX512Int8Kernel {
+    @inline(__always) static func minFactor(_ w: UnsafeRawPointer) -> Float { unpack(w).m }
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { combine(hsum256(acc), lane1(macc)) }
 }
 
