@@ -208,64 +208,84 @@ enum BatchedAVX512MatVec {
 
     static func kquantBatch<K: KQuantInt8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
                                                  _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
-        forEachTile(w, rows) { tile in
-            prefetchNextTile(w, after: tile, within: rows)
-            forEachGroup(count) { g0, size in
-                switch size {
-                case 8: for r in tile { kquantPass(k, 8, w, x, g0, r, y, ldy) }
-                case 4: for r in tile { kquantPass(k, 4, w, x, g0, r, y, ldy) }
-                case 2: for r in tile { kquantPass(k, 2, w, x, g0, r, y, ldy) }
-                default: kquantOneRow(k, w, x.row(g0), y + g0 * ldy, tile)
+        // Per super-block, 8 activation rows × 8 sub-block scales (see kquantPass).
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * (w.columns / 256) + 16) { buffer in
+            let products = buffer.baseAddress!
+            forEachTile(w, rows) { tile in
+                prefetchNextTile(w, after: tile, within: rows)
+                forEachGroup(count) { g0, size in
+                    switch size {
+                    case 8: for r in tile { kquantPass(k, 8, w, x, g0, r, y, ldy, products) }
+                    case 4: for r in tile { kquantPass(k, 4, w, x, g0, r, y, ldy, products) }
+                    case 2: for r in tile { kquantPass(k, 2, w, x, g0, r, y, ldy, products) }
+                    default: kquantOneRow(k, w, x.row(g0), y + g0 * ldy, tile, products)
+                    }
                 }
             }
         }
     }
 
     static func kquantOneRow<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ x: QuantizedRow,
-                                                  _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
+                                                  _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                                                  _ products: UnsafeMutablePointer<Float>) {
         if K.self == Q4KInt8.self {
             KQuantMatVec.multiplyInt8Q4K(w, x, into: y, rows: rows)
         } else {
             let single = BatchOperand(one: x, columns: w.columns)
-            for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0) }
+            for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0, products) }
         }
     }
 
-    /// One weight row `r` against `G` activation rows from `g0`: per super-block the weights are
-    /// unpacked once; per row the one-row step's operations (`Q4KInt8.step`).
+    /// One weight row `r` against `G` activation rows from `g0`, with the one-row step's values
+    /// (`Q4KInt8.step`): per super-block and row `prod = scales(w)·(d_x ×8 | d_x·Σq_x ×8)`, whose
+    /// high half accumulates the min terms and whose lane j scales sub-block j's integer sum.
+    /// A first loop computes every `prod` (storing the low halves in `products`) and the min
+    /// sums; the main loop unpacks each super-block once and costs per row and sub-block
+    /// `vpdpbusd`, a conversion and an FMA with a broadcast-load scale.
     @inline(__always)
     static func kquantPass<K: KQuantInt8Kernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
-                                                _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+                                                _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
+                                                _ products: UnsafeMutablePointer<Float>) {
         let steps = w.columns / 256, n = x.columns, p = w.row(r)
         let qs = x.qs + g0 * n, scales = UnsafeRawPointer(x.scales + 2 * g0 * (n / 32))
+        // The activation scales of 8 blocks come as (d_x, d_x·Σq) pairs; reorder to d_x ×8, d_x·Σq ×8.
         let split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
+        let out = UnsafeMutableRawPointer(products)
         var acc = zeros8(), macc = zeros8()
-        withUnsafeMutableBytes(of: &acc) { a in
-            withUnsafeMutableBytes(of: &macc) { m in
-                for s in 0..<steps {
-                    let wb = p + K.stride * s
-                    let ws = K.scales(wb)
-                    let u = K.unpack(wb)
-                    for g in 0..<G {
-                        let o = 32 * g
-                        let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 4 * g * (n / 16) + 64 * s,
-                                                                                   as: __m512.self))
-                        let prod = _mm512_mul_ps(ws, xs)
-                        m.storeBytes(of: _mm256_add_ps(m.load(fromByteOffset: o, as: __m256.self), high256(prod)),
-                                     toByteOffset: o, as: __m256.self)
-                        let xb = qs + g * n + 256 * s
-                        var sum = a.load(fromByteOffset: o, as: __m256.self)
-                        sum = subBlock(u.0, xb, 0, prod, sum)
-                        sum = subBlock(u.1, xb, 1, prod, sum)
-                        sum = subBlock(u.2, xb, 2, prod, sum)
-                        sum = subBlock(u.3, xb, 3, prod, sum)
-                        sum = subBlock(u.4, xb, 4, prod, sum)
-                        sum = subBlock(u.5, xb, 5, prod, sum)
-                        sum = subBlock(u.6, xb, 6, prod, sum)
-                        sum = subBlock(u.7, xb, 7, prod, sum)
-                        a.storeBytes(of: sum, toByteOffset: o, as: __m256.self)
-                    }
+        withUnsafeMutableBytes(of: &macc) { m in
+            for s in 0..<steps {
+                let ws = K.scales(p + K.stride * s)
+                for g in 0..<G {
+                    let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 4 * g * (n / 16) + 64 * s,
+                                                                               as: __m512.self))
+                    let prod = _mm512_mul_ps(ws, xs)
+                    m.storeBytes(of: _mm256_add_ps(m.load(fromByteOffset: 32 * g, as: __m256.self), high256(prod)),
+                                 toByteOffset: 32 * g, as: __m256.self)
+                    out.storeBytes(of: _mm512_castps512_ps256(prod), toByteOffset: 32 * (8 * s + g), as: __m256.self)
                 }
+            }
+        }
+        withUnsafeMutableBytes(of: &acc) { a in
+            for s in 0..<steps {
+                let u = K.unpack(p + K.stride * s)
+                for g in 0..<G {
+                    let o = 32 * g
+                    let xb = qs + g * n + 256 * s, sc = products + 8 * (8 * s + g)
+                    var sum = a.load(fromByteOffset: o, as: __m256.self)
+                    sum = subBlock(u.0, xb, 0, sc, sum)
+                    sum = subBlock(u.1, xb, 1, sc, sum)
+                    sum = subBlock(u.2, xb, 2, sc, sum)
+                    sum = subBlock(u.3, xb, 3, sc, sum)
+                    sum = subBlock(u.4, xb, 4, sc, sum)
+                    sum = subBlock(u.5, xb, 5, sc, sum)
+                    sum = subBlock(u.6, xb, 6, sc, sum)
+                    sum = subBlock(u.7, xb, 7, sc, sum)
+                    a.storeBytes(of: sum, toByteOffset: o, as: __m256.self)
+                }
+            }
+        }
+        withUnsafeBytes(of: &acc) { a in
+            withUnsafeBytes(of: &macc) { m in
                 for g in 0..<G {
                     y[(g0 + g) * ldy + r] = hsum256(a.load(fromByteOffset: 32 * g, as: __m256.self))
                         - hsum256(m.load(fromByteOffset: 32 * g, as: __m256.self))
@@ -274,10 +294,10 @@ enum BatchedAVX512MatVec {
         }
     }
 
-    @inline(__always) static func subBlock(_ u: __m256i, _ xb: UnsafeRawPointer, _ j: Int32, _ prod: __m512,
+    @inline(__always) static func subBlock(_ u: __m256i, _ xb: UnsafeRawPointer, _ j: Int, _ scale: UnsafePointer<Float>,
                                            _ acc: __m256) -> __m256 {
-        let i = dpbusd256(u, xb.loadUnaligned(fromByteOffset: 32 * Int(j), as: __m256i.self))
-        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm512_castps512_ps256(broadcastLane(prod, j)), acc)
+        let i = dpbusd256(u, xb.loadUnaligned(fromByteOffset: 32 * j, as: __m256i.self))
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(scale[j]), acc)
     }
 
     // MARK: f32 path
