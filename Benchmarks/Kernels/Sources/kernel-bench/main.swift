@@ -3,6 +3,7 @@
 // 24.6 on two — measured for issue 5).
 //
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [threads...] (default: 1 2)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //
@@ -77,6 +78,14 @@ if CommandLine.arguments.dropFirst().first == "quants" {
     exit(0)
 }
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
+if CommandLine.arguments.contains("batched") {
+    // Only the batched kernels: `kernel-bench batched [threads...]`.
+    print("AVX-512 VNNI kernels: \(MatVec.hasAVX512Kernels), load \(loadAverage())\n")
+    row(["kernel", "shape", "batch", "threads", "µs batched", "µs per row ×batch", "rows·GB/s", "GOPS", "speed-up"])
+    row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
+    for t in threads { benchBatched(threads: t) }
+    exit(0)
+}
 let shapes: [(TensorType, Int, Int)] = [(.q4_1, 576, 576), (.q4_1, 192, 576), (.q4_1, 1536, 576),
                                         (.q4_1, 576, 1536), (.q8_0, 49152, 576)]
 print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(loadAverage())")
