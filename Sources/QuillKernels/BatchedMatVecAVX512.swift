@@ -268,19 +268,38 @@ enum BatchedAVX512MatVec {
         withUnsafeMutableBytes(of: &acc) { a in
             for s in 0..<steps {
                 let u = K.unpack(p + K.stride * s)
-                for g in 0..<G {
+                // Two rows at a time: each row's 8 FMAs form one dependent chain (the one-row
+                // order), so interleaving two rows keeps two chains in flight.
+                var g = 0
+                while g + 2 <= G {
                     let o = 32 * g
-                    let xb = qs + g * n + 256 * s, sc = products + 8 * (8 * s + g)
-                    var sum = a.load(fromByteOffset: o, as: __m256.self)
-                    sum = subBlock(u.0, xb, 0, sc, sum)
-                    sum = subBlock(u.1, xb, 1, sc, sum)
-                    sum = subBlock(u.2, xb, 2, sc, sum)
-                    sum = subBlock(u.3, xb, 3, sc, sum)
-                    sum = subBlock(u.4, xb, 4, sc, sum)
-                    sum = subBlock(u.5, xb, 5, sc, sum)
-                    sum = subBlock(u.6, xb, 6, sc, sum)
-                    sum = subBlock(u.7, xb, 7, sc, sum)
-                    a.storeBytes(of: sum, toByteOffset: o, as: __m256.self)
+                    let xa = qs + g * n + 256 * s, xb = xa + n
+                    let sa = products + 8 * (8 * s + g), sb = sa + 8
+                    var a0 = a.load(fromByteOffset: o, as: __m256.self), a1 = a.load(fromByteOffset: o + 32, as: __m256.self)
+                    a0 = subBlock(u.0, xa, 0, sa, a0); a1 = subBlock(u.0, xb, 0, sb, a1)
+                    a0 = subBlock(u.1, xa, 1, sa, a0); a1 = subBlock(u.1, xb, 1, sb, a1)
+                    a0 = subBlock(u.2, xa, 2, sa, a0); a1 = subBlock(u.2, xb, 2, sb, a1)
+                    a0 = subBlock(u.3, xa, 3, sa, a0); a1 = subBlock(u.3, xb, 3, sb, a1)
+                    a0 = subBlock(u.4, xa, 4, sa, a0); a1 = subBlock(u.4, xb, 4, sb, a1)
+                    a0 = subBlock(u.5, xa, 5, sa, a0); a1 = subBlock(u.5, xb, 5, sb, a1)
+                    a0 = subBlock(u.6, xa, 6, sa, a0); a1 = subBlock(u.6, xb, 6, sb, a1)
+                    a0 = subBlock(u.7, xa, 7, sa, a0); a1 = subBlock(u.7, xb, 7, sb, a1)
+                    a.storeBytes(of: a0, toByteOffset: o, as: __m256.self)
+                    a.storeBytes(of: a1, toByteOffset: o + 32, as: __m256.self)
+                    g += 2
+                }
+                if g < G {  // an odd group (only the one-row fallback of K-quants without their own)
+                    let xa = qs + g * n + 256 * s, sa = products + 8 * (8 * s + g)
+                    var a0 = a.load(fromByteOffset: 32 * g, as: __m256.self)
+                    a0 = subBlock(u.0, xa, 0, sa, a0)
+                    a0 = subBlock(u.1, xa, 1, sa, a0)
+                    a0 = subBlock(u.2, xa, 2, sa, a0)
+                    a0 = subBlock(u.3, xa, 3, sa, a0)
+                    a0 = subBlock(u.4, xa, 4, sa, a0)
+                    a0 = subBlock(u.5, xa, 5, sa, a0)
+                    a0 = subBlock(u.6, xa, 6, sa, a0)
+                    a0 = subBlock(u.7, xa, 7, sa, a0)
+                    a.storeBytes(of: a0, toByteOffset: 32 * g, as: __m256.self)
                 }
             }
         }

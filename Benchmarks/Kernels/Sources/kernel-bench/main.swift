@@ -2,7 +2,8 @@
 // machine's limits (fp32 FMA peak 171 GFLOPS per core / 338 on two; DRAM 15.7 GB/s on one core,
 // 24.6 on two — measured for issue 5).
 //
-//   cd Benchmarks/Kernels && swift run -c release kernel-bench [batched] [threads...]     (default: 1 2)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q4_1 Q8_0 Q4_K F32] [threads...]
 //
 // Shapes are rows × columns of W in y = W·x (GGUF lists them the other way round).
 // "hot" mat-vec figures repeat one matrix (it sits in L2/L3: the kernel's compute speed);
@@ -52,11 +53,12 @@ func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f"
 let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
 if CommandLine.arguments.contains("batched") {
-    // Only the batched kernels: `kernel-bench batched [threads...]`.
+    // Only the batched kernels: `kernel-bench batched [Q4_0 Q8_0 …] [threads...]`.
     print("AVX-512 VNNI kernels: \(MatVec.hasAVX512Kernels), load \(loadAverage())\n")
     row(["kernel", "shape", "batch", "threads", "µs batched", "µs per row ×batch", "rows·GB/s", "GOPS", "speed-up"])
     row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
-    for t in threads { benchBatched(threads: t) }
+    let types = TensorType.allCases.filter { CommandLine.arguments.contains($0.description) }
+    for t in threads { benchBatched(threads: t, types: types) }
     exit(0)
 }
 let shapes: [(TensorType, Int, Int)] = [(.q4_1, 576, 576), (.q4_1, 192, 576), (.q4_1, 1536, 576),
