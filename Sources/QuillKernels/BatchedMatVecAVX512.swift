@@ -14,9 +14,19 @@ import _Builtin_intrinsics.intel
 // lanes, the same horizontal sum — so each row's result is bitwise what it gets alone, whatever
 // the batch size, the grouping or the thread count.
 //
+// Each pass over a weight row first computes the per-block scales of all its pairs (d_w·d_x, and
+// the min-term sums) into a small buffer, so that the main loop costs per pair and block only
+// `vpdpbusd`, an int→float conversion and an FMA whose scale is a broadcast load.
+//
 // Accumulators live in fixed-size tuples indexed through a pointer with constant offsets (the
 // group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
 // ymm accumulators for 2 weight rows × 8 activation rows.
+//
+// Adding a weight type: a 32-block type (Q5_0, Q5_1) conforms to `AVX512Int8Kernel` (its `unpack`
+// gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
+// −16·Σ for Q5_0), a K-quant with 8 sub-blocks of 32 (Q5_K) to `KQuantInt8Kernel`; then a case in
+// `BatchedAVX512MatVec.multiplyInt8` and in `MatVec.hasBatchedInt8Kernel`. Q6_K's scales cover 16
+// values, so it needs its own pass (it takes the f32 path today, in both the one-row and batched calls).
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
 /// (Q4_K; Q5_K has the same shape), for the batched int8 kernel.
