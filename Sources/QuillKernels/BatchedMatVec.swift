@@ -88,6 +88,16 @@ extension MatVec {
     /// Batched int8 kernels for one range of weight rows (on the current thread).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
+        if xq.rows == 1 {
+            // One row: the one-row kernels themselves, without the batch's tiling.
+            // (K-quants reach here only with the AVX-512 kernels, see `hasBatchedInt8Kernel`.)
+            if KQuants.isKQuant(w.type) {
+                multiplyInt8KQuant(w, xq.row(0), into: y, rows: rows)
+            } else {
+                multiplyInt8(w, xq.row(0), into: y, rows: rows, portable: portable)
+            }
+            return
+        }
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
             BatchedAVX512MatVec.multiplyInt8(w, xq, into: y, ldy: w.rows, rows: rows)

@@ -14,9 +14,20 @@ import _Builtin_intrinsics.intel
 // lanes, the same horizontal sum — so each row's result is bitwise what it gets alone, whatever
 // the batch size, the grouping or the thread count.
 //
+// Each pass over a weight row first computes the per-block scales of all its pairs (d_w·d_x, and
+// the min-term sums) into a small buffer, so that the main loop costs per pair and block only
+// `vpdpbusd`, an int→float conversion and an FMA whose scale is a broadcast load.
+//
 // Accumulators live in fixed-size tuples indexed through a pointer with constant offsets (the
 // group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
 // ymm accumulators for 2 weight rows × 8 activation rows.
+//
+// Types: the 32-block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) conform to `AVX512Int8Kernel` (`unpack`
+// gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
+// −16·Σ for Q5_0); the K-quants with 8 sub-blocks of 32 (Q4_K, Q5_K) to `BatchedKQuantKernel`.
+// Q6_K's scales cover 16 values and its min term needs per-16 activation sums, so it has no pass
+// here: its batched product runs the one-row int8 kernel per activation row over L1-sized tiles
+// (`q6KRowwise`), each weight still read from memory once per batch.
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
 /// (Q4_K, Q5_K), for the batched int8 kernel; its one-row kernel (`KQuantInt8Kernel`) runs groups
@@ -285,19 +296,38 @@ enum BatchedAVX512MatVec {
         withUnsafeMutableBytes(of: &acc) { a in
             for s in 0..<steps {
                 let u = K.unpack(p + K.stride * s)
-                for g in 0..<G {
+                // Two rows at a time: each row's 8 FMAs form one dependent chain (the one-row
+                // order), so interleaving two rows keeps two chains in flight.
+                var g = 0
+                while g + 2 <= G {
                     let o = 32 * g
-                    let xb = qs + g * n + 256 * s, sc = products + 8 * (8 * s + g)
-                    var sum = a.load(fromByteOffset: o, as: __m256.self)
-                    sum = subBlock(u.0, xb, 0, sc, sum)
-                    sum = subBlock(u.1, xb, 1, sc, sum)
-                    sum = subBlock(u.2, xb, 2, sc, sum)
-                    sum = subBlock(u.3, xb, 3, sc, sum)
-                    sum = subBlock(u.4, xb, 4, sc, sum)
-                    sum = subBlock(u.5, xb, 5, sc, sum)
-                    sum = subBlock(u.6, xb, 6, sc, sum)
-                    sum = subBlock(u.7, xb, 7, sc, sum)
-                    a.storeBytes(of: sum, toByteOffset: o, as: __m256.self)
+                    let xa = qs + g * n + 256 * s, xb = xa + n
+                    let sa = products + 8 * (8 * s + g), sb = sa + 8
+                    var a0 = a.load(fromByteOffset: o, as: __m256.self), a1 = a.load(fromByteOffset: o + 32, as: __m256.self)
+                    a0 = subBlock(u.0, xa, 0, sa, a0); a1 = subBlock(u.0, xb, 0, sb, a1)
+                    a0 = subBlock(u.1, xa, 1, sa, a0); a1 = subBlock(u.1, xb, 1, sb, a1)
+                    a0 = subBlock(u.2, xa, 2, sa, a0); a1 = subBlock(u.2, xb, 2, sb, a1)
+                    a0 = subBlock(u.3, xa, 3, sa, a0); a1 = subBlock(u.3, xb, 3, sb, a1)
+                    a0 = subBlock(u.4, xa, 4, sa, a0); a1 = subBlock(u.4, xb, 4, sb, a1)
+                    a0 = subBlock(u.5, xa, 5, sa, a0); a1 = subBlock(u.5, xb, 5, sb, a1)
+                    a0 = subBlock(u.6, xa, 6, sa, a0); a1 = subBlock(u.6, xb, 6, sb, a1)
+                    a0 = subBlock(u.7, xa, 7, sa, a0); a1 = subBlock(u.7, xb, 7, sb, a1)
+                    a.storeBytes(of: a0, toByteOffset: o, as: __m256.self)
+                    a.storeBytes(of: a1, toByteOffset: o + 32, as: __m256.self)
+                    g += 2
+                }
+                if g < G {  // an odd group (only the one-row fallback of K-quants without their own)
+                    let xa = qs + g * n + 256 * s, sa = products + 8 * (8 * s + g)
+                    var a0 = a.load(fromByteOffset: 32 * g, as: __m256.self)
+                    a0 = subBlock(u.0, xa, 0, sa, a0)
+                    a0 = subBlock(u.1, xa, 1, sa, a0)
+                    a0 = subBlock(u.2, xa, 2, sa, a0)
+                    a0 = subBlock(u.3, xa, 3, sa, a0)
+                    a0 = subBlock(u.4, xa, 4, sa, a0)
+                    a0 = subBlock(u.5, xa, 5, sa, a0)
+                    a0 = subBlock(u.6, xa, 6, sa, a0)
+                    a0 = subBlock(u.7, xa, 7, sa, a0)
+                    a.storeBytes(of: a0, toByteOffset: 32 * g, as: __m256.self)
                 }
             }
         }
