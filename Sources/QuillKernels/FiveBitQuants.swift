@@ -101,20 +101,18 @@ extension PortableMatVec {
 
 // MARK: - f32 path
 
-/// One block's f32 step shared by Q5_0 and Q5_1: weights fma(q, d, offset), FMA'd with x.
-@inline(__always) func fiveBitF32Step(_ w: UnsafeRawPointer, qhOffset: Int, _ d: __m512, _ offset: __m512,
-                                      _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+/// One block's 32 weights as f32, fma(q, d, offset), shared by Q5_0 and Q5_1 (elements 0–15, 16–31).
+@inline(__always) func fiveBitWeights(_ w: UnsafeRawPointer, qhOffset: Int, _ d: __m512, _ offset: __m512) -> (__m512, __m512) {
     let (q0, q1) = fiveBitValues128(w, qhOffset: qhOffset)
-    a0 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q0), d, offset), x.loadUnaligned(as: __m512.self), a0)
-    a1 = _mm512_fmadd_ps(_mm512_fmadd_ps(bytesToFloats(q1), d, offset), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    return (_mm512_fmadd_ps(bytesToFloats(q0), d, offset), _mm512_fmadd_ps(bytesToFloats(q1), d, offset))
 }
 
 enum Q50Weights: AVX512F32Kernel {
     static var stride: Int { 22 }
     /// fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser (up to the sign of a zero).
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
-        fiveBitF32Step(w, qhOffset: 2, _mm512_set1_ps(dh), _mm512_set1_ps(-16 * dh), x, &a0, &a1)
+        return fiveBitWeights(w, qhOffset: 2, _mm512_set1_ps(dh), _mm512_set1_ps(-16 * dh))
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
@@ -122,10 +120,10 @@ enum Q50Weights: AVX512F32Kernel {
 enum Q51Weights: AVX512F32Kernel {
     static var stride: Int { 24 }
     /// fma(q, d, m) rounds once where the reference rounds twice (~1 ulp of a weight), as Q4_1.
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
         let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        fiveBitF32Step(w, qhOffset: 4, d, m, x, &a0, &a1)
+        return fiveBitWeights(w, qhOffset: 4, d, m)
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
@@ -149,7 +147,12 @@ enum Q50Int8: AVX512Int8Kernel {
         let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
         fiveBitInt8Step(w, qhOffset: 2, d, xq, dxs, &acc, &macc)
     }
-    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 16 * lane1(macc) }
+    /// For the batched kernels: the values, d_w, and d_w again as the zero-point factor.
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
+        let d = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
+        return (fiveBitValues256(w, qhOffset: 2), d, d)
+    }
+    @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 16 * minSum }
 }
 
 /// Q5_1 · Q8: d_w·d_x·Σq·q_x + m_w·(d_x·Σq_x), (d_w, m_w) converted together as in Q4_1.
@@ -159,6 +162,11 @@ enum Q51Int8: AVX512Int8Kernel {
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: w.loadUnaligned(as: UInt32.self))))
         fiveBitInt8Step(w, qhOffset: 4, dm, xq, dxs, &acc, &macc)
     }
-    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) + lane1(macc) }
+    /// For the batched kernels: the values, d_w and the min m_w.
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
+        (fiveBitValues256(w, qhOffset: 4), halfBitsToFloat(w.loadUnaligned(as: UInt16.self)),
+         halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+    }
+    @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot + minSum }
 }
 #endif

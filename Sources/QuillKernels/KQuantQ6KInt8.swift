@@ -12,10 +12,10 @@ enum Q6KInt8: KQuantInt8Kernel {
     static var stride: Int { 210 }
 
     /// Per super-block 32 floats: lanes 0–15 d_x of group g's block, lanes 16–31 d_x·S_g
-    /// (`xq.count / 8` floats in all).
-    static func activationTable(_ xq: QuantizedActivations, into table: UnsafeMutablePointer<Float>) {
+    /// (`columns / 8` floats in all) of the activation row `xq` of `columns` values.
+    static func activationTable(_ xq: QuantizedRow, columns: Int, into table: UnsafeMutablePointer<Float>) {
         let qs = xq.qs, scales = xq.scales
-        for s in 0..<xq.count / 256 {
+        for s in 0..<columns / 256 {
             for g in 0..<16 {
                 let block = 8 * s + g / 2, x = qs + 256 * s + 16 * g
                 var sum: Int32 = 0

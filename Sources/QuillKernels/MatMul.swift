@@ -15,9 +15,11 @@ public enum MatMul {
     /// Rows of `W` dequantised per panel: 256 × 1536 floats = 1.5 MB, about one L2.
     static let panelRows = 256
 
-    /// Up to this many tokens `multiply` runs tiled mat-vecs instead of dequantised panels and
-    /// sgemm (opus-mt-shaped decoder, beam 4, f32: 35 → 40 tok/s; q8_0 weights 54 → 61).
-    static let smallTokens = 8
+    /// Up to this many tokens `multiply` runs the batched f32 mat-vec (`MatVec.multiply(_:_:rows:…)`)
+    /// instead of dequantised panels and sgemm: every weight read once and dequantised in registers
+    /// once per 8 rows. Kernel bench, 1536×576, 1 thread, 16 rows: Q8_0 1.3×, Q4_1 1.6×, F32 1.45× the
+    /// former path (at 32 rows sgemm is as fast or faster).
+    static let smallTokens = 16
 
     /// Whether OpenBLAS could be loaded; without it a slower built-in GEMM is used.
     public static var blasAvailable: Bool { BLAS.library != nil }
@@ -36,23 +38,9 @@ public enum MatMul {
             return
         }
         if tokens <= smallTokens {
-            // A few rows (beams × sources while decoding): per token MatVec's f32 kernel over tiles of
-            // rows that stay in L1/L2 across the tokens, so every weight is read from memory once
-            // and dequantised on the fly, with no panel copy. Each row runs MatVec's instruction
-            // sequence, so the result is bitwise that of `tokens` separate mat-vecs, and rows are
-            // split as MatVec splits them: independent of the thread count.
-            let portable = MatVec.usePortableKernels
-            let tileRows = max(16, min(256, (64 << 10) / max(1, w.columns * 4)))
-            pool.parallelRanges(total: w.rows, minimumChunk: MatVec.rowAlignment) { rows in
-                var r0 = rows.lowerBound
-                while r0 < rows.upperBound {
-                    let tile = r0..<min(r0 + tileRows, rows.upperBound)
-                    for t in 0..<tokens {
-                        MatVec.multiplyF32(w, x + t * w.columns, into: y + t * w.rows, rows: tile, portable: portable)
-                    }
-                    r0 = tile.upperBound
-                }
-            }
+            // A few rows (beams × sources while decoding): each row bitwise its own f32 mat-vec, rows
+            // split as MatVec splits them, so independent of the thread count and the batch.
+            MatVec.multiply(w, x, rows: tokens, into: y, precision: .f32, pool: pool)
             return
         }
         // Panels of at most `panelRows` rows, an even number of them so that 1, 2 or 4 threads get

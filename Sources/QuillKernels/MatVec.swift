@@ -62,11 +62,11 @@ public enum MatVec {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
             let portable = usePortableKernels
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8(w, xq, into: y, rows: rows, portable: portable)
+                multiplyInt8(w, xq.quantizedRow, into: y, rows: rows, portable: portable)
             }
         case _ where KQuants.isKQuant(w.type) && hasAVX512Kernels && !usePortableKernels:
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8KQuant(w, xq, into: y, rows: rows)
+                multiplyInt8KQuant(w, xq.quantizedRow, into: y, rows: rows)
             }
         case .f32, .f16, .bf16, .q4_K, .q5_K, .q6_K:
             // K-quants without the AVX-512 kernels: the f32 kernel on the dequantised activations.
@@ -99,7 +99,7 @@ public enum MatVec {
             var start = 0
             for (w, y) in products {
                 let lo = max(rows.lowerBound, start), hi = min(rows.upperBound, start + w.rows)
-                if lo < hi { multiplyInt8(w, xq, into: y, rows: (lo - start)..<(hi - start), portable: portable) }
+                if lo < hi { multiplyInt8(w, xq.quantizedRow, into: y, rows: (lo - start)..<(hi - start), portable: portable) }
                 start += w.rows
             }
         }
@@ -118,7 +118,7 @@ public enum MatVec {
     }
 
     /// Int8 kernel for one range of rows of a K-quant matrix (AVX-512 VNNI builds only).
-    static func multiplyInt8KQuant(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8KQuant(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                                    rows: Range<Int>) {
         #if canImport(COpenBLAS.AVX512VNNI)
         KQuantMatVec.multiplyInt8(w, xq, into: y, rows: rows)
@@ -128,7 +128,7 @@ public enum MatVec {
     }
 
     /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrix.
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
@@ -176,7 +176,7 @@ enum PortableMatVec {
         }
     }
 
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>) {
         let qs = xq.qs, scales = xq.scales
         let blocks = w.columns / 32

@@ -20,16 +20,40 @@ let prefetchDistance = 4096
 protocol AVX512F32Kernel {
     /// Weight bytes per 32 columns.
     static var stride: Int { get }
-    static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512)
+    /// The 32 weights of one step as f32 (elements 0–15 and 16–31), exactly dequantised. Kept apart
+    /// from the FMAs so the batched kernels dequantise once for several activation rows.
+    static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512)
     /// Element `i` of a row, for the column tail of float types (quantised rows have no tail).
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float
 }
 
+extension AVX512F32Kernel {
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+        let (w0, w1) = weights(w)
+        a0 = _mm512_fmadd_ps(w0, x.loadUnaligned(as: __m512.self), a0)
+        a1 = _mm512_fmadd_ps(w1, x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    }
+}
+
 /// One 32-column block of the int8 path. `dxs` = (d_x, d_x·Σq_x, ·, ·).
+///
+/// Per block a row adds `(d_w·d_x)·Σ u·q_x` to `acc` (`u` the weights as unsigned bytes, the sum
+/// from `vpdpbusd`) and `m_w·(d_x·Σq_x)` to lane 1 of `macc`; `combine` turns the two sums into the
+/// result. `step` does it for one activation row; the batched kernels call `unpack` once per block
+/// and do the same f32 operations for each of several rows (bitwise the same results).
 protocol AVX512Int8Kernel {
     static var stride: Int { get }
     static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128)
-    static func finish(_ acc: __m256, _ macc: __m128) -> Float
+    /// The block's weights as unsigned bytes `u`, its scale `d_w` (always the f16 at offset 0) and
+    /// its min-term factor `m_w`.
+    static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float)
+    /// The row's result from `hsum256(acc)` and `Σ m_w·d_x·Σq_x`.
+    static func combine(_ dot: Float, _ minSum: Float) -> Float
+}
+
+extension AVX512Int8Kernel {
+    @inline(__always) static func minFactor(_ w: UnsafeRawPointer) -> Float { unpack(w).m }
+    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { combine(hsum256(acc), lane1(macc)) }
 }
 
 enum AVX512MatVec {
@@ -48,7 +72,7 @@ enum AVX512MatVec {
         }
     }
 
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>) {
         switch w.type {
         case .q4_0: int8Rows(Q40Int8.self, w, xq, y, rows)
@@ -109,7 +133,7 @@ enum AVX512MatVec {
     }
 
     @inline(__always)
-    static func int8Rows<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ xq: QuantizedActivations,
+    static func int8Rows<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ xq: QuantizedRow,
                                               _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>) {
         let blocks = w.columns / 32
         let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
@@ -203,10 +227,8 @@ enum AVX512MatVec {
 
 enum F32Weights: AVX512F32Kernel {
     static var stride: Int { 128 }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
-        a0 = _mm512_fmadd_ps(w.loadUnaligned(as: __m512.self), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(w.loadUnaligned(fromByteOffset: 64, as: __m512.self),
-                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
+        (w.loadUnaligned(as: __m512.self), w.loadUnaligned(fromByteOffset: 64, as: __m512.self))
     }
     @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
         row.loadUnaligned(fromByteOffset: 4 * i, as: Float.self)
@@ -215,10 +237,8 @@ enum F32Weights: AVX512F32Kernel {
 
 enum F16Weights: AVX512F32Kernel {
     static var stride: Int { 64 }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
-        a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(w.loadUnaligned(as: __m256i.self)), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)),
-                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
+        (_mm512_cvtph_ps(w.loadUnaligned(as: __m256i.self)), _mm512_cvtph_ps(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)))
     }
     @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
         halfBitsToFloat(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
@@ -231,10 +251,8 @@ enum BF16Weights: AVX512F32Kernel {
     @inline(__always) static func widen(_ v: __m256i) -> __m512 {
         _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16))
     }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
-        a0 = _mm512_fmadd_ps(widen(w.loadUnaligned(as: __m256i.self)), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(widen(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)),
-                             x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
+        (widen(w.loadUnaligned(as: __m256i.self)), widen(w.loadUnaligned(fromByteOffset: 32, as: __m256i.self)))
     }
     @inline(__always) static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float {
         Float(bitPattern: UInt32(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
@@ -243,41 +261,36 @@ enum BF16Weights: AVX512F32Kernel {
 
 enum Q80Weights: AVX512F32Kernel {
     static var stride: Int { 34 }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
         let q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(load128(w, 2)))
         let q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(load128(w, 18)))
-        a0 = _mm512_fmadd_ps(_mm512_mul_ps(q0, d), x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(_mm512_mul_ps(q1, d), x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+        return (_mm512_mul_ps(q0, d), _mm512_mul_ps(q1, d))
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
 
 enum Q40Weights: AVX512F32Kernel {
     static var stride: Int { 18 }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
         let d = _mm512_set1_ps(dh), off = _mm512_set1_ps(-8 * dh)
         let raw = load128(w, 2), mask = _mm_set1_epi8(0x0F)
         // fma(q, d, −8d) rounds (q − 8)·d once, exactly like the scalar dequantiser.
-        let w0 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, off)
-        let w1 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, off)
-        a0 = _mm512_fmadd_ps(w0, x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(w1, x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+        return (_mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, off),
+                _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, off))
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
 
 enum Q41Weights: AVX512F32Kernel {
     static var stride: Int { 20 }
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ x: UnsafeRawPointer, _ a0: inout __m512, _ a1: inout __m512) {
+    @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
         let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
         let raw = load128(w, 4), mask = _mm_set1_epi8(0x0F)
-        let w0 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, m)
-        let w1 = _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, m)
-        a0 = _mm512_fmadd_ps(w0, x.loadUnaligned(as: __m512.self), a0)
-        a1 = _mm512_fmadd_ps(w1, x.loadUnaligned(fromByteOffset: 64, as: __m512.self), a1)
+        return (_mm512_fmadd_ps(bytesToFloats(_mm_and_si128(raw, mask)), d, m),
+                _mm512_fmadd_ps(bytesToFloats(_mm_and_si128(_mm_srli_epi16(raw, 4), mask)), d, m))
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
@@ -296,7 +309,11 @@ enum Q41Int8: AVX512Int8Kernel {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
         macc = _mm_add_ps(macc, prod)
     }
-    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) + lane1(macc) }
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
+        (unpackNibbles256(load128(w, 4)), halfBitsToFloat(w.loadUnaligned(as: UInt16.self)),
+         halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+    }
+    @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot + minSum }
 }
 
 /// Q4_0 · Q8: vpdpbusd multiplies unsigned × signed, so use the raw nibbles q ∈ [0, 15] and
@@ -310,7 +327,11 @@ enum Q40Int8: AVX512Int8Kernel {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
         macc = _mm_add_ps(macc, prod)
     }
-    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 8 * lane1(macc) }
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
+        let d = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
+        return (unpackNibbles256(load128(w, 2)), d, d)
+    }
+    @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 8 * minSum }
 }
 
 /// Q8_0 · Q8: signed × signed has no VNNI instruction; flipping the sign bit turns w into the
@@ -325,6 +346,10 @@ enum Q80Int8: AVX512Int8Kernel {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(prod), acc)
         macc = _mm_add_ps(macc, prod)
     }
-    @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { hsum256(acc) - 128 * lane1(macc) }
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
+        let d = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
+        return (_mm256_xor_si256(w.loadUnaligned(fromByteOffset: 2, as: __m256i.self), _mm256_set1_epi8(-128)), d, d)
+    }
+    @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 128 * minSum }
 }
 #endif

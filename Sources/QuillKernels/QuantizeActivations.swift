@@ -60,6 +60,8 @@ public struct QuantizedActivations: @unchecked Sendable {
     /// Int8 values of block `b`..., and `(d, d·Σq)` pairs; valid until the next `quantize`.
     var qs: UnsafePointer<Int8> { UnsafePointer(storage.qs) }
     var scales: UnsafePointer<Float> { UnsafePointer(storage.scales) }
+    /// Both, as the kernels take them (valid until the next `quantize`).
+    var quantizedRow: QuantizedRow { QuantizedRow(qs: qs, scales: scales) }
 
     /// The element value the kernels effectively see: `d·q`. For tests and diagnostics.
     public func dequantized(_ index: Int) -> Float {
@@ -105,4 +107,11 @@ public struct QuantizedActivations: @unchecked Sendable {
         scale[1] = d * Float(sum)
         #endif
     }
+}
+
+/// One quantised activation row as the kernels read it: `qs` its int8 values, `scales` its
+/// `(d, d·Σq)` pair per 32-block. A `QuantizedActivations` or one row of a `QuantizedActivationBatch`.
+struct QuantizedRow {
+    let qs: UnsafePointer<Int8>
+    let scales: UnsafePointer<Float>
 }

@@ -3,6 +3,7 @@
 // 24.6 on two — measured for issue 5).
 //
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q5_0 Q5_K Q6_K F32 …] [threads...]
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //
@@ -77,6 +78,15 @@ if CommandLine.arguments.dropFirst().first == "quants" {
     exit(0)
 }
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
+if CommandLine.arguments.contains("batched") {
+    // Only the batched kernels: `kernel-bench batched [Q4_0 Q8_0 …] [threads...]`.
+    print("AVX-512 VNNI kernels: \(MatVec.hasAVX512Kernels), load \(loadAverage())\n")
+    row(["kernel", "shape", "batch", "threads", "µs batched", "µs per row ×batch", "rows·GB/s", "GOPS", "speed-up"])
+    row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
+    let types = TensorType.allCases.filter { CommandLine.arguments.contains($0.description) }
+    for t in threads { benchBatched(threads: t, types: types) }
+    exit(0)
+}
 let shapes: [(TensorType, Int, Int)] = [(.q4_1, 576, 576), (.q4_1, 192, 576), (.q4_1, 1536, 576),
                                         (.q4_1, 576, 1536), (.q8_0, 49152, 576)]
 print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(loadAverage())")

@@ -1,0 +1,105 @@
+/// Several activation rows quantised to int8 in blocks of 32, for multiplying one weight matrix
+/// with many rows at once (`MatVec.multiply(_:_:into:pool:)` with a batch): decoding several
+/// sequences, beams or sources together.
+///
+/// Every row is quantised exactly as `QuantizedActivations.quantize` quantises it alone (the same
+/// per-block function), so row `i` of a batched product can be, and is, bitwise the one-row product.
+///
+/// Layout (valid until the next `quantize`):
+/// - `qs`: `rows × columns` int8, row-major, row `i` at `qs + i·columns` (64-byte aligned base);
+/// - `scales`: per row and block the pair `(d, d·Σq)`, row `i` block `b` at `scales + 2·(i·blocks + b)`
+///   (`blocks = columns / 32`) — each row is laid out like a `QuantizedActivations`;
+/// - `transposedScales`: the same numbers per block across rows, for kernels that handle several
+///   rows per block: `d` of row `i`, block `b` at `[(2b)·rowStride + i]`, `d·Σq` at
+///   `[(2b + 1)·rowStride + i]`, `rowStride = rows` rounded up to 16. Padding lanes hold 0.
+///
+/// The value keeps its buffers between `quantize` calls (copy-on-write), so a decoder allocates one
+/// per input width and reuses it every step.
+public struct QuantizedActivationBatch: @unchecked Sendable {
+    final class Storage {
+        let rowCapacity: Int, columnCapacity: Int
+        let qs: UnsafeMutablePointer<Int8>
+        let scales: UnsafeMutablePointer<Float>
+        let transposed: UnsafeMutablePointer<Float>
+        let transposedCount: Int
+
+        init(rows: Int, columns: Int) {
+            rowCapacity = rows
+            columnCapacity = columns
+            let bytes = max(rows * columns, 64)
+            qs = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Int8.self, capacity: bytes)
+            let blocks = columns / 32
+            scales = .allocate(capacity: max(2 * rows * blocks, 2))
+            // Kernels load 8 or 16 lanes from any row of a group: 16 floats of slack past the end.
+            transposedCount = 2 * blocks * QuantizedActivationBatch.paddedRows(rows) + 16
+            transposed = .allocate(capacity: transposedCount)
+            transposed.initialize(repeating: 0, count: transposedCount)
+        }
+
+        deinit {
+            qs.deallocate()
+            scales.deallocate()
+            transposed.deallocate()
+        }
+    }
+
+    var storage: Storage
+    /// Number of rows quantised by the last `quantize`.
+    public private(set) var rows: Int = 0
+    /// Elements per row (a multiple of 32).
+    public private(set) var columns: Int = 0
+
+    /// Creates buffers for up to `rows` rows of up to `columns` elements (`columns` a multiple of 32).
+    public init(rows: Int, columns: Int) {
+        precondition(rows >= 0 && columns >= 0 && columns % 32 == 0, "capacity: rows ≥ 0, columns a multiple of 32")
+        storage = Storage(rows: rows, columns: columns)
+    }
+
+    /// Maximum number of rows.
+    public var rowCapacity: Int { storage.rowCapacity }
+    /// Maximum row length.
+    public var columnCapacity: Int { storage.columnCapacity }
+
+    /// Row stride of `transposedScales`: `rows` rounded up to 16.
+    var rowStride: Int { QuantizedActivationBatch.paddedRows(rows) }
+    static func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
+
+    /// Quantises `x` (`rows × columns`, row-major; `columns` a multiple of 32; both within capacity).
+    public mutating func quantize(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+        precondition(rows >= 0 && rows <= storage.rowCapacity, "rows must be within capacity")
+        precondition(columns % 32 == 0 && columns <= storage.columnCapacity,
+                     "columns must be a multiple of 32 within capacity")
+        if !isKnownUniquelyReferenced(&storage) {
+            storage = Storage(rows: storage.rowCapacity, columns: storage.columnCapacity)
+        }
+        self.rows = rows
+        self.columns = columns
+        let blocks = columns / 32, stride = rowStride
+        let qs = storage.qs, scales = storage.scales, transposed = storage.transposed
+        transposed.update(repeating: 0, count: storage.transposedCount)
+        for i in 0..<rows {
+            for b in 0..<blocks {
+                let pair = scales + 2 * (i * blocks + b)
+                QuantizedActivations.quantizeBlock(x + i * columns + 32 * b, qs + i * columns + 32 * b, pair)
+                transposed[2 * b * stride + i] = pair[0]
+                transposed[(2 * b + 1) * stride + i] = pair[1]
+            }
+        }
+    }
+
+    /// Int8 values and `(d, d·Σq)` pairs, laid out as described above.
+    var qs: UnsafePointer<Int8> { UnsafePointer(storage.qs) }
+    var scales: UnsafePointer<Float> { UnsafePointer(storage.scales) }
+    var transposedScales: UnsafePointer<Float> { UnsafePointer(storage.transposed) }
+
+    /// Row `i`'s int8 values and scale pairs, the layout of a `QuantizedActivations`.
+    func row(_ i: Int) -> QuantizedRow {
+        QuantizedRow(qs: qs + i * columns, scales: scales + 2 * i * (columns / 32))
+    }
+
+    /// The value the kernels effectively see for element `column` of row `row`: `d·q`.
+    public func dequantized(row: Int, column: Int) -> Float {
+        precondition(row >= 0 && row < rows && column >= 0 && column < columns)
+        return storage.scales[2 * (row * (columns / 32) + column / 32)] * Float(storage.qs[row * columns + column])
+    }
+}
