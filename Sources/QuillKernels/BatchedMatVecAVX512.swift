@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 // Batched AVX-512 / VNNI kernels: one weight matrix times several activation rows.
 //

@@ -29,6 +29,9 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
     case q6_K = 14
     case bf16 = 30
 
+    /// F32, F16 or BF16: values stored one by one, multiplied in f32 on every path.
+    public var isFloat: Bool { self == .f32 || self == .f16 || self == .bf16 }
+
     /// Elements per block (1 for the float types).
     public var blockSize: Int {
         switch self {

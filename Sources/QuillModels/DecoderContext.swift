@@ -10,8 +10,6 @@ public final class DecoderContext: BatchLanguageModelContext, @unchecked Sendabl
     /// Keys and values of every sequence of this context.
     public let kv: KVBlockPool
     let pool: ThreadPool
-    /// Int8 copy of one activation row on the quantised path; reused every step.
-    var quantized: QuantizedActivations
 
     public var vocabularySize: Int { model.vocabularySize }
     public var endOfSequenceTokens: Set<TokenID> { model.endOfSequenceTokens }
@@ -20,8 +18,6 @@ public final class DecoderContext: BatchLanguageModelContext, @unchecked Sendabl
         self.model = model
         kv = try KVBlockPool(layout: model.kvLayout(model.kvCacheType), tokens: kvTokens)
         pool = ThreadPool(threads: max(1, threads))
-        let a = model.architecture
-        quantized = QuantizedActivations(capacity: max(a.width, a.queryWidth, a.feedForwardWidth))
     }
 
     /// Runs `tokens` of the sequence of `cache` (in passes of at most `model.maxBatch` tokens) and

@@ -132,18 +132,19 @@ extension DecoderContext {
         return result
     }
 
-    /// `y_i = x · W_iᵀ` for matrices sharing one input (Q, K, V; gate, up): decoding rows one by one
-    /// (quantised once per row on the fast path), each prompt chunk as one matrix product.
+    /// `y_i = x · W_iᵀ` for matrices sharing one input (Q, K, V; gate, up): the decoding rows as
+    /// one batched product (each weight block read once for all of them; every row bitwise what it
+    /// would be alone), each prompt chunk as one matrix product.
     private func project(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
                          _ input: UnsafeMutablePointer<Float>, plan: RowPlan) {
-        let columns = products[0].matrix.columns
-        if model.precision == .quantized && products.allSatisfy({ $0.matrix.type.blockSize == 32 }) {
-            for row in 0 ..< plan.decodeRows {
-                quantized.quantize(input + row * columns, count: columns)
-                MatVec.multiply(products.map { ($0.matrix, $0.output + row * $0.matrix.rows) }, quantized, pool: pool)
-            }
-        } else {
-            for (matrix, output) in products { projectRows(matrix, input, rows: plan.decodeRows, into: output) }
+        let columns = products[0].matrix.columns, rows = plan.decodeRows
+        if rows > 0 && model.precision == .quantized && products.allSatisfy({ !$0.matrix.type.isFloat }) {
+            // Quantise the rows once for all the matrices that read them.
+            var batch = QuantizedActivationBatch(rows: rows, columns: columns)
+            batch.quantize(input, rows: rows, columns: columns)
+            MatVec.multiply(products, batch, pool: pool)
+        } else if rows > 0 {
+            for (matrix, output) in products { projectRows(matrix, input, rows: rows, into: output) }
         }
         for chunk in plan.promptChunks {
             for (matrix, output) in products {
@@ -153,19 +154,12 @@ extension DecoderContext {
         }
     }
 
-    /// `y = x · Wᵀ` for `rows` rows, each computed exactly as it would be alone (a mat-vec: int8
-    /// activations on the quantised path, f32 on the reference path).
+    /// `y = x · Wᵀ` for `rows` rows, each bitwise what a mat-vec of that row alone gives: int8
+    /// activations against quantised weights on the fast path, f32 otherwise.
     private func projectRows(_ weight: WeightMatrix, _ x: UnsafeMutablePointer<Float>, rows: Int,
                              into y: UnsafeMutablePointer<Float>) {
-        for row in 0 ..< rows {
-            let input = x + row * weight.columns, output = y + row * weight.rows
-            if model.precision == .quantized && weight.type.blockSize == 32 {
-                quantized.quantize(input, count: weight.columns)
-                MatVec.multiply(weight, quantized, into: output, pool: pool)
-            } else {
-                MatVec.multiply(weight, input, into: output, precision: model.precision == .f32 ? .f32 : .int8, pool: pool)
-            }
-        }
+        let precision: MatVecPrecision = model.precision == .quantized && !weight.type.isFloat ? .int8 : .f32
+        MatVec.multiply(weight, x, rows: rows, into: y, precision: precision, pool: pool)
     }
 
     private func addBias(_ bias: [Float], to y: UnsafeMutablePointer<Float>, rows: Int) {
