@@ -29,7 +29,11 @@ struct Seq2SeqOptions: ParsableArguments {
     func validate() throws {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
         if let beam { guard beam >= 1 && beam <= 64 else { throw ValidationError("--beam must be between 1 and 64") } }
-        if let maxLength { guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1") } }
+        if let maxLength {
+            guard (1...Seq2SeqLimits.maximumNewTokens).contains(maxLength) else {
+                throw ValidationError("--max-length must be between 1 and \(Seq2SeqLimits.maximumNewTokens)")
+            }
+        }
         if let quantize { guard quantize == "q8_0" else { throw ValidationError("--quantize accepts only q8_0") } }
     }
 
