@@ -33,8 +33,9 @@ extension Seq2SeqSearch {
     }
 
     /// Beam search for every source; returns `numReturnSequences` hypotheses per source, best first.
-    /// `onFinished(source, hypotheses)` is called as soon as a source is done.
+    /// `onFinished(source, hypotheses)` is called as soon as a source is done; `shouldStop` as in `greedy`.
     public static func beam(model: any EncoderDecoderModel, sources: [[TokenID]], settings: Seq2SeqSettings,
+                            shouldStop: () -> Bool = { false },
                             onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
         try validate(sources, settings, model)
         let beams = settings.numBeams, vocabulary = model.vocabularySize
@@ -58,6 +59,7 @@ extension Seq2SeqSearch {
             try onFinished(source, hypotheses)
         }
         while !active.isEmpty {
+            if shouldStop() { throw CancellationError() }
             let tokens = active.flatMap { searches[$0].sequences.map { $0.last! } }
             var logits = try model.decode(tokens, state: state)  // (rows, vocab)
             let reachesLimit = curLen + 1 >= settings.maxLength

@@ -33,7 +33,10 @@ public enum Seq2SeqSearch {
     /// Greedy decoding of every source (HF `num_beams=1, do_sample=False`): processors on the raw
     /// logits, then the first maximum. Finished rows leave the batch (the cache is compacted), so
     /// short outputs cost nothing later. `onFinished(source, hypothesis)` is called as each finishes.
+    /// `shouldStop` is polled before every decoder step; when it returns true the search throws
+    /// `CancellationError` (Ctrl-C in the command line).
     public static func greedy(model: any EncoderDecoderModel, sources: [[TokenID]], settings: Seq2SeqSettings,
+                              shouldStop: () -> Bool = { false },
                               onFinished: (Int, Seq2SeqHypothesis) throws -> Void = { _, _ in }) throws -> [Seq2SeqHypothesis] {
         try validate(sources, settings, model)
         let encoded = try model.encode(sources)
@@ -44,6 +47,7 @@ public enum Seq2SeqSearch {
         var results = [Seq2SeqHypothesis?](repeating: nil, count: sources.count)
         var active = Array(sources.indices)   // row → source
         while !active.isEmpty {
+            if shouldStop() { throw CancellationError() }
             var logits = try model.decode(active.map { sequences[$0].last! }, state: state)  // (rows, vocab)
             var keep: [Int] = []
             try logits.withUnsafeMutableBufferPointer { buffer in
