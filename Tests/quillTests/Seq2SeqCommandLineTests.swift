@@ -91,6 +91,13 @@ import Testing
         #expect(result.stderr.contains(flags[0]), "\(result.stderr)")
     }
 
+    @Test(arguments: [["-r", "1000000000000"], ["--batch", "100000000"], ["--sentences", "1000000000000"], ["--max-length", "-1"]])
+    func benchRefusesOversizedCounts(flags: [String]) throws {
+        let result = try QuillProcess.run(["bench", "-m", model("tiny-marian")] + flags, input: Data())
+        #expect(result.status != 0 && result.stdout.isEmpty, "\(result.status)")
+        #expect(result.stderr.contains(flags[0] == "-r" ? "--repetitions" : flags[0]), "\(result.stderr)")
+    }
+
     @Test func tokenizeReadsHuggingFaceFolders() throws {
         let first = try cases("tiny-bart")[0]
         let result = try QuillProcess.run(["tokenize", "-m", model("tiny-bart")], input: Data((first["source_text"] as! String).utf8))
