@@ -7,10 +7,11 @@ cd "$(dirname "$0")/../.." || exit 1
 status=0
 for sanitizer in "${@:-address thread}"; do
   for s in $sanitizer; do
-    log=".build-$s.log"
+    mkdir -p ".build-$s"
+    log=".build-$s/sanitizer-run.log"
     start=$(date +%s)
     # halt_on_error: the first report fails the run instead of scrolling by.
-    ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
       nice -n 19 swift test -c release --sanitize="$s" --scratch-path ".build-$s" >"$log" 2>&1
     rc=$?
     end=$(date +%s)
