@@ -6,22 +6,36 @@ public enum GGUFTokenizer {
     /// `gpt2` vocabularies become a byte-level `BPETokenizer` (pre-tokenizer from `tokenizer.ggml.pre`);
     /// `llama` vocabularies a SentencePiece BPE tokenizer with byte fallback (Llama 1/2, Mistral,
     /// Gemma), with the space prefix and BOS/EOS that the file asks for.
+    /// The special-token ids the file names (BOS, EOS, EOT, ...) must lie inside the vocabulary.
     public static func load(from file: GGUFFile) throws -> any Tokenizer {
         let kind = try file.string("tokenizer.ggml.model")
+        let tokenizer: any Tokenizer
         switch kind {
-        case "gpt2": return try byteLevelBPE(from: file)
-        case "llama": return try sentencePiece(from: file)
+        case "gpt2": tokenizer = try byteLevelBPE(from: file)
+        case "llama": tokenizer = try sentencePiece(from: file)
         default:
             throw GGUFError(path: file.path, problem: "unsupported tokenizer model '\(kind)' (known: gpt2, llama)")
         }
+        for key in specialTokenKeys {
+            guard let id = file.optionalInt("tokenizer.ggml." + key) else { continue }
+            guard id >= 0 && id < tokenizer.vocabularySize else {
+                throw GGUFError(path: file.path, problem: "tokenizer.ggml.\(key) \(id) is outside the vocabulary (\(tokenizer.vocabularySize) tokens)")
+            }
+        }
+        return tokenizer
     }
+
+    /// Metadata keys (after `tokenizer.ggml.`) that hold one token id.
+    static let specialTokenKeys = ["bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id",
+                                   "padding_token_id", "separator_token_id"]
 
     /// The BOS id to put in front of a prompt, when the file asks for one (`tokenizer.ggml.add_bos_token`).
     /// Without the key, `llama` (SentencePiece) vocabularies add BOS and `gpt2` ones do not, as in llama.cpp.
     public static func beginningOfSequence(in file: GGUFFile) -> TokenID? {
         let byDefault = file.optionalString("tokenizer.ggml.model") == "llama"
         guard file.optionalBool("tokenizer.ggml.add_bos_token") ?? byDefault else { return nil }
-        return file.optionalInt("tokenizer.ggml.bos_token_id").map { TokenID($0) }
+        // `load(from:)` checks the id against the vocabulary; an id beyond Int32 is no id at all.
+        return file.optionalInt("tokenizer.ggml.bos_token_id").flatMap { TokenID(exactly: $0) }
     }
 
     /// The byte-level BPE tokenizer of a `gpt2` vocabulary.
@@ -54,7 +68,7 @@ public enum GGUFTokenizer {
         normalizer.name = "identity"
         normalizer.removeExtraWhitespaces = false
         normalizer.addDummyPrefix = file.optionalBool("tokenizer.ggml.add_space_prefix") ?? true
-        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").map { Int32($0) } }
+        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").flatMap { Int32(exactly: $0) } }
         return try wrappingErrors(file) {
             try SentencePieceTokenizer(
                 pieces: try file.stringArray("tokenizer.ggml.tokens"),

@@ -17,6 +17,7 @@ public final class TextModel: @unchecked Sendable {
         file = try GGUFFile(path: path)
         tokenizer = try GGUFTokenizer.load(from: file)
         var endTokens: Set<TokenID> = []
+        // The tokenizer has checked both ids against the vocabulary.
         if let eos = file.optionalInt("tokenizer.ggml.eos_token_id") { endTokens.insert(TokenID(eos)) }
         if let eot = file.optionalInt("tokenizer.ggml.eot_token_id") { endTokens.insert(TokenID(eot)) }
         model = try LlamaModel(gguf: file, threads: threads, precision: precision, endOfSequenceTokens: endTokens)
