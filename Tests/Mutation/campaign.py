@@ -11,7 +11,7 @@ so it can be reproduced) in <work>/failures.jsonl.
     Tests/Mutation/campaign.py N [--quill PATH] [--work DIR] [--jobs J] [--seed S]
 
 N mutants per target file. Uses QUILL_HUGE_PAGES=0 and -n 2 to keep runs short."""
-import argparse, json, os, random, shutil, struct, subprocess, sys, threading
+import argparse, json, os, random, resource, shutil, struct, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -111,12 +111,18 @@ def safetensors_fields(data):
     return [(0, 8, "header length")], 8 + n
 
 # ---------------------------------------------------------------- running
-def run(args, cwd_input, timeout=30):
+def run(args, cwd_input, cpu_seconds=30, wall_seconds=600):
+    """The 30 s limit is on CPU time (RLIMIT_CPU, SIGXCPU): on a shared machine, at nice 19, a healthy
+    run can wait minutes for a core, while a spinning hang burns CPU. A run blocked without using CPU
+    is caught by the wall-clock limit."""
     env = dict(os.environ, QUILL_HUGE_PAGES="0")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
     try:
-        p = subprocess.run(args, input=cwd_input, capture_output=True, timeout=timeout, env=env)
+        p = subprocess.run(args, input=cwd_input, capture_output=True, timeout=wall_seconds, env=env, preexec_fn=limit)
     except subprocess.TimeoutExpired:
-        return "timeout", ""
+        return "wall-clock timeout (%d s)" % wall_seconds, ""
+    if p.returncode == -24:  # SIGXCPU
+        return "cpu timeout (%d s)" % cpu_seconds, p.stderr.decode(errors="replace")
     err = p.stderr.decode(errors="replace")
     lines = [l for l in err.split("\n") if l.strip()]
     if p.returncode in (0, 1) and len(lines) <= 1:
@@ -131,6 +137,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated: gguf, marian, bart, t5")
+    ap.add_argument("--minutes", type=float, default=0, help="start no new run after this long (0: no limit)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     counts, lock = {}, threading.Lock()
@@ -163,7 +170,11 @@ def main():
             for i in range(a.n):
                 tasks.append((name + "/" + f, i))
 
+    deadline = time.time() + a.minutes * 60 if a.minutes else None
+    random.Random(a.seed).shuffle(tasks)  # a run cut short by --minutes still covers every file
+
     def do(task):
+        if deadline and time.time() > deadline: return
         target, i = task
         rng = random.Random("%d %s %d" % (a.seed, target, i))
         slot = os.path.join(a.work, "w%d" % threading.get_ident())
