@@ -109,7 +109,8 @@ public final class HFSentencePieceTokenizer: Tokenizer {
         let sp = try SentencePieceTokenizer(modelFile: dir.appendingPathComponent("spiece.model"))
         let config = HFFiles.config(dir)
         let extra = (config["extra_ids"] as? NSNumber)?.intValue ?? 100
-        guard extra >= 0 && sp.vocabularySize + extra <= VocabularyLimits.maximumSize else {
+        // Compared by subtraction: `size + extra` overflows for extra_ids near Int.max (found by the mutation campaign).
+        guard extra >= 0 && extra <= VocabularyLimits.maximumSize - sp.vocabularySize else {
             throw TokenizerError("tokenizer_config.json: extra_ids \(extra) must be between 0 and \(VocabularyLimits.maximumSize - sp.vocabularySize)")
         }
         let base = Int32(sp.vocabularySize)
