@@ -33,20 +33,24 @@ extension Seq2SeqSearch {
     }
 
     /// Beam search for every source; returns `numReturnSequences` hypotheses per source, best first.
-    /// `onFinished(source, hypotheses)` is called as soon as a source is done.
+    /// `onFinished(source, hypotheses)` is called as soon as a source is done; `shouldStop` as in `greedy`.
     public static func beam(model: any EncoderDecoderModel, sources: [[TokenID]], settings: Seq2SeqSettings,
+                            shouldStop: () -> Bool = { false },
                             onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
         try validate(sources, settings, model)
         let encoded = try model.encode(sources)
         let state = DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: settings.numBeams) },
                                  capacity: settings.maxLength)
         return try beam(rows: EncoderDecoderBeamRows(model: model, state: state), sources: sources.count,
-                        settings: settings, onFinished: onFinished)
+                        settings: settings, shouldStop: shouldStop, onFinished: onFinished)
     }
 
     /// The search itself, over rows of any model that extends them one token at a time: `numBeams`
     /// rows per source, all starting from `settings.decoderStartToken`.
+    /// `shouldStop` is asked before every step (an interrupted command); it ends the search with a
+    /// `CancellationError`.
     public static func beam(rows: any BeamRows, sources: Int, settings: Seq2SeqSettings,
+                            shouldStop: () -> Bool = { false },
                             onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
         let beams = settings.numBeams, vocabulary = rows.vocabularySize
         let processors = Seq2SeqProcessors(settings)
@@ -66,6 +70,7 @@ extension Seq2SeqSearch {
             try onFinished(source, hypotheses)
         }
         while !active.isEmpty {
+            if shouldStop() { throw CancellationError() }
             let tokens = active.flatMap { searches[$0].sequences.map { $0.last! } }
             var logits = try rows.step(tokens)  // (rows, vocab)
             let reachesLimit = curLen + 1 >= settings.maxLength

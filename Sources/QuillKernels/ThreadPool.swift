@@ -22,6 +22,9 @@ import COpenBLAS.Hints
 public final class ThreadPool: @unchecked Sendable {
     /// Threads that take part in a region, including the calling thread.
     public let threadCount: Int
+    /// How many of this pool's workers have started and finished; outlives the pool, so a caller can
+    /// check that deinit joined every worker.
+    public let census = WorkerCensus()
 
     /// Incremented once per region; workers compare it with the last value they served.
     private let generation = Atomic<Int>(0)
@@ -64,6 +67,7 @@ public final class ThreadPool: @unchecked Sendable {
                 return nil
             }, context)
             precondition(rc == 0, "pthread_create failed: \(rc)")
+            census.started.add(1, ordering: .relaxed)
             workers.append(thread)
         }
     }
@@ -116,6 +120,10 @@ public final class ThreadPool: @unchecked Sendable {
             }
         }
     }
+
+    /// Regions that have been handed to the workers so far (`parallelFor` calls with more than one
+    /// share; wraps at 2³¹). Lets a caller see whether the pool is still being driven.
+    public var regionsStarted: Int { generation.load(ordering: .relaxed) }
 
     /// Claims and runs shares of region `generation` until none are left. Returns immediately
     /// if that region is already over.
@@ -199,8 +207,21 @@ public final class ThreadPool: @unchecked Sendable {
                 pthread_mutex_unlock(mutex)
             }
             seen = current
-            if stopping.load(ordering: .acquiring) { return }
+            if stopping.load(ordering: .acquiring) {
+                census.finished.add(1, ordering: .releasing)
+                return
+            }
             runClaimedShares(generation: current)
         }
     }
+}
+
+/// Worker-thread counts of one `ThreadPool` (see `ThreadPool.census`).
+public final class WorkerCensus: Sendable {
+    let started = Atomic<Int>(0)
+    let finished = Atomic<Int>(0)
+    /// Worker threads created.
+    public var startedWorkers: Int { started.load(ordering: .relaxed) }
+    /// Worker threads that have left their loop (deinit joins them all).
+    public var finishedWorkers: Int { finished.load(ordering: .acquiring) }
 }

@@ -75,6 +75,7 @@ public final class DecoderContext: BatchLanguageModelContext, @unchecked Sendabl
         }
         let tokens = order.flatMap { batch[$0].tokens }
         let logits = run(tokens, plan: plan, wanted: batch.map(\.logits))
+        model.passCounter.increment()
         for chunk in batch { kv.commit(chunk.sequence, appending: chunk.tokens.count) }
         return logits
     }

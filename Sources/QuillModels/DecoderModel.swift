@@ -53,6 +53,11 @@ public final class DecoderModel: CausalLanguageModel, Sendable {
         var matrices: [WeightMatrix] { [query, key, value, attentionOutput, gate, up, down] }
     }
 
+    /// Forward passes run by every context of this model so far. Lets a caller check, without timing
+    /// anything, that a generation on another thread has really stopped (e.g. after cancelling a stream).
+    public var forwardPassesRun: Int { passCounter.value }
+    let passCounter = PassCounter()
+
     let file: GGUFFile          // keeps the mapping that every WeightMatrix points into alive
     let arena: WeightArena?     // or this, which holds the copies decoding reads
     let tokenEmbedding: WeightMatrix  // (vocab, width)
@@ -193,4 +198,12 @@ struct WeightBinder {
         }
         return values
     }
+}
+
+/// A counter shared by the contexts of one model (the only mutable thing a `DecoderModel` holds).
+final class PassCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func increment() { lock.withLock { count += 1 } }
 }

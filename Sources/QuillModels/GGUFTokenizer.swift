@@ -6,14 +6,23 @@ public enum GGUFTokenizer {
     /// `gpt2` vocabularies become a byte-level `BPETokenizer` (pre-tokenizer from `tokenizer.ggml.pre`);
     /// `llama` vocabularies a SentencePiece BPE tokenizer with byte fallback (Llama 1/2, Mistral,
     /// Gemma), with the space prefix and BOS/EOS that the file asks for.
+    /// The special-token ids the file names (BOS, EOS, EOT, ...) must lie inside the vocabulary.
     public static func load(from file: GGUFFile) throws -> any SpecialTokenParsingTokenizer {
         let kind = try file.string("tokenizer.ggml.model")
+        let tokenizer: any SpecialTokenParsingTokenizer
         switch kind {
-        case "gpt2": return try byteLevelBPE(from: file)
-        case "llama": return try sentencePiece(from: file)
+        case "gpt2": tokenizer = try byteLevelBPE(from: file)
+        case "llama": tokenizer = try sentencePiece(from: file)
         default:
             throw GGUFError(path: file.path, problem: "unsupported tokenizer model '\(kind)' (known: gpt2, llama)")
         }
+        for key in specialTokenKeys {
+            guard let id = file.optionalInt("tokenizer.ggml." + key) else { continue }
+            guard id >= 0 && id < tokenizer.vocabularySize else {
+                throw GGUFError(path: file.path, problem: "tokenizer.ggml.\(key) \(id) is outside the vocabulary (\(tokenizer.vocabularySize) tokens)")
+            }
+        }
+        return tokenizer
     }
 
     /// The tokenizer of the GGUF file at `path`, reading only its metadata (the tensors may be of types
@@ -22,12 +31,17 @@ public enum GGUFTokenizer {
         try load(from: GGUFFile(path: path, tensorInfos: .skip))
     }
 
+    /// Metadata keys (after `tokenizer.ggml.`) that hold one token id.
+    static let specialTokenKeys = ["bos_token_id", "eos_token_id", "eot_token_id", "unknown_token_id",
+                                   "padding_token_id", "separator_token_id"]
+
     /// The BOS id to put in front of a prompt, when the file asks for one (`tokenizer.ggml.add_bos_token`).
     /// Without the key, `llama` (SentencePiece) vocabularies add BOS and `gpt2` ones do not, as in llama.cpp.
     public static func beginningOfSequence(in file: GGUFFile) -> TokenID? {
         let byDefault = file.optionalString("tokenizer.ggml.model") == "llama"
         guard file.optionalBool("tokenizer.ggml.add_bos_token") ?? byDefault else { return nil }
-        return file.optionalInt("tokenizer.ggml.bos_token_id").map { TokenID($0) }
+        // `load(from:)` checks the id against the vocabulary; an id beyond Int32 is no id at all.
+        return file.optionalInt("tokenizer.ggml.bos_token_id").flatMap { TokenID(exactly: $0) }
     }
 
     /// The byte-level BPE tokenizer of a `gpt2` vocabulary.
@@ -59,7 +73,7 @@ public enum GGUFTokenizer {
     /// unless `tokenizer.ggml.add_space_prefix` is false) and pieces merge by score with byte fallback.
     /// GGUF keeps no character map, and llama.cpp neither folds whitespace nor normalises.
     static func sentencePiece(from file: GGUFFile) throws -> SentencePieceVocabularyTokenizer {
-        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").map { Int32($0) } }
+        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").flatMap { Int32(exactly: $0) } }
         return try wrappingErrors(file) {
             try SentencePieceVocabularyTokenizer(
                 pieces: try file.stringArray("tokenizer.ggml.tokens"),
@@ -79,7 +93,7 @@ public enum GGUFTokenizer {
     public static func endOfGenerationTokens(in file: GGUFFile, tokenizer: any Tokenizer) -> Set<TokenID> {
         var ids: Set<TokenID> = []
         for key in ["eos_token_id", "eot_token_id", "eom_token_id"] {
-            if let id = file.optionalInt("tokenizer.ggml.\(key)") { ids.insert(TokenID(id)) }
+            if let id = file.optionalInt("tokenizer.ggml.\(key)").flatMap({ TokenID(exactly: $0) }) { ids.insert(id) }
         }
         for text in ["<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>"] {
             if let id = tokenizer.id(of: text), tokenizer.isSpecial(id) { ids.insert(id) }
@@ -89,7 +103,7 @@ public enum GGUFTokenizer {
 
     /// BOS / EOS / PAD / UNK as the file names them (`tokenizer.ggml.*_token_id`).
     static func specialTokenIds(in file: GGUFFile) -> SpecialTokenIds {
-        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").map { Int32($0) } }
+        func id(_ key: String) -> Int32? { file.optionalInt("tokenizer.ggml.\(key)").flatMap { Int32(exactly: $0) } }
         return SpecialTokenIds(bos: id("bos_token_id"), eos: id("eos_token_id"), pad: id("padding_token_id"),
                                unk: id("unknown_token_id"))
     }

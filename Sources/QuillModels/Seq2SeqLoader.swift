@@ -32,6 +32,10 @@ public enum Seq2SeqLoader {
                 + (sharded ? " (sharded checkpoints are not supported yet)" : hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""))
         }
         let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize, owner: WeightStorage())
+        try config.validate(path: (directory as NSString).appendingPathComponent("config.json"),
+                            tensorCount: reader.file.tensors.count)
+        try generation.validate(path: (directory as NSString).appendingPathComponent("generation_config.json"),
+                                vocabulary: config.vocabSize)
         let settings = defaults(config: config, generation: generation)
         let parts: Seq2SeqTransformer.Parts
         switch config.modelType {

@@ -44,13 +44,15 @@ public final class Seq2SeqPipeline: @unchecked Sendable {
     /// one batch. `onResult(index, hypotheses)` is called in input order, each as soon as it and all
     /// earlier lines are done. Empty (or all-whitespace) lines are not sent to the model: they give
     /// no hypotheses, so the caller can print an empty line and keep the order.
-    public func run(_ lines: [String], settings: Seq2SeqSettings,
+    /// `shouldStop` is polled before every decoder step (see `Seq2SeqSearch.greedy`).
+    public func run(_ lines: [String], settings: Seq2SeqSettings, shouldStop: () -> Bool = { false },
                     onResult: (Int, [Seq2SeqHypothesis]) throws -> Void) throws {
-        try run(sources: lines.map { $0.allSatisfy(\.isWhitespace) ? [] : sourceIDs($0) }, settings: settings, onResult: onResult)
+        try run(sources: lines.map { $0.allSatisfy(\.isWhitespace) ? [] : sourceIDs($0) }, settings: settings,
+                shouldStop: shouldStop, onResult: onResult)
     }
 
     /// `run` for sources given as token ids (with their special tokens); empty sources give no hypotheses.
-    public func run(sources lines: [[TokenID]], settings: Seq2SeqSettings,
+    public func run(sources lines: [[TokenID]], settings: Seq2SeqSettings, shouldStop: () -> Bool = { false },
                     onResult: (Int, [Seq2SeqHypothesis]) throws -> Void) throws {
         var pending = [[Seq2SeqHypothesis]?](repeating: nil, count: lines.count)
         var next = 0
@@ -71,9 +73,9 @@ public final class Seq2SeqPipeline: @unchecked Sendable {
         guard !real.isEmpty else { return }
         let sources = real.map { lines[$0] }
         if settings.numBeams == 1 {
-            _ = try Seq2SeqSearch.greedy(model: model, sources: sources, settings: settings) { try deliver(real[$0], [$1]) }
+            _ = try Seq2SeqSearch.greedy(model: model, sources: sources, settings: settings, shouldStop: shouldStop) { try deliver(real[$0], [$1]) }
         } else {
-            _ = try Seq2SeqSearch.beam(model: model, sources: sources, settings: settings) { try deliver(real[$0], $1) }
+            _ = try Seq2SeqSearch.beam(model: model, sources: sources, settings: settings, shouldStop: shouldStop) { try deliver(real[$0], $1) }
         }
     }
 }

@@ -64,6 +64,7 @@ enum HFFiles {
         guard let map = try? JSONDecoder().decode([String: Int32].self, from: data) else {
             throw TokenizerError("\(url.lastPathComponent) is not a JSON object of token ids")
         }
+        for id in map.values { try VocabularyLimits.check(Int(id), in: url.lastPathComponent) }
         return map
     }
 

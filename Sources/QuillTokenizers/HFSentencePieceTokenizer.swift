@@ -49,6 +49,8 @@ public final class HFSentencePieceTokenizer: Tokenizer {
         if let vocabulary { size = Int(vocabulary.values.max() ?? -1) + 1 }
         for (_, id) in addedTokens { size = max(size, Int(id) + 1) }
         guard size > 0, vocabulary?.values.allSatisfy({ $0 >= 0 }) ?? true else { throw TokenizerError("invalid vocabulary ids") }
+        for (text, id) in addedTokens { try VocabularyLimits.check(Int(id), in: "added token \(text)") }
+        try VocabularyLimits.check(size - 1, in: "vocabulary")
         var tokens = [String](repeating: "", count: size)
         var back = [Int32](repeating: -1, count: size)
         var forward = [Int32](repeating: -1, count: spSize)
@@ -107,6 +109,10 @@ public final class HFSentencePieceTokenizer: Tokenizer {
         let sp = try SentencePieceTokenizer(modelFile: dir.appendingPathComponent("spiece.model"))
         let config = HFFiles.config(dir)
         let extra = (config["extra_ids"] as? NSNumber)?.intValue ?? 100
+        // Compared by subtraction: `size + extra` overflows for extra_ids near Int.max (found by the mutation campaign).
+        guard extra >= 0 && extra <= VocabularyLimits.maximumSize - sp.vocabularySize else {
+            throw TokenizerError("tokenizer_config.json: extra_ids \(extra) must be between 0 and \(VocabularyLimits.maximumSize - sp.vocabularySize)")
+        }
         let base = Int32(sp.vocabularySize)
         var added: [(String, Int32)] = (0..<extra).map { ("<extra_id_\($0)>", base + Int32(extra - 1 - $0)) }
         let ids = sp.specialTokenIds

@@ -37,6 +37,7 @@ extension BPETokenizer {
             guard let id = (value as? NSNumber)?.intValue, id >= 0 else {
                 throw TokenizerError("vocab entry \"\(token)\" has no valid id")
             }
+            try VocabularyLimits.check(id, in: url.lastPathComponent)
             entries.append((token, id))
         }
         var specials: [(String, Int32, Bool)] = []
@@ -44,6 +45,7 @@ extension BPETokenizer {
             guard let content = added["content"] as? String, let id = (added["id"] as? NSNumber)?.intValue, id >= 0 else {
                 throw TokenizerError("malformed added_tokens entry")
             }
+            try VocabularyLimits.check(id, in: url.lastPathComponent + " added_tokens")
             let special = (added["special"] as? Bool) ?? false
             specials.append((content, Int32(id), !special))
             entries.append((content, id))

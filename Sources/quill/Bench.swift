@@ -64,7 +64,7 @@ extension KVCacheType: ExpressibleByArgument {}
 extension Bench {
 
     func validate() throws {
-        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+        guard (1...10_000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 10000") }
         guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
         for list in [nPrompt, nGen, threads, nDepth, parallel] { _ = try Bench.integers(list) }
         guard try Bench.integers(parallel).allSatisfy({ (1...256).contains($0) }) else {

@@ -49,11 +49,13 @@ struct Seq2SeqBenchOptions: ParsableArguments {
     }
 
     func validate() throws {
-        guard sentences >= 1 else { throw ValidationError("--sentences must be at least 1") }
-        guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1") }
+        guard (1...100_000).contains(sentences) else { throw ValidationError("--sentences must be between 1 and 100000") }
+        guard (1...Seq2SeqLimits.maximumNewTokens).contains(maxLength) else {
+            throw ValidationError("--max-length must be between 1 and \(Seq2SeqLimits.maximumNewTokens)")
+        }
         if let quantize { guard quantize == "q8_0" else { throw ValidationError("--quantize accepts only q8_0") } }
         guard try Bench.integers(beams).allSatisfy({ (1...64).contains($0) }) else { throw ValidationError("--beam must be between 1 and 64") }
-        guard try Bench.integers(batches).allSatisfy({ $0 >= 1 }) else { throw ValidationError("--batch must be at least 1") }
+        guard try Bench.integers(batches).allSatisfy({ (1...1024).contains($0) }) else { throw ValidationError("--batch must be between 1 and 1024") }
     }
 
     /// Fixed English sources for checkpoints with a tokenizer (cycled when more are asked for).

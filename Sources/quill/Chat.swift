@@ -32,6 +32,7 @@ struct Chat: ParsableCommand {
 
     func run() throws {
         StandardOutput.prepare()
+        Interrupt.install()
         try reportingErrors {
             let loaded = try modelOptions.load()
             let contextSize = ctxSize == 0 ? loaded.model.trainedContextLength : ctxSize
@@ -65,9 +66,12 @@ struct Chat: ParsableCommand {
                 options.sampling.seed = baseSeed &+ UInt64(turn - 1)
                 let statistics: ChatSession.TurnStatistics
                 do {
-                    statistics = try session.respond(to: message, options: options) { event in
-                        if case let .text(piece) = event { return StandardOutput.write(piece) }
-                        return true
+                    statistics = try Interrupt.whileGenerating {
+                        try session.respond(to: message, options: options) { event in
+                            if Interrupt.requested { return false }
+                            if case let .text(piece) = event { return StandardOutput.write(piece) }
+                            return true
+                        }
                     }
                 } catch let error as GenerationError {
                     // A conversation that outgrew the context is not fatal: say so and let the user reset.
@@ -80,6 +84,7 @@ struct Chat: ParsableCommand {
                     format: "quill: turn %d | prompt %d new tokens (%d reused from the cache), %.1f tok/s | generated %d tokens, %.1f tok/s\n",
                     turn, g.promptTokens, statistics.reusedTokens, g.promptTokensPerSecond,
                     g.generatedTokens, g.generationTokensPerSecond))
+                if Interrupt.requested { throw Interrupt.interruptedExitCode }
             }
         }
     }

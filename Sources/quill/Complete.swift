@@ -166,6 +166,7 @@ struct Complete: ParsableCommand {
 
     func run() throws {
         StandardOutput.prepare()
+        Interrupt.install()
         try reportingErrors {
             let clock = ContinuousClock()
             let loadStart = clock.now
@@ -199,7 +200,8 @@ struct Complete: ParsableCommand {
             options.stopStrings = sampling.stopStrings
             reportSeed(options.sampling)
             var printedIds = false
-            let statistics = try loaded.generate(prompt: prompt, cache: cache, options: options) { event in
+            let statistics = try Interrupt.whileGenerating { try loaded.generate(prompt: prompt, cache: cache, options: options) { event in
+                if Interrupt.requested { return false }
                 switch event {
                 case let .token(id) where ids:
                     defer { printedIds = true }
@@ -209,13 +211,14 @@ struct Complete: ParsableCommand {
                 default:
                     return true
                 }
-            }
+            } }
             guard !StandardOutput.closed, !ids || StandardOutput.write("\n") else { throw closedOutputExitCode }
             StandardError.write(String(
                 format: (ids ? "" : "\n") + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
                 loadSeconds * 1000, statistics.promptTokens, statistics.promptTokensPerSecond,
                 statistics.generatedTokens, statistics.generationTokensPerSecond,
                 modelOptions.threads, modelOptions.precision.rawValue))
+            if Interrupt.requested { throw Interrupt.interruptedExitCode }
         }
     }
 }

@@ -40,7 +40,9 @@ struct PerplexityCommand: ParsableCommand {
             guard let text = String(validating: data, as: UTF8.self) else { throw CommandError("\(file): not valid UTF-8 text") }
             let loaded = try modelOptions.load(maxBatch: batchSize)
             var tokens = loaded.encodePrompt(text)
-            if chunks > 0 { tokens = Array(tokens.prefix(chunks * ctxSize)) }
+            // chunks × ctx-size can overflow for absurd values; such a product is simply "all of it".
+            let (limit, overflow) = chunks.multipliedReportingOverflow(by: ctxSize)
+            if chunks > 0 && !overflow { tokens = Array(tokens.prefix(limit)) }
             guard tokens.count >= ctxSize else {
                 throw CommandError("\(file) has \(tokens.count) tokens, fewer than one window of \(ctxSize)")
             }

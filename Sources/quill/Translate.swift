@@ -29,7 +29,11 @@ struct Seq2SeqOptions: ParsableArguments {
     func validate() throws {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
         if let beam { guard beam >= 1 && beam <= 64 else { throw ValidationError("--beam must be between 1 and 64") } }
-        if let maxLength { guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1") } }
+        if let maxLength {
+            guard (1...Seq2SeqLimits.maximumNewTokens).contains(maxLength) else {
+                throw ValidationError("--max-length must be between 1 and \(Seq2SeqLimits.maximumNewTokens)")
+            }
+        }
         if let quantize { guard quantize == "q8_0" else { throw ValidationError("--quantize accepts only q8_0") } }
     }
 
@@ -52,14 +56,15 @@ struct Seq2SeqOptions: ParsableArguments {
     /// Runs `lines` (text, or ids with --input-ids) through the pipeline.
     func run(_ lines: [String], _ pipeline: Seq2SeqPipeline, _ settings: Seq2SeqSettings,
              onResult: (Int, [Seq2SeqHypothesis]) throws -> Void) throws {
-        guard inputIds else { return try pipeline.run(lines, settings: settings, onResult: onResult) }
+        let stop = { Interrupt.requested }
+        guard inputIds else { return try pipeline.run(lines, settings: settings, shouldStop: stop, onResult: onResult) }
         let sources = try lines.map { line in
             try line.split(whereSeparator: \.isWhitespace).map { word -> TokenID in
                 guard let id = TokenID(word) else { throw CommandError("--input-ids: '\(word)' is not a token id") }
                 return id
             }
         }
-        try pipeline.run(sources: sources, settings: settings, onResult: onResult)
+        try pipeline.run(sources: sources, settings: settings, shouldStop: stop, onResult: onResult)
     }
 
     /// One output line: text or ids, with `\t<score>` when scores are asked for.
@@ -95,6 +100,7 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         StandardOutput.prepare()
+        Interrupt.install()
         try reportingErrors {
             let clock = ContinuousClock()
             let loadStart = clock.now
@@ -104,7 +110,24 @@ struct Translate: ParsableCommand {
             let start = clock.now
             var sentences = 0, tokens = 0
             var batch: [String] = []
+            func summary() -> String {
+                reportLine(load: loadTime, run: clock.now - start, sentences: sentences, tokens: tokens,
+                           threads: options.threads, beams: settings.numBeams)
+            }
+            Interrupt.publish(summary())
             func flush() throws {
+                do {
+                    try Interrupt.whileGenerating { try translateBatch() }
+                } catch is CancellationError where Interrupt.requested {}
+                // Also when the request came after the batch's last decoder step.
+                if Interrupt.requested {
+                    StandardError.write(summary())
+                    throw Interrupt.interruptedExitCode
+                }
+                Interrupt.publish(summary())
+                batch.removeAll()
+            }
+            func translateBatch() throws {
                 try options.run(batch, pipeline, settings) { _, hypotheses in
                     if !hypotheses.isEmpty { sentences += 1 }
                     tokens += hypotheses.first.map { $0.tokens.count - 1 } ?? 0
@@ -112,15 +135,13 @@ struct Translate: ParsableCommand {
                         : hypotheses.map { options.line($0, pipeline, withScore: nBest != nil) }
                     guard StandardOutput.write(lines.joined(separator: "\n") + "\n") else { throw closedOutputExitCode }
                 }
-                batch.removeAll()
             }
             while let line = Swift.readLine(strippingNewline: true) {
                 batch.append(line.hasSuffix("\r") ? String(line.dropLast()) : line)
                 if batch.count == batchSize { try flush() }
             }
             if !batch.isEmpty { try flush() }
-            report(load: loadTime, run: clock.now - start, sentences: sentences, tokens: tokens,
-                   threads: options.threads, beams: settings.numBeams)
+            StandardError.write(summary())
         }
     }
 }
@@ -130,7 +151,12 @@ func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.
 
 /// `quill: load … | N sentences, s/s | M tokens, tok/s | threads, beams` on stderr.
 func report(load: Duration, run: Duration, sentences: Int, tokens: Int, threads: Int, beams: Int) {
+    StandardError.write(reportLine(load: load, run: run, sentences: sentences, tokens: tokens, threads: threads, beams: beams))
+}
+
+/// The line `report` writes.
+func reportLine(load: Duration, run: Duration, sentences: Int, tokens: Int, threads: Int, beams: Int) -> String {
     let s = max(seconds(run), 1e-9)
-    StandardError.write(String(format: "quill: load %.0f ms | %d sentences, %.1f sent/s | %d tokens generated (best hypotheses), %.1f tok/s | %d threads, %d beams\n",
-                               seconds(load) * 1000, sentences, Double(sentences) / s, tokens, Double(tokens) / s, threads, beams))
+    return String(format: "quill: load %.0f ms | %d sentences, %.1f sent/s | %d tokens generated (best hypotheses), %.1f tok/s | %d threads, %d beams\n",
+                  seconds(load) * 1000, sentences, Double(sentences) / s, tokens, Double(tokens) / s, threads, beams)
 }

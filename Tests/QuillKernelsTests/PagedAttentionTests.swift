@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import QuillKernels
+import QuillKernels
 
 /// Attention over paged KV blocks: several sequences with scattered block tables in one call,
 /// against the Double reference on each sequence's contiguous history.

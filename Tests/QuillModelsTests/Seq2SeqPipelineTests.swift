@@ -5,13 +5,13 @@ import Testing
 
 /// Text in, text out, through each folder's own tokenizer (the fixtures hold the tokenizer files too).
 @Suite struct Seq2SeqPipelineTests {
-    func pipeline(_ model: String, prefix: String = "") throws -> Seq2SeqPipeline? {
+    func pipeline(_ model: String, prefix: String = "") throws -> Seq2SeqPipeline {
         try Seq2SeqPipeline(directory: Seq2SeqFixtures.directory(model), threads: 2, sourcePrefix: prefix)
     }
 
     @Test(arguments: ["tiny-marian", "tiny-bart", "tiny-t5-gated"])
     func textToGreedyTextInOrderWithEmptyLines(model name: String) throws {
-        guard let pipeline = try pipeline(name) else { return }
+        let pipeline = try pipeline(name)
         let cases = Array(try Seq2SeqFixtures.cases(name).prefix(4))
         var settings = Seq2SeqFixtures.settings(pipeline.model)
         settings.numReturnSequences = 1
@@ -32,14 +32,14 @@ import Testing
     }
 
     @Test func t5SummaryPrefix() throws {
-        guard let pipeline = try pipeline("tiny-t5", prefix: "summarize: ") else { return }
+        let pipeline = try pipeline("tiny-t5", prefix: "summarize: ")
         let case_ = try Seq2SeqFixtures.cases("tiny-t5")[4]
         let text = (case_["source_text"] as! String).replacingOccurrences(of: "summarize: ", with: "")
         #expect(pipeline.sourceIDs(text) == Seq2SeqFixtures.ids(case_["source_ids"]))
     }
 
     @Test func onlyEmptyLines() throws {
-        guard let pipeline = try pipeline("tiny-bart") else { return }
+        let pipeline = try pipeline("tiny-bart")
         var seen: [Int] = []
         try pipeline.run(["", ""], settings: pipeline.model.generationDefaults) { index, hypotheses in
             #expect(hypotheses.isEmpty)

@@ -152,6 +152,17 @@ final class ErrorReader: @unchecked Sendable {
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.text == "1 4093\n")
     }
+
+    @Test func perplexityWithAnOverflowingChunkCountScoresTheWholeFile() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("quill-ppl-\(getpid()).txt")
+        try Data("a b c d e f g h i j k l m n o p\n".utf8).write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        // chunks × ctx-size overflows Int: it used to trap.
+        let result = try QuillProcess.run(["perplexity", "-m", modelPath, "-f", path.path, "-c", "4",
+                                           "--chunks", "4611686018427387904", "-t", "1"], input: Data())
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.text.hasPrefix("windows "), "\(result.text)")
+    }
 }
 
 /// `-m` takes the short names `Weights/fetch` knows as well as paths.

@@ -89,8 +89,7 @@ import Testing
         let result = try QuillProcess.run(["chat", "-m", modelPath, "--temp", "0", "-n", "24"], input: Data(input.utf8))
         #expect(result.status == 0, "\(result.stderr)")
         let turns = result.stderr.split(separator: "\n").filter { $0.contains("quill: turn ") }
-        #expect(turns.count == 3, "\(result.stderr)")
-        guard turns.count == 3 else { return }
+        try #require(turns.count == 3, "\(result.stderr)")
         #expect(turns[0].contains("(0 reused"), "\(turns[0])")
         #expect(!turns[1].contains("(0 reused") && turns[1].contains("prompt 16 new tokens"), "\(turns[1])")
         #expect(result.stderr.contains("conversation reset"))

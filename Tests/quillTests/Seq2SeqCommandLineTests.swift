@@ -58,6 +58,46 @@ import Testing
         #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains("config.json"), "\(result.stderr)")
     }
 
+    /// A copy of tiny-marian whose config.json sets `key` to `value` (other files linked).
+    func editedMarian(_ key: String, _ value: Int) throws -> URL {
+        let source = URL(fileURLWithPath: model("tiny-marian"))
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("quill-config-\(getpid())-\(key)-\(value)")
+        try? FileManager.default.removeItem(at: copy)
+        try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: source.path) where name != "config.json" {
+            try FileManager.default.createSymbolicLink(at: copy.appendingPathComponent(name),
+                                                       withDestinationURL: source.appendingPathComponent(name))
+        }
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        config[key] = value
+        try JSONSerialization.data(withJSONObject: config).write(to: copy.appendingPathComponent("config.json"))
+        return copy
+    }
+
+    /// The values that once corrupted the heap (0), crashed (-1) or aborted in an allocation (10¹² layers).
+    @Test(arguments: [("max_position_embeddings", 0), ("max_position_embeddings", -1), ("decoder_layers", 1_000_000_000_000)])
+    func hostileConfigValuesAreOneLineErrors(key: String, value: Int) throws {
+        let folder = try editedMarian(key, value)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let result = try QuillProcess.run(["translate", "-m", folder.path], input: Data("Hello\n".utf8))
+        #expect(result.status == 1 && result.stdout.isEmpty, "\(result.status) \(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1 && result.stderr.contains("\(key) is \(value)"), "\(result.stderr)")
+    }
+
+    @Test(arguments: [["--max-length", "100000000"], ["--beam", "100000"], ["--batch-size", "0"]])
+    func oversizedSearchFlagsAreOneLineErrors(flags: [String]) throws {
+        let result = try QuillProcess.run(["translate", "-m", model("tiny-marian")] + flags, input: Data("Hello\n".utf8))
+        #expect(result.status != 0 && result.stdout.isEmpty, "\(result.status)")
+        #expect(result.stderr.contains(flags[0]), "\(result.stderr)")
+    }
+
+    @Test(arguments: [["-r", "1000000000000"], ["--batch", "100000000"], ["--sentences", "1000000000000"], ["--max-length", "-1"]])
+    func benchRefusesOversizedCounts(flags: [String]) throws {
+        let result = try QuillProcess.run(["bench", "-m", model("tiny-marian")] + flags, input: Data())
+        #expect(result.status != 0 && result.stdout.isEmpty, "\(result.status)")
+        #expect(result.stderr.contains(flags[0] == "-r" ? "--repetitions" : flags[0]), "\(result.stderr)")
+    }
+
     @Test func tokenizeReadsHuggingFaceFolders() throws {
         let first = try cases("tiny-bart")[0]
         let result = try QuillProcess.run(["tokenize", "-m", model("tiny-bart")], input: Data((first["source_text"] as! String).utf8))

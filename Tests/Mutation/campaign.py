@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Mutation campaign on real model and tokenizer files, run as a user would.
+
+Writes mutants of the SmolLM2 GGUF (metadata and tensor-table flips, integers set to 0 / max /
+negative, truncations, tensor offsets past the end) and of the seq2seq fixture folders (config.json,
+generation_config.json, model.safetensors, tokenizer files), runs `quill complete -m`, `quill
+tokenize -m` or `quill translate -m` on each with a 30 s timeout, and counts the outcomes. Every run
+must exit 0 or 1 with at most one non-empty stderr line; anything else is listed (with the mutation,
+so it can be reproduced) in <work>/failures.jsonl.
+
+    Tests/Mutation/campaign.py N [--quill PATH] [--work DIR] [--jobs J] [--seed S]
+
+N mutants per target file. Uses QUILL_HUGE_PAGES=0 and -n 2 to keep runs short."""
+import argparse, json, os, random, resource, shutil, struct, subprocess, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+root = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+fixtures = os.path.join(root, "Tests/QuillModelsTests/Fixtures/seq2seq")
+gguf_path = os.path.expanduser(os.environ.get("QUILL_MODEL", "~/.cache/quill/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+EXTREMES = {4: [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], 8: [0, 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1, 2**64 - 2**20]}
+
+# ---------------------------------------------------------------- GGUF structure (integer fields)
+def gguf_fields(data):
+    """(offset, size, what) of every integer field in the header, plus the header's end."""
+    u32 = lambda o: struct.unpack_from("<I", data, o)[0]
+    u64 = lambda o: struct.unpack_from("<Q", data, o)[0]
+    fields = [(8, 8, "tensor count"), (16, 8, "kv count")]
+    n_tensors, n_kv, off = u64(8), u64(16), 24
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    def string(off, what):
+        fields.append((off, 8, what + " length")); return off + 8 + u64(off)
+    for _ in range(n_kv):
+        key_off = off
+        off = string(off, "key")
+        key = data[key_off + 8:off].decode(errors="replace")
+        fields.append((off, 4, key + " type")); t = u32(off); off += 4
+        if t == 8: off = string(off, key)
+        elif t == 9:
+            fields.append((off, 4, key + " element type")); et = u32(off); off += 4
+            fields.append((off, 8, key + " count")); count = u64(off); off += 8
+            for i in range(count):
+                if et == 8: off = string(off, "%s[%d]" % (key, i)) if i < 4 else off + 8 + u64(off)
+                else: off += sizes[et]
+        else:
+            if t in (4, 5, 10, 11): fields.append((off, sizes[t], key))
+            off += sizes[t]
+    for _ in range(n_tensors):
+        name_off = off
+        off = string(off, "tensor name")
+        name = data[name_off + 8:off].decode(errors="replace")
+        fields.append((off, 4, name + " n_dims")); n = u32(off); off += 4
+        for d in range(n): fields.append((off, 8, "%s dim %d" % (name, d))); off += 8
+        fields.append((off, 4, name + " type")); off += 4
+        fields.append((off, 8, name + " offset")); off += 8
+    return fields, off
+
+# ---------------------------------------------------------------- mutations
+def mutate_binary(data, rng, fields=None, header_end=None):
+    """Returns (mutant bytes, description). `fields`: integer fields to aim at."""
+    kind = rng.choice(["flip", "flip", "int", "int", "truncate", "offset"] if fields else ["flip", "flip", "int", "truncate"])
+    b = bytearray(data)
+    limit = header_end or min(len(b), 1 << 16)
+    if kind == "flip":
+        spots = []
+        for _ in range(rng.randint(1, 4)):
+            o = rng.randrange(limit); b[o] ^= 1 << rng.randrange(8) if rng.random() < .5 else rng.randrange(1, 256); spots.append(o)
+        return bytes(b), "flip bytes at %s" % spots
+    if kind == "int":
+        if fields:
+            o, size, what = rng.choice(fields)
+        else:
+            size = rng.choice([4, 8]); o = rng.randrange(max(1, limit - size)); what = "bytes"
+        value = rng.choice(EXTREMES[size])
+        struct.pack_into("<I" if size == 4 else "<Q", b, o, value)
+        return bytes(b), "set %s (offset %d) to %d" % (what, o, value)
+    if kind == "offset":
+        offsets = [f for f in fields if f[2].endswith(" offset")]
+        o, size, what = rng.choice(offsets)
+        value = rng.choice([len(data), len(data) + 4096, 2**40, 2**64 - 32])
+        struct.pack_into("<Q", b, o, value)
+        return bytes(b), "set %s to %d (past the end)" % (what, value)
+    cut = rng.choice([rng.randrange(limit), rng.randrange(len(b))])
+    return bytes(b[:cut]), "truncate at %d of %d" % (cut, len(b))
+
+def mutate_json(text, rng):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if value is None or rng.random() < 0.3:
+        data, what = mutate_binary(text.encode(), rng)
+        return data, "json bytes: " + what
+    paths = []
+    def walk(v, path):
+        if isinstance(v, dict):
+            for k, x in v.items(): walk(x, path + [k])
+        elif isinstance(v, list):
+            for i, x in enumerate(v[:8]): walk(x, path + [i])
+        if path: paths.append(path)
+    walk(value, [])
+    if not paths: return text.encode() + b"x", "json: appended byte"
+    path = rng.choice(paths)
+    replacement = rng.choice([0, -1, 1, 2**31, -2**31, 2**63 - 1, -2**63, 10**12, 1e308, -0.5, "x", None, [], {}, True])
+    target = value
+    for p in path[:-1]: target = target[p]
+    target[path[-1]] = replacement
+    return json.dumps(value).encode(), "json: set %s to %r" % ("/".join(map(str, path)), replacement)
+
+def safetensors_fields(data):
+    n = struct.unpack_from("<Q", data, 0)[0]
+    return [(0, 8, "header length")], 8 + n
+
+# ---------------------------------------------------------------- running
+def run(args, cwd_input, cpu_seconds=30, wall_seconds=600):
+    """The 30 s limit is on CPU time (RLIMIT_CPU, SIGXCPU): on a shared machine, at nice 19, a healthy
+    run can wait minutes for a core, while a spinning hang burns CPU. A run blocked without using CPU
+    is caught by the wall-clock limit."""
+    env = dict(os.environ, QUILL_HUGE_PAGES="0")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    try:
+        p = subprocess.run(args, input=cwd_input, capture_output=True, timeout=wall_seconds, env=env, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        return "wall-clock timeout (%d s)" % wall_seconds, ""
+    if p.returncode == -24:  # SIGXCPU
+        return "cpu timeout (%d s)" % cpu_seconds, p.stderr.decode(errors="replace")
+    err = p.stderr.decode(errors="replace")
+    lines = [l for l in err.split("\n") if l.strip()]
+    if p.returncode in (0, 1) and len(lines) <= 1:
+        return p.returncode, err
+    return ("signal %d" % -p.returncode) if p.returncode < 0 else ("exit %d, %d stderr lines" % (p.returncode, len(lines))), err
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("n", type=int)
+    ap.add_argument("--quill", default=os.path.join(root, ".build/release/quill"))
+    ap.add_argument("--work", default="/tmp/quill-mutants")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated: gguf, marian, bart, t5")
+    ap.add_argument("--minutes", type=float, default=0, help="start no new run after this long (0: no limit)")
+    a = ap.parse_args()
+    os.makedirs(a.work, exist_ok=True)
+    counts, lock = {}, threading.Lock()
+    failures = open(os.path.join(a.work, "failures.jsonl"), "a")
+
+    def record(target, what, outcome, err):
+        with lock:
+            key = outcome if outcome in (0, 1) else "other"
+            counts.setdefault(target, {0: 0, 1: 0, "other": 0})[key] += 1
+            done = sum(sum(c.values()) for c in counts.values())
+            if done % 250 == 0:
+                print("%d runs: %s" % (done, {k: sum(c[k] for c in counts.values()) for k in (0, 1, "other")}), flush=True)
+            if key == "other":
+                failures.write(json.dumps({"target": target, "mutation": what, "outcome": outcome, "stderr": err[-2000:]}) + "\n")
+                failures.flush()
+                print("FAIL", target, what, outcome, err.strip().split("\n")[-1][:200], flush=True)
+
+    tasks = []
+    only = set(filter(None, a.only.split(",")))
+    if not only or "gguf" in only:
+        original = open(gguf_path, "rb").read()
+        fields, header_end = gguf_fields(original)
+        for i in range(a.n):
+            tasks.append(("gguf", i))
+    folders = {"marian": "tiny-marian", "bart": "tiny-bart", "t5": "tiny-t5"}
+    for short, name in folders.items():
+        if only and short not in only: continue
+        for f in sorted(os.listdir(os.path.join(fixtures, name))):
+            if f == "cases.jsonl" or os.path.isdir(os.path.join(fixtures, name, f)): continue
+            for i in range(a.n):
+                tasks.append((name + "/" + f, i))
+
+    deadline = time.time() + a.minutes * 60 if a.minutes else None
+    random.Random(a.seed).shuffle(tasks)  # a run cut short by --minutes still covers every file
+
+    def do(task):
+        if deadline and time.time() > deadline: return
+        target, i = task
+        rng = random.Random("%d %s %d" % (a.seed, target, i))
+        slot = os.path.join(a.work, "w%d" % threading.get_ident())
+        os.makedirs(slot, exist_ok=True)
+        if target == "gguf":
+            # One copy per worker, patched in place and restored after the run (the file is ~100 MB).
+            path = os.path.join(slot, "mutant.gguf")
+            if not os.path.exists(path) or os.path.getsize(path) != len(original):
+                shutil.copyfile(gguf_path, path)
+            data, what = mutate_binary(original, rng, fields, header_end)
+            changed = [i for i in range(min(len(data), header_end)) if data[i] != original[i]] if len(data) == len(original) else None
+            with open(path, "r+b") as f:
+                if changed is None:
+                    f.truncate(len(data))
+                else:
+                    for i in changed: f.seek(i); f.write(data[i:i + 1])
+            cmd = rng.choice(["complete", "tokenize"])
+            args = [a.quill, cmd, "-m", path] + (["-n", "2", "--temp", "0", "-t", "1"] if cmd == "complete" else [])
+            outcome, err = run(args, b"Hello, world")
+            with open(path, "r+b") as f:
+                if changed is None:
+                    f.seek(len(data)); f.write(original[len(data):])
+                else:
+                    for i in changed: f.seek(i); f.write(original[i:i + 1])
+            record("gguf " + cmd, what, outcome, err)
+            return
+        name, f = target.split("/")
+        folder = os.path.join(slot, name)
+        shutil.rmtree(folder, ignore_errors=True); os.makedirs(folder)
+        for g in os.listdir(os.path.join(fixtures, name)):
+            if g != f: os.symlink(os.path.join(fixtures, name, g), os.path.join(folder, g))
+        source = open(os.path.join(fixtures, name, f), "rb").read()
+        if f.endswith(".json"):
+            data, what = mutate_json(source.decode(), rng)
+        elif f.endswith(".safetensors"):
+            fl, end = safetensors_fields(source)
+            data, what = mutate_binary(source, rng, None, end)
+        else:
+            data, what = mutate_binary(source, rng, None, None)
+        open(os.path.join(folder, f), "wb").write(data)
+        cmd = rng.choice(["translate", "tokenize"]) if not f.endswith(".safetensors") else "translate"
+        args = [a.quill, cmd, "-m", folder] + (["--max-length", "4", "-t", "1"] if cmd == "translate" else [])
+        outcome, err = run(args, b"Hello, world.\nA second line.\n")
+        record(target + " " + cmd, "%s: %s" % (f, what), outcome, err)
+
+    with ThreadPoolExecutor(a.jobs) as pool:
+        list(pool.map(do, tasks))
+    total = {0: 0, 1: 0, "other": 0}
+    for target in sorted(counts):
+        c = counts[target]
+        for k in total: total[k] += c[k]
+        print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % (target, c[0], c[1], c["other"]))
+    print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % ("TOTAL", total[0], total[1], total["other"]))
+    sys.exit(1 if total["other"] else 0)
+
+if __name__ == "__main__":
+    main()
