@@ -37,19 +37,27 @@ extension Seq2SeqSearch {
     public static func beam(model: any EncoderDecoderModel, sources: [[TokenID]], settings: Seq2SeqSettings,
                             onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
         try validate(sources, settings, model)
-        let beams = settings.numBeams, vocabulary = model.vocabularySize
         let encoded = try model.encode(sources)
-        let state = DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: beams) },
+        let state = DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: settings.numBeams) },
                                  capacity: settings.maxLength)
+        return try beam(rows: EncoderDecoderBeamRows(model: model, state: state), sources: sources.count,
+                        settings: settings, onFinished: onFinished)
+    }
+
+    /// The search itself, over rows of any model that extends them one token at a time: `numBeams`
+    /// rows per source, all starting from `settings.decoderStartToken`.
+    public static func beam(rows: any BeamRows, sources: Int, settings: Seq2SeqSettings,
+                            onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
+        let beams = settings.numBeams, vocabulary = rows.vocabularySize
         let processors = Seq2SeqProcessors(settings)
         let start = settings.decoderStartToken
-        var searches = sources.map { _ in
+        var searches = (0 ..< sources).map { _ in
             SourceBeams(sequences: Array(repeating: [start], count: beams),
                         scores: [0] + Array(repeating: veryNegative, count: beams - 1),
                         finished: Array(repeating: ([], veryNegative, false), count: beams))
         }
-        var results = [[Seq2SeqHypothesis]?](repeating: nil, count: sources.count)
-        var active = Array(sources.indices)  // beams of active[i] occupy rows i·beams ..< (i+1)·beams
+        var results = [[Seq2SeqHypothesis]?](repeating: nil, count: sources)
+        var active = Array(0 ..< sources)  // beams of active[i] occupy rows i·beams ..< (i+1)·beams
         var curLen = 1
         func finish(_ source: Int) throws {
             let hypotheses = searches[source].finished.prefix(settings.numReturnSequences)
@@ -59,7 +67,7 @@ extension Seq2SeqSearch {
         }
         while !active.isEmpty {
             let tokens = active.flatMap { searches[$0].sequences.map { $0.last! } }
-            var logits = try model.decode(tokens, state: state)  // (rows, vocab)
+            var logits = try rows.step(tokens)  // (rows, vocab)
             let reachesLimit = curLen + 1 >= settings.maxLength
             var parents: [Int] = []
             var stillActive: [Int] = []
@@ -116,7 +124,7 @@ extension Seq2SeqSearch {
                 }
             }
             curLen += 1
-            state.reorder(parents)
+            if !stillActive.isEmpty { try rows.reorder(parents) }
             active = stillActive
         }
         return results.map { $0! }

@@ -16,7 +16,7 @@ public protocol CausalLanguageModel: AnyObject, Sendable {
     var endOfSequenceTokens: Set<TokenID> { get }
 
     /// A cache for up to `capacity` positions.
-    func makeCache(capacity: Int) -> KVCache
+    func makeCache(capacity: Int) throws -> KVCache
 
     /// Runs `tokens` at positions `cache.count ..< cache.count + tokens.count`, appends their keys and
     /// values to `cache` and returns logits: (vocabularySize) for `.last`, (tokens, vocabularySize) for `.all`.

@@ -19,7 +19,7 @@ public enum Perplexity {
         precondition(window >= 2)
         let vocabulary = model.vocabularySize
         var total = 0.0, count = 0, halfTotal = 0.0, halfCount = 0
-        let cache = model.makeCache(capacity: window)
+        let cache = try model.makeCache(capacity: window)
         for start in stride(from: 0, to: tokens.count - window + 1, by: window) {
             cache.reset()
             let chunk = Array(tokens[start ..< start + window])

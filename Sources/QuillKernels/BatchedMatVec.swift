@@ -9,13 +9,13 @@
 /// tokens never depend on what else is in the batch. The portable kernels keep the same promise
 /// against the portable one-row kernels.
 extension MatVec {
-    /// Whether `type` has an int8 kernel that reads each weight block once for a whole batch
-    /// (other types take the f32 path on the dequantised activations, as the one-row call does).
+    /// Whether `type` has an int8 kernel that reads each weight block once for a whole batch. Other
+    /// types run the one-row call once per row (same results, each row reading the weights).
     public static func hasBatchedInt8Kernel(_ type: TensorType) -> Bool {
         switch type {
-        case .q4_0, .q4_1, .q8_0: return true
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return true
         case .q4_K: return hasAVX512Kernels && !usePortableKernels
-        case .f32, .f16, .bf16, .q6_K: return false
+        case .f32, .f16, .bf16, .q5_K, .q6_K: return false
         }
     }
 
@@ -40,13 +40,12 @@ extension MatVec {
         let batched = products.filter { hasBatchedInt8Kernel($0.matrix.type) }
         let others = products.filter { !hasBatchedInt8Kernel($0.matrix.type) }
         if !others.isEmpty {
-            // As the one-row call: the f32 kernel on the dequantised activations.
-            let x = UnsafeMutablePointer<Float>.allocate(capacity: max(1, xq.rows * xq.columns))
-            defer { x.deallocate() }
+            // Each row through the one-row call, which is then bitwise what the row gets alone.
+            var single = QuantizedActivations(capacity: xq.columns)
             for i in 0..<xq.rows {
-                for c in 0..<xq.columns { x[i * xq.columns + c] = xq.dequantized(row: i, column: c) }
+                single.copy(xq.row(i), count: xq.columns)
+                for (w, y) in others { multiply(w, single, into: y + i * w.rows, pool: pool) }
             }
-            for (w, y) in others { multiply(w, UnsafePointer(x), rows: xq.rows, into: y, precision: .f32, pool: pool) }
         }
         guard !batched.isEmpty else { return }
         let portable = usePortableKernels
@@ -69,7 +68,7 @@ extension MatVec {
                                 precision: MatVecPrecision, pool: ThreadPool) {
         guard rows > 0, w.rows > 0 else { return }
         switch (precision, w.type) {
-        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0), (.int8, .q4_K), (.int8, .q6_K):
+        case (.int8, let type) where type.blockSize > 1:  // every quantised type, as the one-row call
             var xq = QuantizedActivationBatch(rows: rows, columns: w.columns)
             xq.quantize(x, rows: rows, columns: w.columns)
             multiply(w, xq, into: y, pool: pool)
@@ -84,13 +83,9 @@ extension MatVec {
     /// Batched int8 kernels for one range of weight rows (on the current thread).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
-        if xq.rows == 1 {
+        if xq.rows == 1 && w.type.blockSize == 32 {
             // One row: the one-row kernels themselves, without the batch's tiling.
-            if w.type == .q4_K {
-                multiplyInt8Q4K(w, xq.row(0), into: y, rows: rows)
-            } else {
-                multiplyInt8(w, xq.row(0), into: y, rows: rows, portable: portable)
-            }
+            multiplyInt8(w, xq.row(0), into: y, rows: rows, portable: portable)
             return
         }
         #if canImport(COpenBLAS.AVX512VNNI)

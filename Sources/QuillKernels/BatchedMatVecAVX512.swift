@@ -24,13 +24,14 @@ import _Builtin_intrinsics.intel
 //
 // Adding a weight type: a 32-block type (Q5_0, Q5_1) conforms to `AVX512Int8Kernel` (its `unpack`
 // gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
-// −16·Σ for Q5_0), a K-quant with 8 sub-blocks of 32 (Q5_K) to `KQuantInt8Kernel`; then a case in
+// −16·Σ for Q5_0), a K-quant with 8 sub-blocks of 32 (Q5_K) to `KQuantBatchKernel`; then a case in
 // `BatchedAVX512MatVec.multiplyInt8` and in `MatVec.hasBatchedInt8Kernel`. Q6_K's scales cover 16
 // values, so it needs its own pass (it takes the f32 path today, in both the one-row and batched calls).
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
-/// (Q4_K; Q5_K has the same shape), for the batched int8 kernel.
-protocol KQuantInt8Kernel {
+/// (Q4_K; Q5_K has the same shape), for the batched int8 kernel. The values must be those the
+/// one-row step (`KQuantInt8Kernel.step`) computes, so that the batched rows stay bitwise equal.
+protocol KQuantBatchKernel {
     /// Bytes per super-block.
     static var stride: Int { get }
     /// Lanes 0–7: `d·sc_j`; lanes 8–15: `dmin·m_j` (the min is subtracted).
@@ -77,6 +78,8 @@ enum BatchedAVX512MatVec {
         switch w.type {
         case .q4_0: int8Batch(Q40Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q4_1: int8Batch(Q41Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q5_0: int8Batch(Q50Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q5_1: int8Batch(Q51Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
         default: preconditionFailure("no batched int8 kernel for \(w.type)")
@@ -92,8 +95,10 @@ enum BatchedAVX512MatVec {
         case .bf16: f32Batch(BF16Weights.self, w, x, count, y, ldy, rows)
         case .q4_0: f32Batch(Q40Weights.self, w, x, count, y, ldy, rows)
         case .q4_1: f32Batch(Q41Weights.self, w, x, count, y, ldy, rows)
+        case .q5_0: f32Batch(Q50Weights.self, w, x, count, y, ldy, rows)
+        case .q5_1: f32Batch(Q51Weights.self, w, x, count, y, ldy, rows)
         case .q8_0: f32Batch(Q80Weights.self, w, x, count, y, ldy, rows)
-        case .q4_K, .q6_K:
+        case .q4_K, .q5_K, .q6_K:
             forEachTile(w, rows) { tile in
                 for g in 0..<count { KQuantMatVec.multiplyF32(w, x + g * w.columns, into: y + g * ldy, rows: tile) }
             }
@@ -216,7 +221,7 @@ enum BatchedAVX512MatVec {
 
     // MARK: K-quants (8 sub-blocks of 32 per super-block)
 
-    static func kquantBatch<K: KQuantInt8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
+    static func kquantBatch<K: KQuantBatchKernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
                                                  _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
         // Per super-block, 8 activation rows × 8 sub-block scales (see kquantPass).
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * (w.columns / 256) + 16) { buffer in
@@ -235,15 +240,12 @@ enum BatchedAVX512MatVec {
         }
     }
 
-    static func kquantOneRow<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ x: QuantizedRow,
-                                                  _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                                                  _ products: UnsafeMutablePointer<Float>) {
-        if K.self == Q4KInt8.self {
-            KQuantMatVec.multiplyInt8Q4K(w, x, into: y, rows: rows)
-        } else {
-            let single = BatchOperand(one: x, columns: w.columns)
-            for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0, products) }
-        }
+    /// A single activation row: the pass with a group of one (the one-row kernel's arithmetic).
+    static func kquantOneRow<K: KQuantBatchKernel>(_: K.Type, _ w: WeightMatrix, _ x: QuantizedRow,
+                                                   _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
+                                                   _ products: UnsafeMutablePointer<Float>) {
+        let single = BatchOperand(one: x, columns: w.columns)
+        for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0, products) }
     }
 
     /// One weight row `r` against `G` activation rows from `g0`, with the one-row step's values
@@ -253,7 +255,7 @@ enum BatchedAVX512MatVec {
     /// sums; the main loop unpacks each super-block once and costs per row and sub-block
     /// `vpdpbusd`, a conversion and an FMA with a broadcast-load scale.
     @inline(__always)
-    static func kquantPass<K: KQuantInt8Kernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
+    static func kquantPass<K: KQuantBatchKernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
                                                 _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
                                                 _ products: UnsafeMutablePointer<Float>) {
         let steps = w.columns / 256, n = x.columns, p = w.row(r)
@@ -397,8 +399,7 @@ extension BatchOperand {
     }
 }
 
-extension Q4KInt8: KQuantInt8Kernel {
-    static var stride: Int { 144 }
+extension Q4KInt8: KQuantBatchKernel {
     @inline(__always) static func scales(_ w: UnsafeRawPointer) -> __m512 { Q4KWeights.scales(w) }
     @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> Int8x8 {
         let mask = _mm256_set1_epi8(0x0F)

@@ -4,7 +4,7 @@ public enum ReferenceDequantizer {
     /// Converts `count` consecutive elements of `type` starting at `source` to Float.
     ///
     /// `count` must be a whole number of blocks. `source` needs no alignment: quantised blocks are
-    /// 18, 20, 34, 144 or 210 bytes, so every read is an unaligned load.
+    /// 18 to 34 bytes (or 144 to 210 for the K-quants), so every read is an unaligned load.
     public static func dequantize(_ type: TensorType, _ source: UnsafeRawPointer, count: Int,
                                   into destination: UnsafeMutablePointer<Float>) {
         precondition(count >= 0 && count % type.blockSize == 0, "count must be a whole number of blocks")
@@ -53,14 +53,41 @@ public enum ReferenceDequantizer {
                     out[j + 16] = d * Float(q >> 4) + m
                 }
             }
-        case .q4_K:
+        case .q5_0, .q5_1:
+            // dequantize_row_q5_0 / _q5_1: q4_0's nibbles plus bit j of the 32-bit qh as bit 4 of element j.
+            let offset = type == .q5_0 ? 2 : 4
+            for b in 0..<count / 32 {
+                let block = source + b * type.bytesPerBlock
+                let d = QuillKernels.halfToFloat(block.loadUnaligned(as: UInt16.self))
+                let m = type == .q5_1 ? QuillKernels.halfToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)) : 0
+                let qh = block.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian
+                let out = destination + b * 32
+                for j in 0..<16 {
+                    let byte = block.load(fromByteOffset: offset + 4 + j, as: UInt8.self)
+                    let q0 = Int(byte & 0x0F) | Int((qh >> j) & 1) << 4
+                    let q1 = Int(byte >> 4) | Int((qh >> (j + 16)) & 1) << 4
+                    if type == .q5_0 {
+                        out[j] = d * Float(q0 - 16)
+                        out[j + 16] = d * Float(q1 - 16)
+                    } else {
+                        out[j] = d * Float(q0) + m
+                        out[j + 16] = d * Float(q1) + m
+                    }
+                }
+            }
+        case .q4_K, .q5_K:
+            let stride = type.bytesPerBlock
             for b in 0..<count / 256 {
-                let block = source + b * 144
+                let block = source + b * stride
                 let d = QuillKernels.halfToFloat(block.loadUnaligned(as: UInt16.self))
                 let dmin = QuillKernels.halfToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                let scales = block + 4, q = block + 16
+                // Q5_K inserts qh[32] before the nibbles: sub-block j's fifth bits are bit j of qh[0..<32].
+                let scales = block + 4, qh = block + 16, q = block + (type == .q5_K ? 48 : 16)
+                func fifthBit(_ l: Int, _ j: Int) -> UInt8 {
+                    type == .q5_K ? ((qh.load(fromByteOffset: l, as: UInt8.self) >> j) & 1) << 4 : 0
+                }
                 let out = destination + b * 256
-                // dequantize_row_q4_K: each 64 values share 32 bytes, low nibbles first.
+                // dequantize_row_q4_K / _q5_K: each 64 values share 32 bytes, low nibbles first.
                 for chunk in 0..<4 {
                     let (sc1, m1) = q4KScaleMin(scales, 2 * chunk)
                     let (sc2, m2) = q4KScaleMin(scales, 2 * chunk + 1)
@@ -68,8 +95,8 @@ public enum ReferenceDequantizer {
                     let d2 = d * Float(sc2), min2 = dmin * Float(m2)
                     for l in 0..<32 {
                         let byte = q.load(fromByteOffset: 32 * chunk + l, as: UInt8.self)
-                        out[64 * chunk + l] = d1 * Float(byte & 0x0F) - min1
-                        out[64 * chunk + 32 + l] = d2 * Float(byte >> 4) - min2
+                        out[64 * chunk + l] = d1 * Float((byte & 0x0F) | fifthBit(l, 2 * chunk)) - min1
+                        out[64 * chunk + 32 + l] = d2 * Float((byte >> 4) | fifthBit(l, 2 * chunk + 1)) - min2
                     }
                 }
             }

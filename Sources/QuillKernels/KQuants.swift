@@ -3,16 +3,17 @@ import COpenBLAS.AVX512VNNI
 import _Builtin_intrinsics.intel
 #endif
 
-/// llama.cpp's K-quant super-block formats, Q4_K and Q6_K (256 values per block, layouts in
-/// `TensorType`): SIMD dequantisation of whole rows and the kernels `MatVec` uses for them.
+/// llama.cpp's K-quant super-block formats, Q4_K, Q5_K and Q6_K (256 values per block, layouts in
+/// `TensorType`): SIMD dequantisation of whole rows and the kernels `MatVec` uses for them
+/// (Q5_K in KQuantQ5K.swift, Q6_K's int8 kernel in KQuantQ6KInt8.swift).
 ///
 /// Both formats carry one scale per 16 or 32 values inside the block, so the kernels decode a
 /// block's scales into one 16-lane vector and broadcast lane j (`vpermps`) to each group.
 public enum KQuants {
     /// Whether `type` is a K-quant (256-value super-blocks).
-    @inlinable public static func isKQuant(_ type: TensorType) -> Bool { type == .q4_K || type == .q6_K }
+    @inlinable public static func isKQuant(_ type: TensorType) -> Bool { type == .q4_K || type == .q5_K || type == .q6_K }
 
-    /// Dequantises `count` values (a multiple of 256) of a Q4_K or Q6_K row into `out`: SIMD where
+    /// Dequantises `count` values (a multiple of 256) of a K-quant row into `out`: SIMD where
     /// the AVX-512 kernels are compiled in, the scalar reference elsewhere. The values are bitwise
     /// those of `ReferenceDequantizer` (the same f32 operations in the same order).
     public static func dequantize(_ type: TensorType, _ src: UnsafeRawPointer, count: Int,
@@ -20,10 +21,10 @@ public enum KQuants {
         precondition(isKQuant(type) && count % 256 == 0, "dequantize needs a K-quant row of whole blocks")
         #if canImport(COpenBLAS.AVX512VNNI)
         let o = UnsafeMutableRawPointer(out)
-        if type == .q4_K {
-            for b in 0..<count / 256 { Q4KWeights.dequantize(src + 144 * b, o + 1024 * b) }
-        } else {
-            for b in 0..<count / 256 { Q6KWeights.dequantize(src + 210 * b, o + 1024 * b) }
+        switch type {
+        case .q4_K: for b in 0..<count / 256 { Q4KWeights.dequantize(src + 144 * b, o + 1024 * b) }
+        case .q5_K: for b in 0..<count / 256 { Q5KWeights.dequantize(src + 176 * b, o + 1024 * b) }
+        default: for b in 0..<count / 256 { Q6KWeights.dequantize(src + 210 * b, o + 1024 * b) }
         }
         #else
         ReferenceDequantizer.dequantize(type, src, count: count, into: out)
@@ -45,6 +46,7 @@ enum KQuantMatVec {
                             rows: Range<Int>) {
         switch w.type {
         case .q4_K: f32Rows(Q4KWeights.self, w, x, y, rows)
+        case .q5_K: f32Rows(Q5KWeights.self, w, x, y, rows)
         case .q6_K: f32Rows(Q6KWeights.self, w, x, y, rows)
         default: preconditionFailure("not a K-quant type")
         }
@@ -87,19 +89,47 @@ enum KQuantMatVec {
     }
 }
 
+/// One 256-value super-block of the int8 path against 256 int8 activations (`QuantizedActivations`'
+/// 32-blocks): integer dot products per 32 values, scaled in an 8-lane accumulator `acc`; the
+/// zero-point / min terms, which need only the activations' block sums, in the 16-lane `macc`.
+protocol KQuantInt8Kernel {
+    /// Bytes per block.
+    static var stride: Int { get }
+    /// The activation scales of super-block `s`, loaded once and shared by the rows of a pass, from
+    /// `aux` (the activations' (d_x, d_x·Σq_x) pairs, or a per-kernel table).
+    static func activation(_ aux: UnsafeRawPointer, _ s: Int) -> (__m512, __m512)
+    static func step(_ w: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xa: __m512, _ xc: __m512,
+                     _ acc: inout __m256, _ macc: inout __m512)
+    static func finish(_ acc: __m256, _ macc: __m512) -> Float
+}
+
 extension KQuantMatVec {
-    /// Q4_K against int8 activations (`QuantizedActivations`, 32-blocks): each 32-value sub-block of
-    /// a super-block meets one activation block, so per sub-block j the row gets
-    /// (d·sc_j)·d_x·Σq·q_x − (dmin·m_j)·(d_x·Σq_x), the integer sums from `vpdpbusd` (nibbles are
-    /// unsigned, activations signed).
-    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
-                                rows: Range<Int>) {
+    /// K-quant rows against int8 activations (`QuantizedActivations`, 32-blocks), `vpdpbusd` per 32
+    /// values (weights unsigned, activations signed).
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+                             rows: Range<Int>) {
+        let scales = UnsafeRawPointer(xq.scales)
+        switch w.type {
+        case .q4_K: int8Rows(Q4KInt8.self, w, xq, scales, y, rows)
+        case .q5_K: int8Rows(Q5KInt8.self, w, xq, scales, y, rows)
+        case .q6_K:
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, w.columns / 8)) { table in
+                Q6KInt8.activationTable(xq, into: table.baseAddress!)
+                int8Rows(Q6KInt8.self, w, xq, UnsafeRawPointer(table.baseAddress!), y, rows)
+            }
+        default: preconditionFailure("not a K-quant type")
+        }
+    }
+
+    /// Same structure as `f32Rows`: 4 rows per pass sharing the activation loads, leftover rows
+    /// through the same per-row sequence (results independent of row grouping).
+    @inline(__always)
+    static func int8Rows<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ xq: QuantizedActivations,
+                                              _ aux: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>,
+                                              _ rows: Range<Int>) {
         let steps = w.columns / 256
-        let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
+        let qs = UnsafeRawPointer(xq.qs), stride = K.stride
         let rb = w.rowBytes, streaming = w.streaming
-        // The activation scales of 8 blocks come as (d_x, d_x·Σq) pairs; reorder to d_x ×8, d_x·Σq ×8
-        // to line up with Q4KWeights.scales' (d·sc ×8, dmin·m ×8).
-        let split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
         var r = rows.lowerBound
         while r + 4 <= rows.upperBound {
             let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
@@ -107,36 +137,47 @@ extension KQuantMatVec {
             var a0 = z, a1 = z, a2 = z, a3 = z, m0 = zm, m1 = zm, m2 = zm, m3 = zm
             let ahead = p0 + prefetchDistance
             for s in 0..<steps {
-                let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 64 * s, as: __m512.self))
-                let xb = qs + 256 * s, wo = 144 * s
-                prefetchStep(ahead + 4 * wo, bytes: 4 * 144, streaming: streaming)
-                Q4KInt8.step(p0 + wo, xb, xs, &a0, &m0)
-                Q4KInt8.step(p1 + wo, xb, xs, &a1, &m1)
-                Q4KInt8.step(p2 + wo, xb, xs, &a2, &m2)
-                Q4KInt8.step(p3 + wo, xb, xs, &a3, &m3)
+                let (xa, xc) = K.activation(aux, s)
+                let xb = qs + 256 * s, wo = stride * s
+                prefetchStep(ahead + 4 * wo, bytes: 4 * stride, streaming: streaming)
+                K.step(p0 + wo, xb, xa, xc, &a0, &m0)
+                K.step(p1 + wo, xb, xa, xc, &a1, &m1)
+                K.step(p2 + wo, xb, xa, xc, &a2, &m2)
+                K.step(p3 + wo, xb, xa, xc, &a3, &m3)
             }
-            y[r] = Q4KInt8.finish(a0, m0)
-            y[r + 1] = Q4KInt8.finish(a1, m1)
-            y[r + 2] = Q4KInt8.finish(a2, m2)
-            y[r + 3] = Q4KInt8.finish(a3, m3)
+            y[r] = K.finish(a0, m0)
+            y[r + 1] = K.finish(a1, m1)
+            y[r + 2] = K.finish(a2, m2)
+            y[r + 3] = K.finish(a3, m3)
             r += 4
         }
         while r < rows.upperBound {
             let p0 = w.row(r)
             var a0 = _mm256_setzero_ps(), m0 = _mm512_setzero_ps()
             for s in 0..<steps {
-                let xs = _mm512_permutexvar_ps(split, scales.loadUnaligned(fromByteOffset: 64 * s, as: __m512.self))
-                Q4KInt8.step(p0 + 144 * s, qs + 256 * s, xs, &a0, &m0)
+                let (xa, xc) = K.activation(aux, s)
+                K.step(p0 + stride * s, qs + 256 * s, xa, xc, &a0, &m0)
             }
-            y[r] = Q4KInt8.finish(a0, m0)
+            y[r] = K.finish(a0, m0)
             r += 1
         }
     }
 }
 
-enum Q4KInt8 {
+/// Q4_K against int8 activations: each 32-value sub-block of a super-block meets one activation
+/// block, so per sub-block j the row gets (d·sc_j)·d_x·Σq·q_x − (dmin·m_j)·(d_x·Σq_x).
+enum Q4KInt8: KQuantInt8Kernel {
+    static var stride: Int { 144 }
+
+    /// The activation scales of 8 blocks come as (d_x, d_x·Σq) pairs; reordered to d_x ×8, d_x·Σq ×8
+    /// they line up with Q4KWeights.scales' (d·sc ×8, dmin·m ×8). (Q5_K shares this.)
+    @inline(__always) static func activation(_ aux: UnsafeRawPointer, _ s: Int) -> (__m512, __m512) {
+        let split = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
+        return (_mm512_permutexvar_ps(split, aux.loadUnaligned(fromByteOffset: 64 * s, as: __m512.self)), _mm512_setzero_ps())
+    }
+
     /// One super-block: `xb` its 256 int8 activations, `xs` = (d_x ×8, d_x·Σq_x ×8) of its 8 blocks.
-    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xs: __m512,
+    @inline(__always) static func step(_ w: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xs: __m512, _: __m512,
                                        _ acc: inout __m256, _ macc: inout __m512) {
         let prod = _mm512_mul_ps(Q4KWeights.scales(w), xs)  // d·sc_j·d_x | dmin·m_j·d_x·Σq_x
         macc = _mm512_add_ps(macc, prod)

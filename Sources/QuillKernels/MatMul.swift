@@ -135,7 +135,10 @@ public enum MatMul {
                 }
                 while c < count { out[c] = halfBitsToFloat(src.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self)); c += 1 }
                 return
-            case .q4_K, .q6_K:
+            case .q5_0, .q5_1:
+                FiveBitQuants.dequantize(type, src, count: count, into: out)
+                return
+            case .q4_K, .q5_K, .q6_K:
                 KQuants.dequantize(type, src, count: count, into: out)
                 return
             case .f32, .bf16:

@@ -40,7 +40,7 @@ public enum MatVec {
     public static func multiply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
                                 precision: MatVecPrecision, pool: ThreadPool) {
         switch (precision, w.type) {
-        case (.int8, .q4_0), (.int8, .q4_1), (.int8, .q8_0), (.int8, .q4_K), (.int8, .q6_K):
+        case (.int8, let type) where type.blockSize > 1:  // every quantised type
             var xq = QuantizedActivations(capacity: w.columns)
             xq.quantize(x, count: w.columns)
             multiply(w, xq, into: y, pool: pool)
@@ -53,22 +53,23 @@ public enum MatVec {
     }
 
     /// `y = W·x` with pre-quantised activations (`xq.count == w.columns`), integer dot products.
-    /// Float weight types and the K-quants fall back to the f32 path on the dequantised activations.
+    /// Float weight types (and the K-quants without the AVX-512 kernels) fall back to the f32 path on
+    /// the dequantised activations.
     public static func multiply(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
                                 pool: ThreadPool) {
         precondition(xq.count == w.columns, "activation length must equal the matrix column count")
         switch w.type {
-        case .q4_0, .q4_1, .q8_0:
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
             let portable = usePortableKernels
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
                 multiplyInt8(w, xq.quantizedRow, into: y, rows: rows, portable: portable)
             }
-        case .q4_K where hasAVX512Kernels && !usePortableKernels:
+        case _ where KQuants.isKQuant(w.type) && hasAVX512Kernels && !usePortableKernels:
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8Q4K(w, xq.quantizedRow, into: y, rows: rows)
+                multiplyInt8KQuant(w, xq, into: y, rows: rows)
             }
-        case .f32, .f16, .bf16, .q4_K, .q6_K:
-            // Q6_K (and Q4_K without the AVX-512 kernels): the f32 kernel on the dequantised activations.
+        case .f32, .f16, .bf16, .q4_K, .q5_K, .q6_K:
+            // K-quants without the AVX-512 kernels: the f32 kernel on the dequantised activations.
             let x = UnsafeMutablePointer<Float>.allocate(capacity: max(w.columns, 1))
             defer { x.deallocate() }
             for c in 0..<w.columns { x[c] = xq.dequantized(c) }
@@ -83,7 +84,7 @@ public enum MatVec {
     /// same instruction sequence however rows are grouped).
     public static func multiply(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
                                 _ xq: QuantizedActivations, pool: ThreadPool) {
-        let quantised = products.allSatisfy { [.q4_0, .q4_1, .q8_0].contains($0.matrix.type) }
+        let quantised = products.allSatisfy { [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0].contains($0.matrix.type) }
         guard quantised, products.count > 1 else {
             for (w, y) in products { multiply(w, xq, into: y, pool: pool) }
             return
@@ -116,17 +117,17 @@ public enum MatVec {
         PortableMatVec.multiplyF32(w, x, into: y, rows: rows)
     }
 
-    /// Int8 kernel for one range of rows of a Q4_K matrix (AVX-512 VNNI builds only).
-    static func multiplyInt8Q4K(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
-                                rows: Range<Int>) {
+    /// Int8 kernel for one range of rows of a K-quant matrix (AVX-512 VNNI builds only).
+    static func multiplyInt8KQuant(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+                                   rows: Range<Int>) {
         #if canImport(COpenBLAS.AVX512VNNI)
-        KQuantMatVec.multiplyInt8Q4K(w, xq, into: y, rows: rows)
+        KQuantMatVec.multiplyInt8(w, xq, into: y, rows: rows)
         #else
-        preconditionFailure("the Q4_K int8 kernel needs AVX-512 VNNI")
+        preconditionFailure("the K-quant int8 kernels need AVX-512 VNNI")
         #endif
     }
 
-    /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q8_0 matrix.
+    /// Int8 kernels for one range of rows of a Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 matrix.
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
@@ -202,6 +203,8 @@ enum PortableMatVec {
                         let m = halfBitsToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
                         sum += d * dx * Float(dot) + m * sx
                     }
+                case .q5_0, .q5_1:
+                    sum += fiveBitBlock(w.type, row + b * w.type.bytesPerBlock, xb, dx: dx, sx: sx)
                 default: // .q8_0
                     let block = row + b * 34
                     for j in 0..<32 { dot += Int32(block.load(fromByteOffset: 2 + j, as: Int8.self)) * Int32(xb[j]) }

@@ -65,8 +65,10 @@ enum AVX512MatVec {
         case .bf16: f32Rows(BF16Weights.self, w, x, y, rows)
         case .q4_0: f32Rows(Q40Weights.self, w, x, y, rows)
         case .q4_1: f32Rows(Q41Weights.self, w, x, y, rows)
+        case .q5_0: f32Rows(Q50Weights.self, w, x, y, rows)
+        case .q5_1: f32Rows(Q51Weights.self, w, x, y, rows)
         case .q8_0: f32Rows(Q80Weights.self, w, x, y, rows)
-        case .q4_K, .q6_K: KQuantMatVec.multiplyF32(w, x, into: y, rows: rows)
+        case .q4_K, .q5_K, .q6_K: KQuantMatVec.multiplyF32(w, x, into: y, rows: rows)
         }
     }
 
@@ -75,6 +77,8 @@ enum AVX512MatVec {
         switch w.type {
         case .q4_0: int8Rows(Q40Int8.self, w, xq, y, rows)
         case .q4_1: int8Rows(Q41Int8.self, w, xq, y, rows)
+        case .q5_0: int8Rows(Q50Int8.self, w, xq, y, rows)
+        case .q5_1: int8Rows(Q51Int8.self, w, xq, y, rows)
         case .q8_0: int8Rows(Q80Int8.self, w, xq, y, rows)
         default: preconditionFailure("int8 path needs a quantised type")
         }

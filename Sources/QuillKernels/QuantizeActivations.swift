@@ -57,6 +57,15 @@ public struct QuantizedActivations: @unchecked Sendable {
         }
     }
 
+    /// Copies one quantised row (`count` values; e.g. a row of a `QuantizedActivationBatch`).
+    mutating func copy(_ row: QuantizedRow, count: Int) {
+        precondition(count % 32 == 0 && count <= storage.capacity, "count must be a multiple of 32 within capacity")
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(capacity: storage.capacity) }
+        self.count = count
+        storage.qs.update(from: row.qs, count: count)
+        storage.scales.update(from: row.scales, count: 2 * (count / 32))
+    }
+
     /// Int8 values of block `b`..., and `(d, d·Σq)` pairs; valid until the next `quantize`.
     var qs: UnsafePointer<Int8> { UnsafePointer(storage.qs) }
     var scales: UnsafePointer<Float> { UnsafePointer(storage.scales) }

@@ -7,8 +7,13 @@
 /// - `q4_0`: `{ f16 d; uint8 qs[16] }`, element j < 16 is the low nibble of qs[j], element j + 16 the high
 ///   nibble; x = d·(q − 8)
 /// - `q4_1`: `{ f16 d; f16 m; uint8 qs[16] }`, same nibble order; x = d·q + m
+/// - `q5_0`: `{ f16 d; uint8 qh[4]; uint8 qs[16] }`: 5-bit q, the low 4 bits in nibbles as for `q4_0`,
+///   the fifth bit of element j in bit j of the little-endian 32-bit `qh`; x = d·(q − 16)
+/// - `q5_1`: `{ f16 d; f16 m; uint8 qh[4]; uint8 qs[16] }`, bits as `q5_0`; x = d·q + m
 /// - `q4_K`: super-blocks of 256, `{ f16 d; f16 dmin; uint8 scales[12]; uint8 qs[128] }`: 8 sub-blocks of
 ///   32 with a 6-bit scale and 6-bit min each (packed in `scales`); x = d·sc·q − dmin·m
+/// - `q5_K`: super-blocks of 256, `{ f16 d; f16 dmin; uint8 scales[12]; uint8 qh[32]; uint8 qs[128] }`:
+///   as `q4_K` plus a fifth bit per value: sub-block j's values have theirs in bit j of `qh[0..<32]`
 /// - `q6_K`: super-blocks of 256, `{ uint8 ql[128]; uint8 qh[64]; int8 scales[16]; f16 d }`: 6-bit q
 ///   (4 low bits in `ql`, 2 high in `qh`), an int8 scale per 16 values; x = d·sc·(q − 32)
 public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
@@ -16,8 +21,11 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
     case f16 = 1
     case q4_0 = 2
     case q4_1 = 3
+    case q5_0 = 6
+    case q5_1 = 7
     case q8_0 = 8
     case q4_K = 12
+    case q5_K = 13
     case q6_K = 14
     case bf16 = 30
 
@@ -25,8 +33,8 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
     public var blockSize: Int {
         switch self {
         case .f32, .f16, .bf16: return 1
-        case .q4_0, .q4_1, .q8_0: return 32
-        case .q4_K, .q6_K: return 256
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return 32
+        case .q4_K, .q5_K, .q6_K: return 256
         }
     }
 
@@ -37,8 +45,11 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .f16, .bf16: return 2
         case .q4_0: return 18
         case .q4_1: return 20
+        case .q5_0: return 22
+        case .q5_1: return 24
         case .q8_0: return 34
         case .q4_K: return 144
+        case .q5_K: return 176
         case .q6_K: return 210
         }
     }
@@ -58,8 +69,11 @@ public enum TensorType: UInt32, Sendable, CaseIterable, CustomStringConvertible 
         case .bf16: return "BF16"
         case .q4_0: return "Q4_0"
         case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
         case .q8_0: return "Q8_0"
         case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
         case .q6_K: return "Q6_K"
         }
     }

@@ -97,7 +97,7 @@ extension TextModel {
                     guard prompt.count < capacity else {
                         throw GenerationError.promptTooLong(promptTokens: prompt.count, contextSize: capacity)
                     }
-                    let cache = model.makeCache(capacity: capacity)
+                    let cache = try model.makeCache(capacity: capacity)
                     var statistics = try generate(prompt: prompt, cache: cache, options: options) { event in
                         guard !state.isCancelled, case .enqueued = continuation.yield(event) else { return false }
                         return true

@@ -39,7 +39,7 @@ public final class ChatSession: @unchecked Sendable {
         self.template = try template ?? ChatTemplate(model: model)
         self.systemPrompt = systemPrompt
         messages = systemPrompt.map { [.system($0)] } ?? []
-        cache = model.model.makeCache(capacity: contextSize)
+        cache = try model.model.makeCache(capacity: contextSize)
     }
 
     /// Tokens currently held in the cache.

@@ -6,20 +6,22 @@ import QuillTokenizers
 /// A decoder-only model loaded from one GGUF file together with its tokenizer.
 public final class TextModel: @unchecked Sendable {
     public let file: GGUFFile
-    public let model: LlamaModel
+    public let model: DecoderModel
     /// Byte-level BPE for `gpt2` vocabularies, SentencePiece for `llama` ones (see `GGUFTokenizer`).
     public let tokenizer: any Tokenizer
     /// Token prepended to every prompt when the file asks for it (`tokenizer.ggml.add_bos_token`).
     public let beginningOfSequence: TokenID?
 
     /// Maps and checks the file, binds the weights and builds the tokenizer.
-    public init(path: String, threads: Int, precision: ComputePrecision = .quantized) throws {
+    /// - Parameter maxBatch: the most prompt tokens per forward pass (longer prompts run in several).
+    public init(path: String, threads: Int, precision: ComputePrecision = .quantized, maxBatch: Int = 512) throws {
         file = try GGUFFile(path: path)
         tokenizer = try GGUFTokenizer.load(from: file)
         var endTokens: Set<TokenID> = []
         if let eos = file.optionalInt("tokenizer.ggml.eos_token_id") { endTokens.insert(TokenID(eos)) }
         if let eot = file.optionalInt("tokenizer.ggml.eot_token_id") { endTokens.insert(TokenID(eot)) }
-        model = try LlamaModel(gguf: file, threads: threads, precision: precision, endOfSequenceTokens: endTokens)
+        model = try DecoderModel(gguf: file, threads: threads, precision: precision, endOfSequenceTokens: endTokens,
+                                 maxBatch: maxBatch)
         beginningOfSequence = GGUFTokenizer.beginningOfSequence(in: file)
     }
 

@@ -41,8 +41,14 @@ struct Bench: ParsableCommand {
     @Option(help: "Compute path: 'quantized' or 'f32'.")
     var precision: ComputePrecision = .quantized
 
-    @Option(help: "KV cache element type: f32 or f16 (llama-bench's -ctk/-ctv).")
-    var kvType: KVCacheType = .f32
+    @Option(help: "KV cache element type: f32 or f16 (llama-bench's -ctk/-ctv; default: f16 on the quantized path, f32 on the f32 path).")
+    var kvType: KVCacheType?
+
+    @Option(name: [.customShort("d"), .customLong("n-depth")], help: "Context depths: tokens already in the cache before each test (llama-bench's -d).")
+    var nDepth: [String] = ["0"]
+
+    @Option(name: .customLong("parallel"), help: "Sequences decoding together (llama-batched-bench's idea): aggregate tokens/s over all of them.")
+    var parallel: [String] = ["1"]
 
     @Option(name: [.customShort("o"), .customLong("output")], help: "Output format: md, json or jsonl.")
     var output: OutputFormat = .md
@@ -60,7 +66,10 @@ extension Bench {
     func validate() throws {
         guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
         guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
-        for list in [nPrompt, nGen, threads] { _ = try Bench.integers(list) }
+        for list in [nPrompt, nGen, threads, nDepth, parallel] { _ = try Bench.integers(list) }
+        guard try Bench.integers(parallel).allSatisfy({ (1...256).contains($0) }) else {
+            throw ValidationError("--parallel must be between 1 and 256")
+        }
         guard try Bench.integers(threads).allSatisfy({ (1...256).contains($0) }) else {
             throw ValidationError("--threads must be between 1 and 256")
         }
@@ -87,20 +96,27 @@ extension Bench {
             for n in try Bench.integers(nGen) where n > 0 { tests.append((0, n)) }
             var results: [BenchResult] = []
             if output == .md { print(BenchResult.markdownHeader) }
+            let kvType = self.kvType ?? precision.defaultKVCacheType
             for threadCount in try Bench.integers(threads) {
-                let llama = try LlamaModel(gguf: file, threads: threadCount, precision: precision, endOfSequenceTokens: [])
-                llama.kvCacheType = kvType
+                let model = try DecoderModel(gguf: file, threads: threadCount, precision: precision,
+                                             endOfSequenceTokens: [], kvCacheType: kvType)
                 for test in tests {
-                    let samples = try measure(llama, prompt: test.prompt, gen: test.gen)
-                    let result = BenchResult(model: info, path: path, threads: threadCount, prompt: test.prompt,
-                                             gen: test.gen, kvType: kvType.rawValue, samplesNs: samples)
-                    switch output {
-                    case .md: print(result.markdownRow)
-                    case .jsonl: print(result.json(indent: ""))
-                    case .json: break
+                    for depth in try Bench.integers(nDepth) {
+                        for sequences in try Bench.integers(parallel) {
+                            let samples = try measure(model, prompt: test.prompt, gen: test.gen, depth: depth,
+                                                      parallel: sequences)
+                            let result = BenchResult(model: info, path: path, threads: threadCount, prompt: test.prompt,
+                                                     gen: test.gen, depth: depth, parallel: sequences,
+                                                     kvType: kvType.rawValue, samplesNs: samples)
+                            switch output {
+                            case .md: print(result.markdownRow)
+                            case .jsonl: print(result.json(indent: ""))
+                            case .json: break
+                            }
+                            fflush(nil)  // each row appears as soon as it is measured
+                            results.append(result)
+                        }
                     }
-                    fflush(nil)  // each row appears as soon as it is measured
-                    results.append(result)
                 }
             }
             if output == .json {
@@ -112,26 +128,33 @@ extension Bench {
         }
     }
 
-    /// Nanoseconds of each timed repetition (after one warm-up run).
-    func measure(_ llama: LlamaModel, prompt: Int, gen: Int) throws -> [UInt64] {
-        let capacity = ctxSize > 0 ? max(ctxSize, prompt + gen) : prompt + gen
-        let cache = llama.makeCache(capacity: capacity)
+    /// Nanoseconds of each timed repetition (after one warm-up run). Each repetition starts from
+    /// `parallel` empty sequences filled with `depth` random tokens (not timed, as llama-bench's -d);
+    /// a pp test is one pass over `prompt` tokens of every sequence, a tg test `gen` passes over one
+    /// new token of every sequence.
+    func measure(_ model: DecoderModel, prompt: Int, gen: Int, depth: Int, parallel: Int) throws -> [UInt64] {
+        let perSequence = depth + prompt + max(gen, 1)
+        let capacity = ctxSize > 0 ? max(ctxSize, perSequence) : perSequence
+        let context = try model.makeContext(kvTokens: capacity * parallel)
         var random = SystemRandomNumberGenerator()
-        let vocabulary = llama.vocabularySize
-        func token() -> TokenID { TokenID(Int.random(in: 0..<vocabulary, using: &random)) }
-        func once() throws {
-            cache.reset()
-            if prompt > 0 { _ = try llama.forward((0..<prompt).map { _ in token() }, cache: cache, logits: .last) }
-            for _ in 0..<gen { _ = try llama.forward([token()], cache: cache, logits: .last) }
+        let vocabulary = model.vocabularySize
+        func tokens(_ n: Int) -> [TokenID] { (0 ..< n).map { _ in TokenID(Int.random(in: 0 ..< vocabulary, using: &random)) } }
+        var sequences: [SequenceID] = []
+        func reset() throws {
+            for s in sequences { context.kv.release(s) }
+            sequences = (0 ..< parallel).map { _ in context.kv.createSequence() }
+            if depth > 0 { for s in sequences { _ = try context.forward(tokens(depth), sequence: s, logits: .last) } }
         }
-        // Warm-up as llama-bench: the whole prompt, or a single generated token.
-        cache.reset()
-        if prompt > 0 { try once() } else { _ = try llama.forward([token()], cache: cache, logits: .last) }
-        return try (0..<repetitions).map { _ in
+        func once(gen: Int) throws -> UInt64 {
+            try reset()
             let start = DispatchTime.now().uptimeNanoseconds
-            try once()
+            if prompt > 0 { _ = try context.forward(sequences.map { BatchChunk(sequence: $0, tokens: tokens(prompt)) }) }
+            for _ in 0 ..< gen { _ = try context.forward(sequences.map { BatchChunk(sequence: $0, tokens: tokens(1)) }) }
             return DispatchTime.now().uptimeNanoseconds - start
         }
+        // Warm-up as llama-bench: the whole prompt, or a single generated token.
+        _ = try once(gen: prompt > 0 ? gen : 1)
+        return try (0 ..< repetitions).map { _ in try once(gen: gen) }
     }
 }
 
@@ -162,10 +185,14 @@ struct BenchResult {
     let threads: Int
     let prompt: Int
     let gen: Int
+    /// Tokens in each sequence's cache before the test (llama-bench's n_depth).
+    let depth: Int
+    /// Sequences processed together; tokens/s count the tokens of all of them.
+    let parallel: Int
     let kvType: String
     let samplesNs: [UInt64]
 
-    var samplesTs: [Double] { samplesNs.map { Double(prompt + gen) * 1e9 / Double($0) } }
+    var samplesTs: [Double] { samplesNs.map { Double((prompt + gen) * parallel) * 1e9 / Double($0) } }
     static func mean(_ v: [Double]) -> Double { v.reduce(0, +) / Double(max(v.count, 1)) }
     /// Sample standard deviation (n − 1), as llama-bench.
     static func stddev(_ v: [Double]) -> Double {
@@ -177,7 +204,9 @@ struct BenchResult {
         let s = v.sorted()
         return s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
-    var testName: String { prompt > 0 ? "pp\(prompt)" : "tg\(gen)" }
+    var testName: String {
+        (prompt > 0 ? "pp\(prompt)" : "tg\(gen)") + (depth > 0 ? " @ d\(depth)" : "") + (parallel > 1 ? " ×\(parallel)" : "")
+    }
 
     static let markdownHeader = """
         | model                          |       size |     params | backend    | threads |            test |                  t/s |
@@ -208,7 +237,8 @@ struct BenchResult {
             ("n_threads", String(threads)),
             ("type_k", jsonString(kvType)), ("type_v", jsonString(kvType)),
             ("use_mmap", "true"),
-            ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", "0"),
+            ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", String(depth)),
+            ("n_parallel", String(parallel)),
             ("test_time", jsonString(ISO8601DateFormatter().string(from: Date()))),
             ("avg_ns", String(Int(nsMean))), ("stddev_ns", String(Int(nsStd))),
             ("avg_ts", String(format: "%.6f", BenchResult.mean(ts))),

@@ -21,12 +21,12 @@ struct ModelOptions: ParsableArguments {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
     }
 
-    func load() throws -> TextModel {
+    func load(maxBatch: Int = 512) throws -> TextModel {
         guard FileManager.default.fileExists(atPath: modelPath) else {
             let hint = model == nil ? " (run Weights/fetch to download the default model)" : ""
             throw CommandError("\(modelPath): no such model file\(hint)")
         }
-        return try TextModel(path: modelPath, threads: threads, precision: precision)
+        return try TextModel(path: modelPath, threads: threads, precision: precision, maxBatch: maxBatch)
     }
 }
 
@@ -120,6 +120,13 @@ struct SamplingFlags: ParsableArguments {
     }
 }
 
+/// A context longer than the model was trained for is allowed (as llama.cpp allows it), with a warning.
+func warnBeyondTrainedContext(_ contextSize: Int, _ trained: Int) {
+    if contextSize > trained {
+        StandardError.write("quill: warning: the context of \(contextSize) tokens is longer than the \(trained) the model was trained on\n")
+    }
+}
+
 /// Reports the seed when the output depends on it, so that a run can be repeated with --seed.
 func reportSeed(_ sampling: SamplingOptions) {
     if !sampling.isGreedy { StandardError.write("quill: seed \(sampling.seed)\n") }
@@ -146,7 +153,17 @@ struct Complete: ParsableCommand {
     @Flag(help: "Keep generating after the end-of-sequence token.")
     var ignoreEos = false
 
+    @Option(help: "Beam search with N beams (Hugging Face generate(num_beams=N): length penalty 1, no early stopping); prints the best continuation when done.")
+    var beam: Int?
+
+    @Option(help: "With --beam: K continuations, best first, each 'text<TAB>score' on its own line.")
+    var nBest: Int?
+
     func validate() throws {
+        if let beam { guard (1 ... 64).contains(beam) else { throw ValidationError("--beam must be between 1 and 64") } }
+        if let nBest {
+            guard (1 ... 64).contains(nBest), beam != nil else { throw ValidationError("--n-best needs --beam and must be between 1 and 64") }
+        }
         guard nPredict >= -1 else { throw ValidationError("--n-predict must be -1 or more") }
         guard ctxSize >= 0 else { throw ValidationError("--ctx-size must be 0 or more") }
     }
@@ -160,11 +177,22 @@ struct Complete: ParsableCommand {
             guard !text.isEmpty else { throw CommandError("the prompt on standard input is empty") }
             let loaded = try modelOptions.load()
             let contextSize = ctxSize == 0 ? loaded.model.trainedContextLength : ctxSize
+            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             let prompt = loaded.encodePrompt(text)
             guard prompt.count < contextSize else {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
             }
-            let cache = loaded.model.makeCache(capacity: contextSize)
+            if let beam {
+                let searchStart = clock.now
+                let generated = try CompleteBeamSearch(beams: beam, nBest: nBest ?? 1, printIds: ids).run(
+                    loaded, prompt: prompt, maxNewTokens: nPredict < 0 ? contextSize : nPredict, contextSize: contextSize,
+                    stopAtEndOfSequence: !ignoreEos)
+                StandardError.write(String(format: "\nquill: beam search %d beams | prompt %d tokens | best hypothesis %d tokens in %.2f s | %d threads, %@\n",
+                                           max(beam, nBest ?? 1), prompt.count, generated, seconds(clock.now - searchStart),
+                                           modelOptions.threads, modelOptions.precision.rawValue))
+                return
+            }
+            let cache = try loaded.model.makeCache(capacity: contextSize)
             let loadTime = (clock.now - loadStart).components
             let loadSeconds = Double(loadTime.seconds) + Double(loadTime.attoseconds) * 1e-18
 

@@ -38,8 +38,7 @@ struct PerplexityCommand: ParsableCommand {
         try reportingErrors {
             guard let data = FileManager.default.contents(atPath: file) else { throw CommandError("\(file): cannot read the file") }
             guard let text = String(validating: data, as: UTF8.self) else { throw CommandError("\(file): not valid UTF-8 text") }
-            let loaded = try modelOptions.load()
-            loaded.model.maxBatch = batchSize
+            let loaded = try modelOptions.load(maxBatch: batchSize)
             var tokens = loaded.encodePrompt(text)
             if chunks > 0 { tokens = Array(tokens.prefix(chunks * ctxSize)) }
             guard tokens.count >= ctxSize else {

@@ -125,9 +125,11 @@ struct Translate: ParsableCommand {
     }
 }
 
+/// A duration in seconds.
+func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
 /// `quill: load … | N sentences, s/s | M tokens, tok/s | threads, beams` on stderr.
 func report(load: Duration, run: Duration, sentences: Int, tokens: Int, threads: Int, beams: Int) {
-    func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
     let s = max(seconds(run), 1e-9)
     StandardError.write(String(format: "quill: load %.0f ms | %d sentences, %.1f sent/s | %d tokens generated (best hypotheses), %.1f tok/s | %d threads, %d beams\n",
                                seconds(load) * 1000, sentences, Double(sentences) / s, tokens, Double(tokens) / s, threads, beams))

@@ -85,20 +85,26 @@ final class CountingModel: CausalLanguageModel, @unchecked Sendable {
         #expect(argmax([-5, -2, -9]) == 1)
     }
 
-    @Test func cacheStoresHeadsContiguouslyByPosition() {
+    @Test func cacheStoresEachHeadsPositionsContiguouslyWithinABlock() {
         let cache = KVCache(layers: 2, kvHeads: 2, headDimension: 3, capacity: 4)
         // Two tokens, (tokens, kvHeads, hd): token t head h element i = 100t + 10h + i.
         let k: [Float] = [0, 1, 2, 10, 11, 12, 100, 101, 102, 110, 111, 112]
         let v = k.map { -$0 }
+        try? cache.reserve(2)
         cache.store(layer: 1, newKeys: k, newValues: v, tokens: 2)
         cache.advance(by: 2)
-        let keys = cache.keys(layer: 1), values = cache.values(layer: 1)
-        // Layout (kvHeads, capacity, hd): head 1, position 1 starts at (1·4 + 1)·3.
-        #expect(Array(UnsafeBufferPointer(start: keys + 15, count: 3)) == [110, 111, 112])
-        #expect(Array(UnsafeBufferPointer(start: keys + 3, count: 3)) == [100, 101, 102])
-        #expect(Array(UnsafeBufferPointer(start: values + 12, count: 3)) == [-10, -11, -12])
+        let view = cache.pool.view(layer: 1), block = cache.pool.blocks(of: cache.sequence)[0]
+        let bt = cache.pool.blockTokens
+        let keys = view.keys(block: block, head: 1).assumingMemoryBound(to: Float.self)
+        let values = view.values(block: block, head: 0).assumingMemoryBound(to: Float.self)
+        // Head 1 of the block: (blockTokens, hd); position 1 starts at 3.
+        #expect(Array(UnsafeBufferPointer(start: keys + 3, count: 3)) == [110, 111, 112])
+        #expect(Array(UnsafeBufferPointer(start: keys, count: 3)) == [10, 11, 12])
+        #expect(Array(UnsafeBufferPointer(start: values + 3, count: 3)) == [-100, -101, -102])
+        #expect(view.values(block: block, head: 0) - view.keys(block: block, head: 0) == 2 * bt * 3 * 4)
         #expect(cache.count == 2)
         cache.truncate(to: 1)
         #expect(cache.count == 1)
     }
+
 }

@@ -26,7 +26,7 @@ import Testing
 
     @Test func ropeRotatesAdjacentPairsByPositionTimesFrequency() {
         let headDimension = 8, base: Float = 10_000, position = 3
-        let rope = RotaryEmbedding(headDimension: headDimension, base: base, maxPositions: 8)
+        let rope = RotaryEmbedding(headDimension: headDimension, base: base)
         var g = SeededGenerator(seed: 7)
         let original = [Float].random(count: 2 * headDimension, using: &g)
         var rotated = original
@@ -42,7 +42,7 @@ import Testing
     }
 
     @Test func ropeAtPositionZeroIsTheIdentity() {
-        let rope = RotaryEmbedding(headDimension: 64, base: 100_000, maxPositions: 1)
+        let rope = RotaryEmbedding(headDimension: 64, base: 100_000)
         var g = SeededGenerator(seed: 1)
         let original = [Float].random(count: 64, using: &g)
         var rotated = original

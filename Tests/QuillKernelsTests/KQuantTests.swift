@@ -6,7 +6,7 @@ import Glibc
 import Darwin
 #endif
 
-// Q4_K and Q6_K (llama.cpp's K-quants, 256 values per super-block): hand-built blocks against
+// Q4_K, Q5_K and Q6_K (llama.cpp's K-quants, 256 values per super-block): hand-built blocks against
 // values worked out from ggml-common.h's layout, SIMD against the scalar reference, and the
 // mat-vec / GEMM paths against ReferenceMatVec / ReferenceMatMul.
 
@@ -85,6 +85,39 @@ private func q4KBlock() -> [UInt8] {
     #expect(simdValues(.q4_K, block, count: 256).map(\.bitPattern) == got.map(\.bitPattern))
 }
 
+// MARK: - Q5_K
+
+/// Q4_K's hand block with fifth bits: qh[l] = (37·l + 11) mod 256 (block layout d, dmin, scales,
+/// qh[32], qs[128]); value 32j + l of sub-block j takes bit j of qh[l] as 16.
+private func q5KHigh(_ l: Int) -> UInt8 { UInt8((37 * l + 11) % 256) }
+
+private func q5KBlock() -> [UInt8] {
+    let qs = (0..<128).map { i -> UInt8 in let l = UInt8(i % 16); return l | (15 - l) << 4 }
+    return le16(0x3800) + le16(0x3C00) + q4PackedScales + (0..<32).map(q5KHigh) + qs
+}
+
+@Test func q5KHandBlock() {
+    let block = q5KBlock()
+    #expect(block.count == TensorType.q5_K.bytesPerBlock && TensorType.q5_K.blockSize == 256)
+    let got = referenceValues(.q5_K, block, count: 256)
+    var expected = [Float](repeating: 0, count: 256)
+    for c in 0..<4 {
+        for l in 0..<32 {
+            let h = Int(q5KHigh(l))
+            let low = l % 16 + 16 * ((h >> (2 * c)) & 1), high = 15 - l % 16 + 16 * ((h >> (2 * c + 1)) & 1)
+            expected[64 * c + l] = 0.5 * Float(q4Scales[2 * c] * low) - Float(q4Mins[2 * c])
+            expected[64 * c + 32 + l] = 0.5 * Float(q4Scales[2 * c + 1] * high) - Float(q4Mins[2 * c + 1])
+        }
+    }
+    #expect(got == expected)
+    // By hand: value 0: qh[0] = 11 = 0b1011, bit 0 set: q = 0 + 16, 0.5·1·16 − 0 = 8. Value 33 (sub-block 1,
+    // l = 1): qh[1] = 48, bit 1 clear: q = 14, 0.5·2·14 − 1 = 13. Value 131 (sub-block 4, l = 3):
+    // qh[3] = 122 = 0b0111_1010, bit 4 set: q = 3 + 16 = 19, 0.5·17·19 − 20 = 141.5. Value 229 (sub-block 7,
+    // l = 5, high nibble 10): qh[5] = 196 = 0b1100_0100, bit 7 set: q = 26, 0.5·63·26 − 63 = 756.
+    #expect(got[0] == 8 && got[33] == 13 && got[131] == 141.5 && got[229] == 756)
+    #expect(simdValues(.q5_K, block, count: 256).map(\.bitPattern) == got.map(\.bitPattern))
+}
+
 // MARK: - Q6_K
 
 /// The hand-built Q6_K block's 6-bit values (0…63) and int8 scales (one per 16 values).
@@ -124,15 +157,17 @@ private func q6KBlock() -> [UInt8] {
 }
 
 @Test func kQuantsLoadAsTensorTypes() {
-    #expect(TensorType(rawValue: 12) == .q4_K && TensorType(rawValue: 14) == .q6_K)
-    #expect(TensorType.q4_K.description == "Q4_K" && TensorType.q6_K.description == "Q6_K")
+    #expect(TensorType(rawValue: 12) == .q4_K && TensorType(rawValue: 13) == .q5_K && TensorType(rawValue: 14) == .q6_K)
+    #expect(TensorType.q4_K.description == "Q4_K" && TensorType.q5_K.description == "Q5_K" && TensorType.q6_K.description == "Q6_K")
     #expect(TensorType.q4_K.byteCount(elements: 512) == 288 && TensorType.q6_K.byteCount(elements: 768) == 630)
-    #expect(TensorType.q4_K.byteCount(elements: 576) == nil)
+    // Q5_K: 2 + 2 + 12 + 32 + 128 = 176 bytes per 256 values.
+    #expect(TensorType.q5_K.byteCount(elements: 512) == 352)
+    #expect(TensorType.q4_K.byteCount(elements: 576) == nil && TensorType.q5_K.byteCount(elements: 896) == nil)
 }
 
 // MARK: - Random matrices
 
-let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
+let kQuantTypes: [TensorType] = [.q4_K, .q5_K, .q6_K]
 
 @Test(arguments: kQuantTypes) func kQuantSIMDDequantMatchesReference(type: TensorType) {
     var g = SeededGenerator(seed: 700 + UInt64(type.rawValue))
@@ -147,7 +182,7 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
     #expect(reference.allSatisfy(\.isFinite) && reference.contains { $0 > 0.5 } && reference.contains { $0 < -0.5 })
 }
 
-/// The fused-products and pre-quantised-activation entry points (what LlamaModel's decode step
+/// The fused-products and pre-quantised-activation entry points (what DecoderModel's decode step
 /// calls) agree with the plain f32 call and the reference.
 @Test(arguments: kQuantTypes) func kQuantMatVecSharedActivations(type: TensorType) {
     var g = SeededGenerator(seed: 800 + UInt64(type.rawValue))
@@ -183,6 +218,9 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
     var g = SeededGenerator(seed: 900 + UInt64(type.rawValue))
     let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
     for columns in [256, 512, 1536] {
+        // int8 against the exact product is normalised over all rows of one width (per kernel): the
+        // 5 dot products of a 5-row matrix are too few to measure the activation quantisation error.
+        var int8Pooled: [Bool: (y: [Float], exact: [Float])] = [false: ([], []), true: ([], [])]
         for rows in [5, 37, 130] {
             let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
             defer { w.free() }
@@ -200,11 +238,14 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
                     }
                     let label = "\(type) \(rows)×\(columns) \(precision) portable=\(portable)"
                     #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern), "\(label): threads differ")
-                    let error = normalisedError(outputs[0], expected)
-                    #expect(error <= (precision == .f32 ? 1e-5 : 1e-2), "\(label): \(error)")
-                    if precision == .int8 {
-                        // Against the same int8 activations: f32 rounding only (Q4_K's VNNI kernel
-                        // and the fallbacks alike).
+                    if precision == .f32 {
+                        let error = normalisedError(outputs[0], expected)
+                        #expect(error <= 1e-5, "\(label): \(error)")
+                    } else {
+                        int8Pooled[portable]!.y += outputs[0]
+                        int8Pooled[portable]!.exact += expected
+                        // Against the same int8 activations: f32 rounding only (the VNNI kernels
+                        // and the portable fallback alike).
                         var xq = QuantizedActivations(capacity: columns)
                         xq.quantize(x, count: columns)
                         var twin = [Float](repeating: 0, count: rows)
@@ -214,6 +255,10 @@ let kQuantTypes: [TensorType] = [.q4_K, .q6_K]
                     }
                 }
             }
+        }
+        for (portable, pooled) in int8Pooled {
+            let error = normalisedError(pooled.y, pooled.exact)
+            #expect(error <= 1e-2, "\(type) ×\(columns) int8 portable=\(portable): \(error)")
         }
     }
 }

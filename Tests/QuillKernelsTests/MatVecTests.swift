@@ -22,17 +22,17 @@ struct RandomWeights {
                 let bits = Float.random(in: -1...1, using: &g).bitPattern >> 16
                 p.storeBytes(of: UInt16(bits), toByteOffset: 2 * i, as: UInt16.self)
             }
-        case .q4_0, .q4_1, .q8_0:
+        case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0:
             for b in 0..<rows * columns / 32 {
                 let block = p + b * type.bytesPerBlock
                 block.storeBytes(of: half(0.001...0.05), as: UInt16.self)
                 var payload = 2
-                if type == .q4_1 { block.storeBytes(of: half(-0.2...0.2), toByteOffset: 2, as: UInt16.self); payload = 4 }
+                if type == .q4_1 || type == .q5_1 { block.storeBytes(of: half(-0.2...0.2), toByteOffset: 2, as: UInt16.self); payload = 4 }
                 for j in payload..<type.bytesPerBlock {
                     block.storeBytes(of: UInt8.random(in: 0...255, using: &g), toByteOffset: j, as: UInt8.self)
                 }
             }
-        case .q4_K, .q6_K:
+        case .q4_K, .q5_K, .q6_K:
             // Random bytes everywhere (6-bit scales and mins, nibbles, high bits, int8 scales), then
             // the f16 super-block scales: d·sc·q reaches ~±1.
             for i in 0..<size { p.storeBytes(of: UInt8.random(in: 0...255, using: &g), toByteOffset: i, as: UInt8.self) }
@@ -40,6 +40,9 @@ struct RandomWeights {
                 let block = p + b * type.bytesPerBlock
                 if type == .q4_K {
                     block.storeBytes(of: half(0.0002...0.002), as: UInt16.self)
+                    block.storeBytes(of: half(0.0002...0.02), toByteOffset: 2, as: UInt16.self)
+                } else if type == .q5_K {
+                    block.storeBytes(of: half(0.0001...0.001), as: UInt16.self)
                     block.storeBytes(of: half(0.0002...0.02), toByteOffset: 2, as: UInt16.self)
                 } else {
                     block.storeBytes(of: half(0.0002...0.001), toByteOffset: 208, as: UInt16.self)
@@ -52,7 +55,7 @@ struct RandomWeights {
     func free() { bytes.deallocate() }
 }
 
-let quantisedTypes: [TensorType] = [.q4_0, .q4_1, .q8_0]
+let quantisedTypes: [TensorType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0]
 
 /// Column counts: whole blocks (quantised types, 32 or 256) plus, for float types, ragged tails.
 func testColumns(_ type: TensorType) -> [Int] {
@@ -91,7 +94,7 @@ func testColumns(_ type: TensorType) -> [Int] {
                 allExpected += expected
                 #expect(outputs[0].map(\.bitPattern) == outputs[1].map(\.bitPattern),
                         "\(type) \(rows)×\(columns): 1 and 2 threads differ")
-                if precision == .int8 && type.blockSize == 32 {
+                if precision == .int8 && type.blockSize > 1 {
                     // The exact product with the same quantised activations.
                     var xq = QuantizedActivations(capacity: columns)
                     xq.quantize(x, count: columns)

@@ -1,4 +1,5 @@
 import Foundation
+import QuillKernels
 import QuillModels
 import Testing
 
@@ -244,7 +245,7 @@ func badDimensionCount(nDims: UInt32) {
         fileWithTensorInfos({ $0.tensorInfo("blk.0.attn_q.weight", dims: [256], type: type, offset: 0) }, tensorCount: 1)
     }
     #expect(ggufError(file(10))?.problem == "tensor blk.0.attn_q.weight has unsupported type 10 (Q2_K)")
-    #expect(ggufError(file(13))?.problem == "tensor blk.0.attn_q.weight has unsupported type 13 (Q5_K)")
+    #expect(ggufError(file(11))?.problem == "tensor blk.0.attn_q.weight has unsupported type 11 (Q3_K)")
     #expect(ggufError(file(999))?.problem == "tensor blk.0.attn_q.weight has unsupported type 999 (unknown)")
 }
 
@@ -260,6 +261,36 @@ func badDimensionCount(nDims: UInt32) {
     let smol = fileWithTensorInfos({ $0.tensorInfo("t", dims: [576, 2], type: 12, offset: 0) }, tensorCount: 1,
                                    dataBytes: 1000)
     expectProblem(smol, "tensor t rows of 576 elements are not whole Q4_K blocks of 256")
+    // Qwen2.5's width 896 cannot be Q5_K either (its Q4_K_M file stores those rows as Q5_0).
+    let qwen = fileWithTensorInfos({ $0.tensorInfo("t", dims: [896, 2], type: 13, offset: 0) }, tensorCount: 1,
+                                   dataBytes: 2000)
+    expectProblem(qwen, "tensor t rows of 896 elements are not whole Q5_K blocks of 256")
+}
+
+/// The tensor types of real Q4_K_M files (Q5_0 and Q8_0 at widths 640 / 896, Q4_K, Q5_K, Q6_K, and
+/// Q5_1 from other files) bind as weight matrices of whole-block rows.
+@Test func modelFileQuantTypesLoad() throws {
+    // One Q5_0 block by hand: d = 1 (0x3C00), qh all ones, qs 0x21: values 0–15 are 1 | 16 − 16 = 1,
+    // values 16–31 are 2 | 16 − 16 = 2.
+    let q5Block: [UInt8] = [0x00, 0x3C, 0xFF, 0xFF, 0xFF, 0xFF] + [UInt8](repeating: 0x21, count: 16)
+    var w = GGUFWriter()
+    w.tensors = [
+        .init(name: "gemma", dims: [640, 2], type: 6, data: Array([[UInt8]](repeating: q5Block, count: 40).joined())),
+        .init(name: "qwen", dims: [896, 1], type: 7, data: [UInt8](repeating: 0, count: 28 * 24)),
+        .init(name: "q5k", dims: [512, 3], type: 13, data: [UInt8](repeating: 0, count: 6 * 176)),
+        .init(name: "q6k", dims: [256, 1], type: 14, data: [UInt8](repeating: 0, count: 210)),
+    ]
+    let g = try openGGUF(w.build().bytes)
+    let expected: [(String, TensorType, Int, Int, Int)] = [("gemma", .q5_0, 2, 640, 440), ("qwen", .q5_1, 1, 896, 672),
+                                                           ("q5k", .q5_K, 3, 512, 352), ("q6k", .q6_K, 1, 256, 210)]
+    for (name, type, rows, columns, rowBytes) in expected {
+        let m = try g.weightMatrix(name)
+        #expect(m.type == type && m.rows == rows && m.columns == columns && m.rowBytes == rowBytes, "\(name)")
+    }
+    let gemma = try g.weightMatrix("gemma")
+    var row = [Float](repeating: .nan, count: 640)
+    row.withUnsafeMutableBufferPointer { ReferenceDequantizer.dequantize(.q5_0, gemma.row(1), count: 640, into: $0.baseAddress!) }
+    #expect(row[0] == 1 && row[15] == 1 && row[16] == 2 && row[639] == 2)
 }
 
 @Test func tensorDataPastEndOfFile() {

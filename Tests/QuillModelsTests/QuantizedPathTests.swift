@@ -10,7 +10,7 @@ import Testing
     /// Logits of every position, computed one token at a time so that each goes through the
     /// quantised mat-vec kernels (a batch would take the f32 GEMM path).
     func stepwiseLogits(_ model: TextModel, _ tokens: [Int32]) throws -> [Float] {
-        let cache = model.model.makeCache(capacity: tokens.count)
+        let cache = try model.model.makeCache(capacity: tokens.count)
         var all: [Float] = []
         for token in tokens { all += try model.model.forward([token], cache: cache, logits: .last) }
         return all

@@ -14,7 +14,7 @@ import Testing
             // The prompt text must tokenize to the reference ids too.
             #expect(model.encodePrompt(case_["prompt_text"] as! String) == prompt, "\(case_["name"]!)")
             var produced: [Int32] = []
-            _ = try generate(model: model.model, prompt: prompt, cache: model.model.makeCache(capacity: 256),
+            _ = try generate(model: model.model, prompt: prompt, cache: try model.model.makeCache(capacity: 256),
                              options: GenerationOptions(maxNewTokens: 48)) { produced.append($0); return true }
             #expect(produced == expected, "\(case_["name"]!)")
         }
@@ -26,7 +26,7 @@ import Testing
         let rows = try ReferenceData.jsonLines("logits/\(sequence).jsonl")
         let tokens = rows.map { Int32(($0["token_id"] as! NSNumber).intValue) }
         let vocabulary = model.model.vocabularySize
-        let logits = try model.model.forward(tokens, cache: model.model.makeCache(capacity: 64), logits: .all)
+        let logits = try model.model.forward(tokens, cache: try model.model.makeCache(capacity: 64), logits: .all)
         #expect(logits.count == tokens.count * vocabulary)
         var worst = 0.0
         for (position, row) in rows.enumerated() {

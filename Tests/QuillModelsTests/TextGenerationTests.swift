@@ -75,13 +75,13 @@ import Testing
         var logits: [[UInt32]] = [], tokens: [[TokenID]] = []
         for threads in [1, 2] {
             let model = try RealModel.load(precision: precision, threads: threads)
-            logits.append(try model.model.forward(prompt, cache: model.model.makeCache(capacity: 64), logits: .last).map(\.bitPattern))
+            logits.append(try model.model.forward(prompt, cache: try model.model.makeCache(capacity: 64), logits: .last).map(\.bitPattern))
             var sampling = SamplingOptions()
             sampling.seed = 20_240_601
             var options = TextGenerationOptions(maxNewTokens: 24, sampling: sampling)
             options.stopAtEndOfSequence = false
             var seen: [TokenID] = []
-            _ = try model.generate(prompt: prompt, cache: model.model.makeCache(capacity: 64), options: options) { event in
+            _ = try model.generate(prompt: prompt, cache: try model.model.makeCache(capacity: 64), options: options) { event in
                 if case let .token(id) = event { seen.append(id) }
                 return true
             }

@@ -120,9 +120,9 @@ struct TinyLlama {
 @Suite struct TinyLlamaTests {
     let tokens: [Int32] = [3, 17, 0, 36, 36, 9, 21, 5, 12, 30, 1]
 
-    func load(_ bytes: [UInt8], directory: TempDirectory, threads: Int = 2) throws -> LlamaModel {
+    func load(_ bytes: [UInt8], directory: TempDirectory, threads: Int = 2) throws -> DecoderModel {
         let file = try GGUFFile(path: try directory.write(bytes))
-        return try LlamaModel(gguf: file, threads: threads, precision: .f32, endOfSequenceTokens: [])
+        return try DecoderModel(gguf: file, threads: threads, precision: .f32, endOfSequenceTokens: [])
     }
 
     @Test(arguments: [1, 2])
@@ -133,8 +133,8 @@ struct TinyLlama {
         let expected = tiny.referenceLogits(tokens)
         let v = tiny.vocabulary
 
-        let batched = try model.forward(tokens, cache: model.makeCache(capacity: 16), logits: .all)
-        let cache = model.makeCache(capacity: 16)
+        let batched = try model.forward(tokens, cache: try model.makeCache(capacity: 16), logits: .all)
+        let cache = try model.makeCache(capacity: 16)
         var stepwise: [Float] = []
         // A prompt of 4, then one token at a time: exercises the KV cache and the mat-vec path.
         stepwise += try model.forward(Array(tokens[0 ..< 4]), cache: cache, logits: .all)
@@ -214,7 +214,7 @@ struct TinyLlama {
         let directory = try TempDirectory()
         let path = try directory.write(tiny.gguf(extraMetadata: [("llama.rope.scaling.type", .string("yarn"))]))
         #expect {
-            _ = try LlamaModel(gguf: try GGUFFile(path: path), threads: 1, endOfSequenceTokens: [])
+            _ = try DecoderModel(gguf: try GGUFFile(path: path), threads: 1, endOfSequenceTokens: [])
         } throws: { "\($0)".contains("RoPE scaling 'yarn'") }
     }
 }

@@ -4,6 +4,11 @@
 //
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q4_1 Q8_0 Q4_K F32] [threads...]
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
+//
+// `quants` compares the mat-vec of every quantised type side by side (GB/s of weights read, int8 and
+// f32 paths) at 4096×4096 and at Qwen2.5-0.5B's feed-forward down projection, 896×4864.
 //
 // Shapes are rows × columns of W in y = W·x (GGUF lists them the other way round).
 // "hot" mat-vec figures repeat one matrix (it sits in L2/L3: the kernel's compute speed);
@@ -30,17 +35,30 @@ func time(_ iterations: Int, _ body: () -> Void) -> Double {
 func randomMatrix(_ type: TensorType, rows: Int, columns: Int) -> WeightMatrix {
     let bytes = rows * columns / type.blockSize * type.bytesPerBlock
     let data = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-    for i in 0..<bytes { data.storeBytes(of: UInt8.random(in: 0...255), toByteOffset: i, as: UInt8.self) }
+    // SplitMix64, 8 bytes at a time (UInt8.random asks the system generator once per byte: seconds per matrix).
+    var state = UInt64.random(in: 0...UInt64.max)
+    for i in stride(from: 0, to: bytes, by: 8) {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = (state ^ (state >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        withUnsafeBytes(of: z ^ (z >> 31)) { data.advanced(by: i).copyMemory(from: $0.baseAddress!, byteCount: min(8, bytes - i)) }
+    }
     let blocks = bytes / type.bytesPerBlock
+    // Finite, normal scales (random f16 bits would give NaNs, infinities and subnormal products).
     for b in 0..<blocks {
         let block = data + b * type.bytesPerBlock
         switch type {
-        case .q4_1:
+        case .q4_1, .q5_1:
             block.storeBytes(of: Float16(0.01).bitPattern, as: UInt16.self)
             block.storeBytes(of: Float16(-0.08).bitPattern, toByteOffset: 2, as: UInt16.self)
-        case .q4_0, .q8_0:
+        case .q4_0, .q5_0, .q8_0:
             block.storeBytes(of: Float16(0.01).bitPattern, as: UInt16.self)
-        default:
+        case .q4_K, .q5_K:
+            block.storeBytes(of: Float16(0.001).bitPattern, as: UInt16.self)
+            block.storeBytes(of: Float16(0.002).bitPattern, toByteOffset: 2, as: UInt16.self)
+        case .q6_K:
+            block.storeBytes(of: Float16(0.0005).bitPattern, toByteOffset: 208, as: UInt16.self)
+        case .f32, .f16, .bf16:
             break
         }
     }
@@ -51,6 +69,14 @@ func row(_ cells: [String]) { print("| " + cells.joined(separator: " | ") + " |"
 func f(_ v: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", v) }
 
 let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+if CommandLine.arguments.dropFirst().first == "gguf" {
+    try ggufCheck(paths: Array(CommandLine.arguments.dropFirst(2)))
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "quants" {
+    quantTypeTable(threads: threadCounts.isEmpty ? [1] : threadCounts)
+    exit(0)
+}
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
 if CommandLine.arguments.contains("batched") {
     // Only the batched kernels: `kernel-bench batched [Q4_0 Q8_0 …] [threads...]`.
@@ -138,4 +164,46 @@ for t in threads {
 
 func loadAverage() -> String {
     (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+}
+
+/// Every quantised type's mat-vec in one run: GB/s of weight bytes, int8 and f32 paths, with the
+/// ratio to Q4_0's int8 kernel at the same shape. The types take turns within each of 40 rounds and
+/// each keeps its fastest single call (one call is shorter than a scheduler time slice), so load from
+/// other processes falls on all of them alike and is mostly filtered out. Matrices
+/// are reused call after call, so on a machine with a large L3 this is the kernels' compute speed.
+func quantTypeTable(threads: [Int]) {
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, load \(loadAverage())")
+    print("AVX-512 VNNI kernels: \(MatVec.hasAVX512Kernels)\n")
+    row(["type", "shape", "threads", "MiB", "int8 µs", "int8 GB/s", "f32 µs", "f32 GB/s", "int8 time vs Q4_0 int8"])
+    row(["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"])
+    let types: [TensorType] = [.q4_0, .q8_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+    for t in threads {
+        let pool = ThreadPool(threads: t)
+        for (rows, columns) in [(4096, 4096), (896, 4864)] {
+            let x = (0..<columns).map { _ in Float.random(in: -1...1) }
+            var xq = QuantizedActivations(capacity: columns)
+            xq.quantize(x, count: columns)
+            var y = [Float](repeating: 0, count: rows)
+            let matrices = types.map { randomMatrix($0, rows: rows, columns: columns) }
+            var int8 = [Double](repeating: .infinity, count: types.count), f32 = int8
+            for _ in 0..<40 {
+                for (i, w) in matrices.enumerated() {
+                    func seconds(_ body: () -> Void) -> Double {
+                        body()  // warm: this matrix back in cache after the others
+                        let start = DispatchTime.now().uptimeNanoseconds
+                        body()
+                        return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+                    }
+                    int8[i] = min(int8[i], seconds { MatVec.multiply(w, xq, into: &y, pool: pool) })
+                    f32[i] = min(f32[i], seconds { MatVec.multiply(w, x, into: &y, precision: .f32, pool: pool) })
+                }
+            }
+            for (i, w) in matrices.enumerated() {
+                let bytes = Double(w.rowBytes * rows)
+                row(["\(types[i])", "\(rows)×\(columns)", "\(t)", f(bytes / 1048576, 2), f(int8[i] * 1e6), f(bytes / int8[i] / 1e9),
+                     f(f32[i] * 1e6), f(bytes / f32[i] / 1e9), f(int8[i] / int8[0], 2) + "×"])
+                w.data.deallocate()
+            }
+        }
+    }
 }

@@ -1,0 +1,262 @@
+import Foundation
+import QuillKernels
+
+/// A token id. 32 bits are enough for every vocabulary and halve the memory of long histories.
+public typealias TokenID = Int32
+
+/// Element type of the key/value memory.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    /// 4 bytes per value: exact (the reference path).
+    case f32
+    /// IEEE half precision: half the memory; keys and values rounded to 11 significant bits
+    /// (llama.cpp's default cache type, and Quill's on the quantised path).
+    case f16
+
+    /// Bytes per stored value.
+    public var bytes: Int { self == .f32 ? 4 : 2 }
+}
+
+/// What one model stores per position: `layers × 2 × kvHeads × headDimension` values.
+public struct KVLayout: Sendable, Equatable {
+    public var layers: Int
+    public var kvHeads: Int
+    public var headDimension: Int
+    public var elementType: KVCacheType
+
+    public init(layers: Int, kvHeads: Int, headDimension: Int, elementType: KVCacheType) {
+        self.layers = layers
+        self.kvHeads = kvHeads
+        self.headDimension = headDimension
+        self.elementType = elementType
+    }
+
+    /// Bytes of keys and values per position, over all layers.
+    public var bytesPerToken: Int { layers * 2 * kvHeads * headDimension * elementType.bytes }
+}
+
+/// Identifies one sequence (a prompt and its continuation) in a `KVBlockPool`.
+public struct SequenceID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: Int
+    public var description: String { "sequence \(rawValue)" }
+}
+
+/// Errors of the KV memory, each a one-line message.
+public enum KVCacheError: Error, CustomStringConvertible, Equatable {
+    /// The memory asked for cannot be had on this machine.
+    case insufficientMemory(tokens: Int, bytes: Int, availableBytes: Int)
+    /// The pool's budget is used up by other sequences (or by this one).
+    case outOfBlocks(neededBlocks: Int, freeBlocks: Int, blockTokens: Int)
+    case unknownSequence(SequenceID)
+
+    public var description: String {
+        switch self {
+        case let .insufficientMemory(tokens, bytes, available):
+            return "a KV cache of \(tokens) tokens needs \(formatBytes(bytes)) but only \(formatBytes(available)) of memory is available (lower -c/--ctx-size)"
+        case let .outOfBlocks(needed, free, blockTokens):
+            return "the KV cache is full: \(needed) more blocks of \(blockTokens) tokens are needed, \(free) are free"
+        case let .unknownSequence(id):
+            return "\(id) is not in the KV cache"
+        }
+    }
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    let gib = Double(bytes) / Double(1 << 30)
+    return gib >= 1 ? String(format: "%.1f GiB", gib) : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+}
+
+/// Keys and values of many sequences in fixed-size blocks (vLLM's paged KV memory).
+///
+/// The pool reserves address space for `capacityBlocks` blocks up front and the kernel commits pages
+/// as they are first written, so memory follows the tokens actually stored, bounded by the budget.
+/// Each sequence owns a block table: position p lives in block `table[p / blockTokens]` at offset
+/// `p % blockTokens`. Blocks are reference-counted so that `fork` shares a common prefix between
+/// sequences (beams, `n > 1`, a shared system prompt) and a write into a shared block first copies
+/// it (copy-on-write).
+///
+/// Layout of one block: (layers, 2, kvHeads, blockTokens, headDimension) values, keys before values,
+/// so one attention head reads `blockTokens` consecutive rows.
+///
+/// Not thread-safe: one inference context (one forward pass at a time) owns a pool.
+public final class KVBlockPool: @unchecked Sendable {
+    public let layout: KVLayout
+    /// Positions per block.
+    public let blockTokens: Int
+    /// Blocks the budget allows.
+    public let capacityBlocks: Int
+    /// Bytes of one block over all layers.
+    public let blockBytes: Int
+    /// Bytes of one layer's keys (or values) within a block.
+    public let halfLayerBytes: Int
+
+    private let storage: UnsafeMutableRawPointer
+    private let mappedBytes: Int
+    private var referenceCounts: [Int32]
+    private var freeList: [Int32]
+    private var sequences: [Int: Sequence] = [:]
+    private var nextSequence = 0
+
+    struct Sequence {
+        var blocks: [Int32] = []
+        var length = 0
+    }
+
+    /// A pool able to hold `tokens` positions in total (rounded up to whole blocks).
+    /// Throws `KVCacheError.insufficientMemory` when that much memory is not available on this machine.
+    public init(layout: KVLayout, tokens: Int, blockTokens: Int = 32) throws {
+        precondition(blockTokens > 0 && layout.bytesPerToken > 0)
+        self.layout = layout
+        self.blockTokens = blockTokens
+        halfLayerBytes = layout.kvHeads * blockTokens * layout.headDimension * layout.elementType.bytes
+        blockBytes = 2 * layout.layers * halfLayerBytes
+        let (blocks, overflow) = max(tokens, 1).addingReportingOverflow(blockTokens - 1)
+        capacityBlocks = overflow ? Int.max / blockTokens : blocks / blockTokens
+        let (bytes, tooMany) = capacityBlocks.multipliedReportingOverflow(by: blockBytes)
+        let available = KVBlockPool.availableMemory()
+        guard !tooMany, bytes <= available else {
+            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: tooMany ? Int.max : bytes, availableBytes: available)
+        }
+        // Address space only: MAP_NORESERVE commits pages as they are written.
+        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let address, address != MAP_FAILED else {
+            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: bytes, availableBytes: available)
+        }
+        storage = address
+        mappedBytes = bytes
+        referenceCounts = [Int32](repeating: 0, count: capacityBlocks)
+        freeList = (0 ..< Int32(capacityBlocks)).reversed()
+    }
+
+    deinit { munmap(storage, mappedBytes) }
+
+    /// Memory the kernel reports as available (MemAvailable), less a margin for the weights and
+    /// activations; the physical memory if that cannot be read.
+    static func availableMemory() -> Int {
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kb = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            return kb * 1024 / 10 * 9
+        }
+        return Int(ProcessInfo.processInfo.physicalMemory) / 10 * 9
+    }
+
+    // MARK: Sequences
+
+    /// Blocks no sequence uses.
+    public var freeBlocks: Int { freeList.count }
+    /// Sequences alive.
+    public var sequenceCount: Int { sequences.count }
+
+    /// A new, empty sequence.
+    public func createSequence() -> SequenceID {
+        defer { nextSequence += 1 }
+        sequences[nextSequence] = Sequence()
+        return SequenceID(rawValue: nextSequence)
+    }
+
+    /// A new sequence that shares every position of `parent` (no copy until one of them writes
+    /// into a shared block).
+    public func fork(_ parent: SequenceID) throws -> SequenceID {
+        guard let state = sequences[parent.rawValue] else { throw KVCacheError.unknownSequence(parent) }
+        for block in state.blocks { referenceCounts[Int(block)] += 1 }
+        defer { nextSequence += 1 }
+        sequences[nextSequence] = state
+        return SequenceID(rawValue: nextSequence)
+    }
+
+    /// Frees the blocks of `sequence` that no other sequence shares.
+    public func release(_ sequence: SequenceID) {
+        guard let state = sequences.removeValue(forKey: sequence.rawValue) else { return }
+        for block in state.blocks { unreference(block) }
+    }
+
+    /// Positions stored for `sequence`.
+    public func length(of sequence: SequenceID) -> Int { sequences[sequence.rawValue]?.length ?? 0 }
+
+    /// The block table of `sequence`.
+    public func blocks(of sequence: SequenceID) -> [Int32] { sequences[sequence.rawValue]?.blocks ?? [] }
+
+    /// Makes room for `tokens` more positions after `length(of:)`: allocates the blocks they need and
+    /// gives the sequence its own copy of a shared block it will write into. Throws `outOfBlocks`
+    /// (leaving the sequence as it was) when the pool cannot hold them.
+    public func reserve(_ sequence: SequenceID, appending tokens: Int) throws {
+        guard var state = sequences[sequence.rawValue] else { throw KVCacheError.unknownSequence(sequence) }
+        let needed = (state.length + tokens + blockTokens - 1) / blockTokens - state.blocks.count
+        let partial = state.length % blockTokens != 0
+        let lastShared = partial && referenceCounts[Int(state.blocks[state.blocks.count - 1])] > 1
+        let fresh = max(needed, 0) + (lastShared && tokens > 0 ? 1 : 0)
+        guard fresh <= freeList.count else {
+            throw KVCacheError.outOfBlocks(neededBlocks: fresh, freeBlocks: freeList.count, blockTokens: blockTokens)
+        }
+        if lastShared && tokens > 0 {
+            let shared = state.blocks[state.blocks.count - 1]
+            let copy = allocateBlock()
+            (storage + Int(copy) * blockBytes).copyMemory(from: storage + Int(shared) * blockBytes, byteCount: blockBytes)
+            unreference(shared)
+            state.blocks[state.blocks.count - 1] = copy
+        }
+        for _ in 0 ..< max(needed, 0) { state.blocks.append(allocateBlock()) }
+        sequences[sequence.rawValue] = state
+    }
+
+    /// Marks `tokens` reserved positions as filled, after every layer has stored them.
+    public func commit(_ sequence: SequenceID, appending tokens: Int) {
+        guard var state = sequences[sequence.rawValue] else { return }
+        precondition(state.length + tokens <= state.blocks.count * blockTokens, "commit beyond reserved blocks")
+        state.length += tokens
+        sequences[sequence.rawValue] = state
+    }
+
+    /// Forgets the positions of `sequence` from `length` on, freeing blocks it no longer needs.
+    public func truncate(_ sequence: SequenceID, to length: Int) {
+        guard var state = sequences[sequence.rawValue] else { return }
+        precondition(length >= 0 && length <= state.length, "truncate beyond the sequence")
+        let keep = (length + blockTokens - 1) / blockTokens
+        while state.blocks.count > keep { unreference(state.blocks.removeLast()) }
+        state.length = length
+        sequences[sequence.rawValue] = state
+    }
+
+    private func allocateBlock() -> Int32 {
+        let block = freeList.removeLast()
+        referenceCounts[Int(block)] = 1
+        return block
+    }
+
+    private func unreference(_ block: Int32) {
+        referenceCounts[Int(block)] -= 1
+        if referenceCounts[Int(block)] == 0 { freeList.append(block) }
+    }
+
+    // MARK: Storage
+
+    /// The keys and values of one layer, as the attention kernels read them.
+    public func view(layer: Int) -> PagedKVView {
+        PagedKVView(base: storage + 2 * layer * halfLayerBytes, blockBytes: blockBytes, valueOffset: halfLayerBytes,
+                    blockTokens: blockTokens, kvHeads: layout.kvHeads, headDimension: layout.headDimension,
+                    half: layout.elementType == .f16)
+    }
+
+    /// Writes keys and values of `tokens` new positions of `sequence`, from `length(of:)` on, into
+    /// `layer` (rounding them to half precision in an `.f16` pool). Call `reserve` first.
+    /// - Parameters:
+    ///   - keys: (tokens, kvHeads, headDimension)
+    ///   - values: (tokens, kvHeads, headDimension)
+    public func store(_ sequence: SequenceID, layer: Int, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                      tokens: Int) {
+        guard let state = sequences[sequence.rawValue] else { return }
+        let view = view(layer: layer)
+        let hd = layout.headDimension, rowWidth = layout.kvHeads * hd
+        for t in 0 ..< tokens {
+            let position = state.length + t
+            let block = state.blocks[position / blockTokens], offset = position % blockTokens
+            for h in 0 ..< layout.kvHeads {
+                let source = t * rowWidth + h * hd
+                let k = view.keys(block: block, head: h) + offset * hd * layout.elementType.bytes
+                let v = view.values(block: block, head: h) + offset * hd * layout.elementType.bytes
+                view.store(keys + source, into: k, count: hd)
+                view.store(values + source, into: v, count: hd)
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+
+/// Where one layer's keys and values live in a paged KV pool: block `b`, KV head `g` holds
+/// `blockTokens` consecutive positions of `headDimension` values (f32, or IEEE half bits).
+public struct PagedKVView: @unchecked Sendable {
+    /// Keys of block 0, head 0 of this layer.
+    public let base: UnsafeMutableRawPointer
+    /// Bytes between blocks.
+    public let blockBytes: Int
+    /// Bytes from a block's keys to its values.
+    public let valueOffset: Int
+    public let blockTokens: Int
+    public let kvHeads: Int
+    public let headDimension: Int
+    /// Values are IEEE half bits rather than f32.
+    public let half: Bool
+
+    public init(base: UnsafeMutableRawPointer, blockBytes: Int, valueOffset: Int, blockTokens: Int, kvHeads: Int,
+                headDimension: Int, half: Bool) {
+        self.base = base
+        self.blockBytes = blockBytes
+        self.valueOffset = valueOffset
+        self.blockTokens = blockTokens
+        self.kvHeads = kvHeads
+        self.headDimension = headDimension
+        self.half = half
+    }
+
+    var elementBytes: Int { half ? 2 : 4 }
+
+    /// Keys of KV head `head` in `block`: (blockTokens, headDimension).
+    @inline(__always) public func keys(block: Int32, head: Int) -> UnsafeMutableRawPointer {
+        base + Int(block) * blockBytes + head * blockTokens * headDimension * elementBytes
+    }
+
+    /// Values of KV head `head` in `block`: (blockTokens, headDimension).
+    @inline(__always) public func values(block: Int32, head: Int) -> UnsafeMutableRawPointer {
+        keys(block: block, head: head) + valueOffset
+    }
+
+    /// Stores `count` f32 values at `destination` in this view's element type.
+    @inline(__always) public func store(_ source: UnsafePointer<Float>, into destination: UnsafeMutableRawPointer, count: Int) {
+        if half {
+            narrowToHalves(source, into: destination.assumingMemoryBound(to: UInt16.self), count: count)
+        } else {
+            destination.assumingMemoryBound(to: Float.self).update(from: source, count: count)
+        }
+    }
+
+    /// Copies (widening halves) positions `range` of KV head `head` into `keys` and `values`,
+    /// each (range.count, headDimension) f32.
+    func gather(head: Int, blocks: UnsafePointer<Int32>, range: Range<Int>,
+                keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        let hd = headDimension
+        var p = range.lowerBound
+        while p < range.upperBound {
+            let block = blocks[p / blockTokens], offset = p % blockTokens
+            let n = min(blockTokens - offset, range.upperBound - p)
+            let row = (p - range.lowerBound) * hd
+            copyRows(self.keys(block: block, head: head) + offset * hd * elementBytes, into: keys + row, count: n * hd)
+            copyRows(self.values(block: block, head: head) + offset * hd * elementBytes, into: values + row, count: n * hd)
+            p += n
+        }
+    }
+
+    @inline(__always) func copyRows(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<Float>, count: Int) {
+        if half {
+            widenHalves(source.assumingMemoryBound(to: UInt16.self), into: destination, count: count)
+        } else {
+            destination.update(from: source.assumingMemoryBound(to: Float.self), count: count)
+        }
+    }
+}
+
+/// One sequence's rows in a batched attention call.
+public struct AttentionSequence: @unchecked Sendable {
+    /// Row (token index in the batch) of the sequence's first new query.
+    public var firstRow: Int
+    /// New tokens of the sequence in this batch (rows `firstRow ..< firstRow + tokens`).
+    public var tokens: Int
+    /// Position of its first new token; token t attends to positions up to `firstPosition + t`.
+    public var firstPosition: Int
+    /// Its block table (`(firstPosition + tokens) / blockTokens` rounded up entries at least).
+    public var blocks: UnsafePointer<Int32>
+
+    public init(firstRow: Int, tokens: Int, firstPosition: Int, blocks: UnsafePointer<Int32>) {
+        self.firstRow = firstRow
+        self.tokens = tokens
+        self.firstPosition = firstPosition
+        self.blocks = blocks
+    }
+}
+
+extension Attention {
+    /// Causal attention of the new tokens of several sequences against their paged histories
+    /// (which already hold the new tokens' keys and values), in one parallel region.
+    ///
+    /// A sequence's result depends only on its own queries and history, never on the other
+    /// sequences of the batch or the thread count (batch invariance): decoding tokens run the fused
+    /// per-head loop over their blocks; prompt chunks gather their history and run the GEMM form.
+    ///
+    /// - Parameters:
+    ///   - queries: (rows, heads, headDimension), rotated
+    ///   - output: (rows, heads, headDimension)
+    ///   - window: when set, token at position p attends to positions `p − window + 1 ... p` only
+    ///     (sliding-window layers); nil = the whole history.
+    public static func paged(queries: UnsafePointer<Float>, kv: PagedKVView, sequences: [AttentionSequence],
+                             output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?,
+                             pool: ThreadPool) {
+        let heads = shape.heads, group = heads / shape.kvHeads
+        let blas = MatMul.disableBLAS ? nil : BLAS.library
+        // Work items: per decoding token and KV head (its group of query heads shares the widened
+        // blocks; a group is split when there are too few items to keep every thread busy — each
+        // head's arithmetic is the same either way), per prompt block of `blockRows` tokens and query head.
+        let decodeItems = sequences.reduce(0) { $0 + ($1.tokens > 1 && blas != nil ? 0 : $1.tokens * shape.kvHeads) }
+        let parts = decodeItems == 0 ? 1 : min(group, max(1, 4 * pool.threadCount / decodeItems))
+        let partHeads = (group + parts - 1) / parts
+        var items: [(sequence: Int, first: Int, count: Int, head: Int)] = []
+        for (s, sequence) in sequences.enumerated() {
+            if sequence.tokens > 1, blas != nil {
+                let blocks = (sequence.tokens + blockRows - 1) / blockRows
+                for i in 0 ..< blocks {
+                    // Later blocks see more keys: 0, n−1, 1, n−2, … balances contiguous shares.
+                    let b = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2
+                    for h in 0 ..< heads {
+                        items.append((s, b * blockRows, min(blockRows, sequence.tokens - b * blockRows), h))
+                    }
+                }
+            } else {
+                for t in 0 ..< sequence.tokens {
+                    for g in 0 ..< shape.kvHeads {
+                        for j in stride(from: 0, to: group, by: partHeads) {
+                            items.append((s, t, min(partHeads, group - j), g * group + j))
+                        }
+                    }
+                }
+            }
+        }
+        items.withUnsafeBufferPointer { work in
+            pool.parallelFor(work.count) { index in
+                let item = work[index], sequence = sequences[item.sequence]
+                if sequence.tokens > 1, let blas {
+                    pagedBlock(blas, queries: queries, kv: kv, sequence: sequence, firstToken: item.first,
+                               rows: item.count, head: item.head, output: output, shape: shape, window: window)
+                } else {
+                    pagedGroup(queries: queries, kv: kv, sequence: sequence, token: item.first,
+                               heads: item.head ..< item.head + item.count, output: output, shape: shape, window: window)
+                }
+            }
+        }
+    }
+
+    /// First position token at `position` attends to.
+    @inline(__always) static func windowStart(_ position: Int, _ window: Int?) -> Int {
+        guard let window else { return 0 }
+        return max(0, position - window + 1)
+    }
+
+    /// One token, some query heads of one KV head: scores block by block, softmax, then the weighted
+    /// sum of values accumulated over the blocks.
+    static func pagedGroup(queries: UnsafePointer<Float>, kv: PagedKVView, sequence: AttentionSequence, token t: Int,
+                           heads: Range<Int>, output: UnsafeMutablePointer<Float>, shape: AttentionShape,
+                           window: Int?) {
+        let hd = shape.headDimension, bt = kv.blockTokens, g = heads.lowerBound / (shape.heads / shape.kvHeads)
+        let position = sequence.firstPosition + t
+        let start = windowStart(position, window), length = position + 1 - start
+        let row = (sequence.firstRow + t) * shape.heads
+        let count = heads.count
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: count * (length + 1) + 2 * bt * hd) { buffer in
+            // Scores, then softmax weights: (count, length); then each head's 1 / Σ exp.
+            let weights = buffer.baseAddress!, inverses = weights + count * length, widened = inverses + count
+            var p = start
+            while p < position + 1 {
+                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
+                let keys = rows(kv.keys(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                for j in 0 ..< count {
+                    let q = queries + (row + heads.lowerBound + j) * hd
+                    scores(q, keys, count: n, width: hd, scale: shape.scale, into: weights + j * length + (p - start))
+                }
+                p += n
+            }
+            for j in 0 ..< count {
+                inverses[j] = 1 / exponentiateShifted(weights + j * length, count: length)
+                (output + (row + heads.lowerBound + j) * hd).update(repeating: 0, count: hd)
+            }
+            p = start
+            while p < position + 1 {
+                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
+                let values = rows(kv.values(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                for j in 0 ..< count {
+                    accumulateWeightedSum(weights + j * length + (p - start), values, count: n, width: hd,
+                                          into: output + (row + heads.lowerBound + j) * hd)
+                }
+                p += n
+            }
+            for j in 0 ..< count { scale(output + (row + heads.lowerBound + j) * hd, by: inverses[j], count: hd) }
+        }
+    }
+
+    /// f32 rows `offset ..< offset + count` of a block's head (widened into `scratch` when half).
+    @inline(__always)
+    static func rows(_ head: UnsafeMutableRawPointer, offset: Int, count: Int, kv: PagedKVView,
+                     scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        let hd = kv.headDimension
+        if !kv.half { return UnsafePointer(head.assumingMemoryBound(to: Float.self) + offset * hd) }
+        widenHalves(head.assumingMemoryBound(to: UInt16.self) + offset * hd, into: scratch, count: count * hd)
+        return UnsafePointer(scratch)
+    }
+
+    /// `out += Σ_p weights[p] · rows[p]`, columns accumulated in registers over the rows.
+    @inline(__always)
+    static func accumulateWeightedSum(_ weights: UnsafePointer<Float>, _ rows: UnsafePointer<Float>, count: Int,
+                                      width: Int, into out: UnsafeMutablePointer<Float>) {
+        let raw = UnsafeRawPointer(rows), ro = UnsafeMutableRawPointer(out)
+        var c = 0
+        while c + 64 <= width {
+            var a0 = ro.loadUnaligned(fromByteOffset: 4 * c, as: SIMD16<Float>.self)
+            var a1 = ro.loadUnaligned(fromByteOffset: 4 * c + 64, as: SIMD16<Float>.self)
+            var a2 = ro.loadUnaligned(fromByteOffset: 4 * c + 128, as: SIMD16<Float>.self)
+            var a3 = ro.loadUnaligned(fromByteOffset: 4 * c + 192, as: SIMD16<Float>.self)
+            for p in 0 ..< count {
+                let w = SIMD16<Float>(repeating: weights[p]), o = 4 * (p * width + c)
+                a0.addProduct(w, raw.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+                a1.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 64, as: SIMD16<Float>.self))
+                a2.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 128, as: SIMD16<Float>.self))
+                a3.addProduct(w, raw.loadUnaligned(fromByteOffset: o + 192, as: SIMD16<Float>.self))
+            }
+            ro.storeBytes(of: a0, toByteOffset: 4 * c, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a1, toByteOffset: 4 * c + 64, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a2, toByteOffset: 4 * c + 128, as: SIMD16<Float>.self)
+            ro.storeBytes(of: a3, toByteOffset: 4 * c + 192, as: SIMD16<Float>.self)
+            c += 64
+        }
+        while c + 16 <= width {
+            var a = ro.loadUnaligned(fromByteOffset: 4 * c, as: SIMD16<Float>.self)
+            for p in 0 ..< count {
+                a.addProduct(SIMD16(repeating: weights[p]),
+                             raw.loadUnaligned(fromByteOffset: 4 * (p * width + c), as: SIMD16<Float>.self))
+            }
+            ro.storeBytes(of: a, toByteOffset: 4 * c, as: SIMD16<Float>.self)
+            c += 16
+        }
+        while c < width {
+            var a = out[c]
+            for p in 0 ..< count { a += weights[p] * rows[p * width + c] }
+            out[c] = a
+            c += 1
+        }
+    }
+
+    /// One query head, `rows` prompt tokens from `firstToken` of a sequence: its history gathered to
+    /// f32, then scores = Q·Kᵀ, a masked softmax per row and P·V as two sgemm calls.
+    static func pagedBlock(_ blas: BLAS.Library, queries: UnsafePointer<Float>, kv: PagedKVView,
+                           sequence: AttentionSequence, firstToken t0: Int, rows: Int, head h: Int,
+                           output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?) {
+        let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
+        let firstQuery = sequence.firstPosition + t0, lastQuery = firstQuery + rows - 1
+        let lo = windowStart(firstQuery, window), length = lastQuery + 1 - lo
+        let rowStride = Int32(heads * hd)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * length * hd + rows * length) { buffer in
+            let keys = buffer.baseAddress!, values = keys + length * hd, s = values + length * hd
+            kv.gather(head: h / group, blocks: sequence.blocks, range: lo ..< lastQuery + 1, keys: keys, values: values)
+            let firstRow = sequence.firstRow + t0
+            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(rows), Int32(length), Int32(hd),
+                       shape.scale, queries + (firstRow * heads + h) * hd, rowStride, keys, Int32(hd),
+                       0, s, Int32(length))
+            for r in 0 ..< rows {
+                let row = s + r * length, position = firstQuery + r
+                let from = windowStart(position, window) - lo, to = position + 1 - lo
+                (row).update(repeating: 0, count: from)
+                let total = exponentiateShifted(row + from, count: to - from)
+                scale(row + from, by: 1 / total, count: to - from)
+                (row + to).update(repeating: 0, count: length - to)
+            }
+            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(rows), Int32(hd), Int32(length),
+                       1, s, Int32(length), values, Int32(hd), 0, output + (firstRow * heads + h) * hd, rowStride)
+        }
+    }
+}
+
+/// Narrows `count` f32 values to IEEE half bits (round to nearest even).
+@inline(__always)
+func narrowToHalves(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<UInt16>, count: Int) {
+    for i in 0 ..< count {
+        #if arch(arm64) || (arch(x86_64) && !os(macOS))
+        destination[i] = Float16(source[i]).bitPattern
+        #else
+        destination[i] = floatToHalf(source[i])
+        #endif
+    }
+}
