@@ -14,8 +14,8 @@ extension MatVec {
     public static func hasBatchedInt8Kernel(_ type: TensorType) -> Bool {
         switch type {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return true
-        case .q4_K: return hasAVX512Kernels && !usePortableKernels
-        case .f32, .f16, .bf16, .q5_K, .q6_K: return false
+        case .q4_K, .q5_K: return hasAVX512Kernels && !usePortableKernels
+        case .f32, .f16, .bf16, .q6_K: return false
         }
     }
 

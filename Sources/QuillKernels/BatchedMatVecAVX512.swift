@@ -22,11 +22,12 @@ import _Builtin_intrinsics.intel
 // group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
 // ymm accumulators for 2 weight rows × 8 activation rows.
 //
-// Adding a weight type: a 32-block type (Q5_0, Q5_1) conforms to `AVX512Int8Kernel` (its `unpack`
-// gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
-// −16·Σ for Q5_0), a K-quant with 8 sub-blocks of 32 (Q5_K) to `KQuantBatchKernel`; then a case in
+// Adding a weight type: a 32-block type conforms to `AVX512Int8Kernel` (its `unpack` gives the block
+// as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g. −16·Σ for Q5_0),
+// a K-quant with 8 sub-blocks of 32 to `KQuantBatchKernel` (as Q4_K and Q5_K do); then a case in
 // `BatchedAVX512MatVec.multiplyInt8` and in `MatVec.hasBatchedInt8Kernel`. Q6_K's scales cover 16
-// values, so it needs its own pass (it takes the f32 path today, in both the one-row and batched calls).
+// values and its int8 step reads a per-kernel activation table, so it needs its own pass; until
+// then a batch runs Q6_K's one-row int8 call per row (bitwise the same, without the weight reuse).
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
 /// (Q4_K; Q5_K has the same shape), for the batched int8 kernel. The values must be those the
@@ -82,6 +83,7 @@ enum BatchedAVX512MatVec {
         case .q5_1: int8Batch(Q51Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
+        case .q5_K: kquantBatch(Q5KInt8.self, w, x, xq.rows, y, ldy, rows)
         default: preconditionFailure("no batched int8 kernel for \(w.type)")
         }
     }
@@ -406,6 +408,22 @@ extension Q4KInt8: KQuantBatchKernel {
         func low(_ c: Int) -> __m256i { _mm256_and_si256(w.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self), mask) }
         func high(_ c: Int) -> __m256i {
             _mm256_and_si256(_mm256_srli_epi16(w.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self), 4), mask)
+        }
+        return (low(0), high(0), low(1), high(1), low(2), high(2), low(3), high(3))
+    }
+}
+extension Q5KInt8: KQuantBatchKernel {
+    /// Q4_K's scale layout; the values are Q4_K's nibbles plus the fifth bit from `qh` (`Q5KInt8.step`).
+    @inline(__always) static func scales(_ w: UnsafeRawPointer) -> __m512 { Q4KWeights.scales(w) }
+    @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> Int8x8 {
+        let mask = _mm256_set1_epi8(0x0F), qh = w.loadUnaligned(fromByteOffset: 16, as: __m256i.self)
+        func low(_ c: Int) -> __m256i {
+            addFifthBit256(_mm256_and_si256(w.loadUnaligned(fromByteOffset: 48 + 32 * c, as: __m256i.self), mask), qh,
+                           _mm256_set1_epi8(Int8(truncatingIfNeeded: 1 << (2 * c))))
+        }
+        func high(_ c: Int) -> __m256i {
+            addFifthBit256(_mm256_and_si256(_mm256_srli_epi16(w.loadUnaligned(fromByteOffset: 48 + 32 * c, as: __m256i.self), 4), mask),
+                           qh, _mm256_set1_epi8(Int8(truncatingIfNeeded: 2 << (2 * c))))
         }
         return (low(0), high(0), low(1), high(1), low(2), high(2), low(3), high(3))
     }
