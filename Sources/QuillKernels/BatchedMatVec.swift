@@ -37,6 +37,13 @@ extension MatVec {
             total += w.rows
         }
         guard xq.rows > 0, total > 0 else { return }
+        if xq.rows == 1 {
+            // One row: the one-row calls themselves (the same bits, without the batch's tiling).
+            var single = QuantizedActivations(capacity: xq.columns)
+            single.copy(xq.row(0), count: xq.columns)
+            multiply(products, single, pool: pool)
+            return
+        }
         let batched = products.filter { hasBatchedInt8Kernel($0.matrix.type) }
         let others = products.filter { !hasBatchedInt8Kernel($0.matrix.type) }
         if !others.isEmpty {
@@ -83,11 +90,6 @@ extension MatVec {
     /// Batched int8 kernels for one range of weight rows (on the current thread).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
-        if xq.rows == 1 && w.type.blockSize == 32 {
-            // One row: the one-row kernels themselves, without the batch's tiling.
-            multiplyInt8(w, xq.row(0), into: y, rows: rows, portable: portable)
-            return
-        }
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
             BatchedAVX512MatVec.multiplyInt8(w, xq, into: y, ldy: w.rows, rows: rows)
