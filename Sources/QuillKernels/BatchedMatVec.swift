@@ -9,13 +9,17 @@
 /// tokens never depend on what else is in the batch. The portable kernels keep the same promise
 /// against the portable one-row kernels.
 extension MatVec {
-    /// Whether `type` has an int8 kernel that reads each weight block once for a whole batch. Other
-    /// types run the one-row call once per row (same results, each row reading the weights).
+    /// Whether the batched products run int8 kernels for `type` (as the one-row call does), each
+    /// weight read from memory once per batch: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 always, the K-quants
+    /// with the AVX-512 kernels. Other types (and K-quants on the portable kernels) take the f32 path
+    /// on the dequantised activations, again as the one-row call does. (With AVX-512, all but Q6_K
+    /// unpack each weight block once per group of rows; Q6_K and the portable kernels run the
+    /// one-row kernel per activation row over L1-sized weight tiles.)
     public static func hasBatchedInt8Kernel(_ type: TensorType) -> Bool {
         switch type {
         case .q4_0, .q4_1, .q5_0, .q5_1, .q8_0: return true
-        case .q4_K, .q5_K: return hasAVX512Kernels && !usePortableKernels
-        case .f32, .f16, .bf16, .q6_K: return false
+        case .q4_K, .q5_K, .q6_K: return hasAVX512Kernels && !usePortableKernels
+        case .f32, .f16, .bf16: return false
         }
     }
 
@@ -37,22 +41,16 @@ extension MatVec {
             total += w.rows
         }
         guard xq.rows > 0, total > 0 else { return }
-        if xq.rows == 1 {
-            // One row: the one-row calls themselves (the same bits, without the batch's tiling).
-            var single = QuantizedActivations(capacity: xq.columns)
-            single.copy(xq.row(0), count: xq.columns)
-            multiply(products, single, pool: pool)
-            return
-        }
         let batched = products.filter { hasBatchedInt8Kernel($0.matrix.type) }
         let others = products.filter { !hasBatchedInt8Kernel($0.matrix.type) }
         if !others.isEmpty {
-            // Each row through the one-row call, which is then bitwise what the row gets alone.
-            var single = QuantizedActivations(capacity: xq.columns)
+            // As the one-row call: the f32 kernel on the dequantised activations.
+            let x = UnsafeMutablePointer<Float>.allocate(capacity: max(1, xq.rows * xq.columns))
+            defer { x.deallocate() }
             for i in 0..<xq.rows {
-                single.copy(xq.row(i), count: xq.columns)
-                for (w, y) in others { multiply(w, single, into: y + i * w.rows, pool: pool) }
+                for c in 0..<xq.columns { x[i * xq.columns + c] = xq.dequantized(row: i, column: c) }
             }
+            for (w, y) in others { multiply(w, UnsafePointer(x), rows: xq.rows, into: y, precision: .f32, pool: pool) }
         }
         guard !batched.isEmpty else { return }
         let portable = usePortableKernels
@@ -90,6 +88,16 @@ extension MatVec {
     /// Batched int8 kernels for one range of weight rows (on the current thread).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
+        if xq.rows == 1 {
+            // One row: the one-row kernels themselves, without the batch's tiling.
+            // (K-quants reach here only with the AVX-512 kernels, see `hasBatchedInt8Kernel`.)
+            if KQuants.isKQuant(w.type) {
+                multiplyInt8KQuant(w, xq.row(0), into: y, rows: rows)
+            } else {
+                multiplyInt8(w, xq.row(0), into: y, rows: rows, portable: portable)
+            }
+            return
+        }
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
             BatchedAVX512MatVec.multiplyInt8(w, xq, into: y, ldy: w.rows, rows: rows)

@@ -22,19 +22,17 @@ import _Builtin_intrinsics.intel
 // group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
 // ymm accumulators for 2 weight rows × 8 activation rows.
 //
-// Adding a weight type: a 32-block type conforms to `AVX512Int8Kernel` (its `unpack` gives the block
-// as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g. −16·Σ for Q5_0),
-// a K-quant with 8 sub-blocks of 32 to `KQuantBatchKernel` (as Q4_K and Q5_K do); then a case in
-// `BatchedAVX512MatVec.multiplyInt8` and in `MatVec.hasBatchedInt8Kernel`. Q6_K's scales cover 16
-// values and its int8 step reads a per-kernel activation table, so it needs its own pass; until
-// then a batch runs Q6_K's one-row int8 call per row (bitwise the same, without the weight reuse).
+// Types: the 32-block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) conform to `AVX512Int8Kernel` (`unpack`
+// gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
+// −16·Σ for Q5_0); the K-quants with 8 sub-blocks of 32 (Q4_K, Q5_K) to `BatchedKQuantKernel`.
+// Q6_K's scales cover 16 values and its min term needs per-16 activation sums, so it has no pass
+// here: its batched product runs the one-row int8 kernel per activation row over L1-sized tiles
+// (`q6KRowwise`), each weight still read from memory once per batch.
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
-/// (Q4_K; Q5_K has the same shape), for the batched int8 kernel. The values must be those the
-/// one-row step (`KQuantInt8Kernel.step`) computes, so that the batched rows stay bitwise equal.
-protocol KQuantBatchKernel {
-    /// Bytes per super-block.
-    static var stride: Int { get }
+/// (Q4_K, Q5_K), for the batched int8 kernel; its one-row kernel (`KQuantInt8Kernel`) runs groups
+/// of one activation row.
+protocol BatchedKQuantKernel: KQuantInt8Kernel {
     /// Lanes 0–7: `d·sc_j`; lanes 8–15: `dmin·m_j` (the min is subtracted).
     static func scales(_ w: UnsafeRawPointer) -> __m512
     /// The weights of sub-block `j` as unsigned bytes, sub-blocks in order.
@@ -72,7 +70,8 @@ struct BatchOperand {
 }
 
 enum BatchedAVX512MatVec {
-    /// `y[g·ldy + r] = W[r]·x_g` for all batch rows g and weight rows `rows` (32-blocks and Q4_K).
+    /// `y[g·ldy + r] = W[r]·x_g` for all batch rows g and weight rows `rows`: batched kernels for the
+    /// 32-block types, Q4_K and Q5_K; Q6_K runs its one-row kernel per activation row over tiles.
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              ldy: Int, rows: Range<Int>) {
         let x = BatchOperand(xq)
@@ -84,7 +83,30 @@ enum BatchedAVX512MatVec {
         case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
         case .q5_K: kquantBatch(Q5KInt8.self, w, x, xq.rows, y, ldy, rows)
-        default: preconditionFailure("no batched int8 kernel for \(w.type)")
+        case .q6_K: q6KRowwise(w, xq, y, ldy, rows)
+        case .f32, .f16, .bf16: preconditionFailure("no int8 kernel for \(w.type)")
+        }
+    }
+
+    /// Q6_K: the one-row int8 kernel (`KQuantMatVec.int8Rows` with `Q6KInt8`) for each activation
+    /// row over L1-sized tiles of weight rows (`forEachRowwiseTile`), so every weight is read from memory once per batch
+    /// and every row gets bitwise its one-row result. The per-row activation tables (the one-row
+    /// call computes the same table) are built once for the whole range.
+    static func q6KRowwise(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, _ y: UnsafeMutablePointer<Float>,
+                           _ ldy: Int, _ rows: Range<Int>) {
+        let tableSize = max(1, w.columns / 8)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: tableSize * max(1, xq.rows)) { buffer in
+            let tables = buffer.baseAddress!
+            for g in 0..<xq.rows {
+                Q6KInt8.activationTable(xq.row(g), columns: w.columns, into: tables + g * tableSize)
+            }
+            forEachRowwiseTile(w, rows) { tile in
+                prefetchNextTile(w, after: tile, within: rows)
+                for g in 0..<xq.rows {
+                    KQuantMatVec.int8Rows(Q6KInt8.self, w, xq.row(g), UnsafeRawPointer(tables + g * tableSize),
+                                          y + g * ldy, tile)
+                }
+            }
         }
     }
 
@@ -101,7 +123,7 @@ enum BatchedAVX512MatVec {
         case .q5_1: f32Batch(Q51Weights.self, w, x, count, y, ldy, rows)
         case .q8_0: f32Batch(Q80Weights.self, w, x, count, y, ldy, rows)
         case .q4_K, .q5_K, .q6_K:
-            forEachTile(w, rows) { tile in
+            forEachRowwiseTile(w, rows) { tile in
                 for g in 0..<count { KQuantMatVec.multiplyF32(w, x + g * w.columns, into: y + g * ldy, rows: tile) }
             }
         }
@@ -109,6 +131,20 @@ enum BatchedAVX512MatVec {
 
     @inline(__always) static func forEachTile(_ w: WeightMatrix, _ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
         MatVec.forEachBatchTile(w, rows, body)
+    }
+
+    /// Tiles for running a one-row kernel per activation row: a multiple of its 4-row pass and
+    /// about 32 KB, so the tile stays in L1 across the rows while each pass still shares its
+    /// activation loads among 4 weight rows (`forEachTile`'s ~12 KB gave 2-row tiles at Qwen's
+    /// 4864-wide Q6_K rows, where the per-row path ran at ~0.6× the separate one-row calls).
+    @inline(__always) static func forEachRowwiseTile(_ w: WeightMatrix, _ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
+        let tileRows = max(4, min(64, (32 << 10) / max(1, w.rowBytes)) & ~3)
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let tile = r0..<min(r0 + tileRows, rows.upperBound)
+            body(tile)
+            r0 = tile.upperBound
+        }
     }
 
     /// Requests the tile after `tile` while this one is computed: the batch spends long enough on
@@ -223,7 +259,7 @@ enum BatchedAVX512MatVec {
 
     // MARK: K-quants (8 sub-blocks of 32 per super-block)
 
-    static func kquantBatch<K: KQuantBatchKernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
+    static func kquantBatch<K: BatchedKQuantKernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
                                                  _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
         // Per super-block, 8 activation rows × 8 sub-block scales (see kquantPass).
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 64 * (w.columns / 256) + 16) { buffer in
@@ -235,19 +271,11 @@ enum BatchedAVX512MatVec {
                     case 8: for r in tile { kquantPass(k, 8, w, x, g0, r, y, ldy, products) }
                     case 4: for r in tile { kquantPass(k, 4, w, x, g0, r, y, ldy, products) }
                     case 2: for r in tile { kquantPass(k, 2, w, x, g0, r, y, ldy, products) }
-                    default: kquantOneRow(k, w, x.row(g0), y + g0 * ldy, tile, products)
+                    default: KQuantMatVec.int8Rows(k, w, x.row(g0), UnsafeRawPointer(x.row(g0).scales), y + g0 * ldy, tile)
                     }
                 }
             }
         }
-    }
-
-    /// A single activation row: the pass with a group of one (the one-row kernel's arithmetic).
-    static func kquantOneRow<K: KQuantBatchKernel>(_: K.Type, _ w: WeightMatrix, _ x: QuantizedRow,
-                                                   _ y: UnsafeMutablePointer<Float>, _ rows: Range<Int>,
-                                                   _ products: UnsafeMutablePointer<Float>) {
-        let single = BatchOperand(one: x, columns: w.columns)
-        for r in rows { kquantPass(K.self, 1, w, single, 0, r, y, 0, products) }
     }
 
     /// One weight row `r` against `G` activation rows from `g0`, with the one-row step's values
@@ -257,7 +285,7 @@ enum BatchedAVX512MatVec {
     /// sums; the main loop unpacks each super-block once and costs per row and sub-block
     /// `vpdpbusd`, a conversion and an FMA with a broadcast-load scale.
     @inline(__always)
-    static func kquantPass<K: KQuantBatchKernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
+    static func kquantPass<K: BatchedKQuantKernel>(_: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand,
                                                 _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
                                                 _ products: UnsafeMutablePointer<Float>) {
         let steps = w.columns / 256, n = x.columns, p = w.row(r)
@@ -390,18 +418,7 @@ typealias Float16x8 = (__m512, __m512, __m512, __m512, __m512, __m512, __m512, _
     unsafeBitCast(unsafeBitCast(v, to: SIMD16<Float>.self).highHalf, to: __m256.self)
 }
 
-extension BatchOperand {
-    /// A one-row operand over a `QuantizedRow` (`transposed` is not used by the K-quant kernels).
-    init(one x: QuantizedRow, columns: Int) {
-        qs = UnsafeRawPointer(x.qs)
-        scales = x.scales
-        transposed = x.scales
-        rowStride = 0
-        self.columns = columns
-    }
-}
-
-extension Q4KInt8: KQuantBatchKernel {
+extension Q4KInt8: BatchedKQuantKernel {
     @inline(__always) static func scales(_ w: UnsafeRawPointer) -> __m512 { Q4KWeights.scales(w) }
     @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> Int8x8 {
         let mask = _mm256_set1_epi8(0x0F)
@@ -412,9 +429,9 @@ extension Q4KInt8: KQuantBatchKernel {
         return (low(0), high(0), low(1), high(1), low(2), high(2), low(3), high(3))
     }
 }
-extension Q5KInt8: KQuantBatchKernel {
-    /// Q4_K's scale layout; the values are Q4_K's nibbles plus the fifth bit from `qh` (`Q5KInt8.step`).
+extension Q5KInt8: BatchedKQuantKernel {
     @inline(__always) static func scales(_ w: UnsafeRawPointer) -> __m512 { Q4KWeights.scales(w) }
+    /// Q4_K's nibbles plus 16 where the sub-block's bit is set in qh (as `Q5KInt8.step`).
     @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> Int8x8 {
         let mask = _mm256_set1_epi8(0x0F), qh = w.loadUnaligned(fromByteOffset: 16, as: __m256i.self)
         func low(_ c: Int) -> __m256i {

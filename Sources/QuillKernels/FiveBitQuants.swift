@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 #endif
 
 /// Q5_0 and Q5_1: 32-value blocks of 5-bit values (layouts in `TensorType`). The low 4 bits are
@@ -101,8 +101,8 @@ extension PortableMatVec {
 
 // MARK: - f32 path
 
-/// One block's f32 weights shared by Q5_0 and Q5_1: fma(q, d, offset).
-@inline(__always) func fiveBitF32Weights(_ w: UnsafeRawPointer, qhOffset: Int, _ d: __m512, _ offset: __m512) -> (__m512, __m512) {
+/// One block's 32 weights as f32, fma(q, d, offset), shared by Q5_0 and Q5_1 (elements 0–15, 16–31).
+@inline(__always) func fiveBitWeights(_ w: UnsafeRawPointer, qhOffset: Int, _ d: __m512, _ offset: __m512) -> (__m512, __m512) {
     let (q0, q1) = fiveBitValues128(w, qhOffset: qhOffset)
     return (_mm512_fmadd_ps(bytesToFloats(q0), d, offset), _mm512_fmadd_ps(bytesToFloats(q1), d, offset))
 }
@@ -112,7 +112,7 @@ enum Q50Weights: AVX512F32Kernel {
     /// fma(q, d, −16d) rounds (q − 16)·d once, like the scalar dequantiser (up to the sign of a zero).
     @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let dh = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
-        return fiveBitF32Weights(w, qhOffset: 2, _mm512_set1_ps(dh), _mm512_set1_ps(-16 * dh))
+        return fiveBitWeights(w, qhOffset: 2, _mm512_set1_ps(dh), _mm512_set1_ps(-16 * dh))
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
@@ -123,7 +123,7 @@ enum Q51Weights: AVX512F32Kernel {
     @inline(__always) static func weights(_ w: UnsafeRawPointer) -> (__m512, __m512) {
         let d = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(as: UInt16.self)))
         let m = _mm512_set1_ps(halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-        return fiveBitF32Weights(w, qhOffset: 4, d, m)
+        return fiveBitWeights(w, qhOffset: 4, d, m)
     }
     static func element(_ row: UnsafeRawPointer, _ i: Int) -> Float { 0 }
 }
@@ -147,6 +147,7 @@ enum Q50Int8: AVX512Int8Kernel {
         let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
         fiveBitInt8Step(w, qhOffset: 2, d, xq, dxs, &acc, &macc)
     }
+    /// For the batched kernels: the values, d_w, and d_w again as the zero-point factor.
     @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
         let d = halfBitsToFloat(w.loadUnaligned(as: UInt16.self))
         return (fiveBitValues256(w, qhOffset: 2), d, d)
@@ -161,6 +162,7 @@ enum Q51Int8: AVX512Int8Kernel {
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: w.loadUnaligned(as: UInt32.self))))
         fiveBitInt8Step(w, qhOffset: 4, dm, xq, dxs, &acc, &macc)
     }
+    /// For the batched kernels: the values, d_w and the min m_w.
     @inline(__always) static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float) {
         (fiveBitValues256(w, qhOffset: 4), halfBitsToFloat(w.loadUnaligned(as: UInt16.self)),
          halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))

@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 /// Q6_K against int8 activations. Q6_K has a scale per 16 values and the activations one per 32,
 /// and its values are q − 32 with q ∈ [0, 63]: `vpdpbusd` takes the unsigned q, and per 16-group g
@@ -12,10 +12,10 @@ enum Q6KInt8: KQuantInt8Kernel {
     static var stride: Int { 210 }
 
     /// Per super-block 32 floats: lanes 0–15 d_x of group g's block, lanes 16–31 d_x·S_g
-    /// (`xq.count / 8` floats in all).
-    static func activationTable(_ xq: QuantizedActivations, into table: UnsafeMutablePointer<Float>) {
+    /// (`columns / 8` floats in all) of the activation row `xq` of `columns` values.
+    static func activationTable(_ xq: QuantizedRow, columns: Int, into table: UnsafeMutablePointer<Float>) {
         let qs = xq.qs, scales = xq.scales
-        for s in 0..<xq.count / 256 {
+        for s in 0..<columns / 256 {
             for g in 0..<16 {
                 let block = 8 * s + g / 2, x = qs + 256 * s + 16 * g
                 var sum: Int32 = 0

@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 #endif
 
 /// llama.cpp's K-quant super-block formats, Q4_K, Q5_K and Q6_K (256 values per block, layouts in
@@ -104,9 +104,10 @@ protocol KQuantInt8Kernel {
 }
 
 extension KQuantMatVec {
-    /// K-quant rows against int8 activations (`QuantizedActivations`, 32-blocks), `vpdpbusd` per 32
-    /// values (weights unsigned, activations signed).
-    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    /// K-quant rows against one int8 activation row (a `QuantizedActivations` or one row of a
+    /// `QuantizedActivationBatch`, 32-blocks), `vpdpbusd` per 32 values (weights unsigned,
+    /// activations signed).
+    static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>) {
         let scales = UnsafeRawPointer(xq.scales)
         switch w.type {
@@ -114,7 +115,7 @@ extension KQuantMatVec {
         case .q5_K: int8Rows(Q5KInt8.self, w, xq, scales, y, rows)
         case .q6_K:
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, w.columns / 8)) { table in
-                Q6KInt8.activationTable(xq, into: table.baseAddress!)
+                Q6KInt8.activationTable(xq, columns: w.columns, into: table.baseAddress!)
                 int8Rows(Q6KInt8.self, w, xq, UnsafeRawPointer(table.baseAddress!), y, rows)
             }
         default: preconditionFailure("not a K-quant type")
@@ -124,7 +125,7 @@ extension KQuantMatVec {
     /// Same structure as `f32Rows`: 4 rows per pass sharing the activation loads, leftover rows
     /// through the same per-row sequence (results independent of row grouping).
     @inline(__always)
-    static func int8Rows<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ xq: QuantizedActivations,
+    static func int8Rows<K: KQuantInt8Kernel>(_: K.Type, _ w: WeightMatrix, _ xq: QuantizedRow,
                                               _ aux: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>,
                                               _ rows: Range<Int>) {
         let steps = w.columns / 256

@@ -66,7 +66,7 @@ public enum MatVec {
             }
         case _ where KQuants.isKQuant(w.type) && hasAVX512Kernels && !usePortableKernels:
             pool.parallelRanges(total: w.rows, minimumChunk: rowAlignment) { rows in
-                multiplyInt8KQuant(w, xq, into: y, rows: rows)
+                multiplyInt8KQuant(w, xq.quantizedRow, into: y, rows: rows)
             }
         case .f32, .f16, .bf16, .q4_K, .q5_K, .q6_K:
             // K-quants without the AVX-512 kernels: the f32 kernel on the dequantised activations.
@@ -118,7 +118,7 @@ public enum MatVec {
     }
 
     /// Int8 kernel for one range of rows of a K-quant matrix (AVX-512 VNNI builds only).
-    static func multiplyInt8KQuant(_ w: WeightMatrix, _ xq: QuantizedActivations, into y: UnsafeMutablePointer<Float>,
+    static func multiplyInt8KQuant(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                                    rows: Range<Int>) {
         #if canImport(COpenBLAS.AVX512VNNI)
         KQuantMatVec.multiplyInt8(w, xq, into: y, rows: rows)

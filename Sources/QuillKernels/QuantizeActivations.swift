@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 #endif
 
 /// An activation vector quantised to int8 in blocks of 32, as ggml's `Q8_0` / `Q8_1` do for the
@@ -55,15 +55,6 @@ public struct QuantizedActivations: @unchecked Sendable {
         for b in 0..<count / 32 {
             QuantizedActivations.quantizeBlock(x + 32 * b, qs + 32 * b, scales + 2 * b)
         }
-    }
-
-    /// Copies one quantised row (`count` values; e.g. a row of a `QuantizedActivationBatch`).
-    mutating func copy(_ row: QuantizedRow, count: Int) {
-        precondition(count % 32 == 0 && count <= storage.capacity, "count must be a multiple of 32 within capacity")
-        if !isKnownUniquelyReferenced(&storage) { storage = Storage(capacity: storage.capacity) }
-        self.count = count
-        storage.qs.update(from: row.qs, count: count)
-        storage.scales.update(from: row.scales, count: 2 * (count / 32))
     }
 
     /// Int8 values of block `b`..., and `(d, d·Σq)` pairs; valid until the next `quantize`.

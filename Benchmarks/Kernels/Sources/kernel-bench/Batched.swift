@@ -7,8 +7,9 @@ import QuillKernels
 /// match), int8 GOPS-equivalent (2·rows·columns·batch / s), and the speed-up over the per-row loop.
 func benchBatched(threads t: Int, types: [TensorType]) {
     let pool = ThreadPool(threads: t)
-    let shapes = [(576, 576), (1536, 576), (576, 1536), (49152, 576)]
-    for type in [TensorType.q4_0, .q4_1, .q8_0, .q4_K] where types.isEmpty || types.contains(type) {
+    // SmolLM2-135M's shapes and Qwen2.5-0.5B's feed-forward down projection (K-quant-sized).
+    let shapes = [(576, 576), (1536, 576), (576, 1536), (49152, 576), (896, 4864)]
+    for type in [TensorType.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K] where types.isEmpty || types.contains(type) {
         // K-quant rows are whole 256-blocks: SmolLM2's 576-wide matrices cannot be Q4_K.
         for (rows, columns) in shapes where columns % type.blockSize == 0 {
             let w = randomMatrix(type, rows: rows, columns: columns)

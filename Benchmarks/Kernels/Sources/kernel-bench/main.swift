@@ -3,7 +3,7 @@
 // 24.6 on two — measured for issue 5).
 //
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench [threads...]     (default: 1 2)
-//   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q4_1 Q8_0 Q4_K F32] [threads...]
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q5_0 Q5_K Q6_K F32 …] [threads...]
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //
