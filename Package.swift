@@ -15,7 +15,7 @@ let package = Package(
     name: "Quill",
     platforms: [.macOS(.v14)],
     products: [
-        .library(name: "Quill", targets: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels"]),
+        .library(name: "Quill", targets: ["Quill"]),
         .executable(name: "quill", targets: ["quill"]),
     ],
     dependencies: [
@@ -25,15 +25,23 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .target(name: "QuillKernels", dependencies: ["COpenBLAS"], swiftSettings: optimise),
         .target(name: "QuillTokenizers", swiftSettings: optimise),
+        // Audio files and speech features (WAV, resampling, log-mel); Foundation only.
+        .target(name: "QuillAudio", swiftSettings: optimise),
         .target(name: "QuillGeneration", dependencies: ["QuillKernels"], swiftSettings: optimise),
-        .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers"],
+        .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers", "QuillAudio"],
                 swiftSettings: optimise),
+        // `import Quill`: re-exports the library modules (Sources/QuillLibrary, so that the name
+        // does not clash with the `quill` tool's folder on case-insensitive file systems).
+        .target(name: "Quill", dependencies: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels", "QuillAudio"],
+                path: "Sources/QuillLibrary"),
         .executableTarget(name: "quill", dependencies: [
             "QuillModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillTokenizersTests", dependencies: ["QuillTokenizers"],
+                    resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillAudioTests", dependencies: ["QuillAudio"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
         .testTarget(name: "QuillGenerationTests", dependencies: ["QuillGeneration"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillModelsTests", dependencies: ["QuillModels"],

@@ -28,6 +28,14 @@ END {
         printf "| encode MB/s (%s, %d tokens) | %.1f | %.2f | %.1f× |\n", same, v["quill_t5_tokens"], v["quill_t5_encode_mbs"], v["hf_t5_encode_mbs"], v["quill_t5_encode_mbs"] / v["hf_t5_encode_mbs"]
         printf "| decode MB/s | %.1f | %.1f | %.1f× |\n", v["quill_t5_decode_mbs"], v["hf_t5_decode_mbs"], v["quill_t5_decode_mbs"] / v["hf_t5_decode_mbs"]
     }
+    if ("gemma_load_ms" in v || "qwen_load_ms" in v) {
+        printf "\n| 1 thread, real GGUF vocabularies (same text) | SmolLM2 BPE | Gemma 3 SentencePiece (262,144) | Qwen2.5 BPE (151,936) |\n|---|---|---|---|\n"
+        printf "| load ms (GGUF metadata + tokenizer build) | %.0f (tokenizer.json) | %.0f (%.0f + %.0f) | %.0f (%.0f + %.0f) |\n", v["quill_load_ms"], v["gemma_load_ms"], v["gemma_parse_ms"], v["gemma_build_ms"], v["qwen_load_ms"], v["qwen_parse_ms"], v["qwen_build_ms"]
+        printf "| encode MB/s | %.1f | %.1f | %.1f |\n", v["quill_encode_mbs"], v["gemma_encode_mbs"], v["qwen_encode_mbs"]
+        printf "| encode MB/s, one call per paragraph | %.1f | %.1f | %.1f |\n", v["quill_chunked_mbs"], v["gemma_chunked_mbs"], v["qwen_chunked_mbs"]
+        printf "| decode MB/s | %.1f | %.1f | %.1f |\n", v["quill_decode_mbs"], v["gemma_decode_mbs"], v["qwen_decode_mbs"]
+        printf "| tokens | %d | %d | %d |\n", v["quill_tokens"], v["gemma_tokens"], v["qwen_tokens"]
+    }
     if ("sp262k_load_ms" in v) {
         printf "\n| synthetic 262,144-piece SentencePiece BPE (Gemma-3 size) | Quill |\n|---|---|\n"
         printf "| parse .model + build, ms | %.0f |\n| resident MB after load | %.1f |\n| encode MB/s (1 MB) | %.1f |\n", v["sp262k_load_ms"], v["sp262k_load_mb"], v["sp262k_encode_mbs"]

@@ -157,4 +157,12 @@ public protocol EncoderDecoderModel: AnyObject, Sendable {
     /// Feeds one token per row at position `state.count`, stores the rows' self-attention keys and
     /// values and returns the raw logits (before any processor): (rows, vocabularySize).
     func decode(_ tokens: [TokenID], state: DecoderState) throws -> [Float]
+
+    /// Like `decode` but without the logits: fills the cache with prompt tokens whose predictions
+    /// are not needed (Whisper's `<|startoftranscript|><|lang|><|task|>`).
+    func prefill(_ tokens: [TokenID], state: DecoderState) throws
+}
+
+extension EncoderDecoderModel {
+    public func prefill(_ tokens: [TokenID], state: DecoderState) throws { _ = try decode(tokens, state: state) }
 }

@@ -28,7 +28,14 @@ public enum Activation: String, Sendable, CaseIterable {
         case .relu:
             for i in 0..<count { x[i] = max(x[i], 0) }
         case .gelu:
-            for i in 0..<count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)) }
+            let raw = UnsafeMutableRawPointer(x)
+            var i = 0
+            while i + 16 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                raw.storeBytes(of: gelu16(v), toByteOffset: 4 * i, as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)); i += 1 }
         case .geluTanh:
             // Same association as transformers' NewGELUActivation: 0.5·x·(1 + tanh(c·(x + 0.044715·x³))).
             let c: Float = 0.7978845608028654
@@ -46,6 +53,29 @@ public enum Activation: String, Sendable, CaseIterable {
         apply(gate, count: count)
         for i in 0..<count { gate[i] *= up[i] }
     }
+}
+
+/// Exact GELU for 16 lanes through erfc (Numerical Recipes' `erfcc` Chebyshev fit, fractional error
+/// < 1.2e-7 everywhere, with `exp16`): x ≥ 0: `x/2 · (2 − erfc(x/√2))`, x < 0: `x/2 · erfc(−x/√2)`, so
+/// the relative error stays that small on the negative side too. Vectorised because scalar `erff`
+/// calls took ~10% of Whisper's encoder.
+@inlinable @inline(__always)
+public func gelu16(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let z = (x * 0.707_106_781_186_547_52).replacing(with: 0, where: x .< 0) - (x * 0.707_106_781_186_547_52).replacing(with: 0, where: x .>= 0)
+    let t = 1 / (1 + 0.5 * z)
+    var p = SIMD16<Float>(repeating: 0.170_872_77)
+    p = p * t - 0.822_152_23
+    p = p * t + 1.488_515_87
+    p = p * t - 1.135_203_98
+    p = p * t + 0.278_868_07
+    p = p * t - 0.186_288_06
+    p = p * t + 0.096_784_18
+    p = p * t + 0.374_091_96
+    p = p * t + 1.000_023_68
+    p = p * t - 1.265_512_23
+    let erfc = t * exp16(p - z * z)
+    let factor = erfc.replacing(with: 2 - erfc, where: x .>= 0)
+    return 0.5 * x * factor
 }
 
 /// Plain twins of `Activation`, in Double.

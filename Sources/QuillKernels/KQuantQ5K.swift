@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 // Q5_K: Q4_K (same d, dmin and 12 packed scale bytes, same nibble order) plus a fifth bit per value:
 // the 32 values of sub-block j have theirs in bit j of qh[0..<32] (value 32j + l in qh[l]). AVX-512

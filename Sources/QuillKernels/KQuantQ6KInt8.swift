@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 /// Q6_K against int8 activations. Q6_K has a scale per 16 values and the activations one per 32,
 /// and its values are q − 32 with q ∈ [0, 63]: `vpdpbusd` takes the unsigned q, and per 16-group g

@@ -1,7 +1,7 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
+@_implementationOnly import COpenBLAS.AVX512VNNI
 import COpenBLAS.Hints
-import _Builtin_intrinsics.intel
+@_implementationOnly import _Builtin_intrinsics.intel
 
 // AVX-512 / VNNI mat-vec kernels. Written with intrinsics rather than Swift SIMD because integer
 // width conversions and horizontal sums on Swift SIMD types lower to slow generic code.

@@ -51,8 +51,17 @@ public final class GGUFFile: @unchecked Sendable {
 
     private let tensorIndex: [String: Int]
 
+    /// Whether opening reads the tensor infos.
+    public enum TensorInfoReading: Sendable {
+        /// Read and check every tensor info (a model that will run).
+        case read
+        /// Stop after the metadata: no tensors, so files with tensor types Quill cannot compute still
+        /// open (tokenizing, inspecting). `tensors` is empty and `dataOffset` is where the infos start.
+        case skip
+    }
+
     /// Maps and parses the file at `path`. Throws `GGUFError` naming the path and the problem.
-    public init(path: String) throws {
+    public init(path: String, tensorInfos: TensorInfoReading = .read) throws {
         self.path = path
         do {
             file = try MappedFile(path: path)
@@ -108,6 +117,12 @@ public final class GGUFFile: @unchecked Sendable {
             alignment = a
         }
         self.alignment = alignment
+        if tensorInfos == .skip {
+            dataOffset = p.offset
+            tensors = []
+            tensorIndex = [:]
+            return
+        }
 
         // Tensor infos: read the raw fields first; offsets become absolute once the end of the
         // infos (and so the data section start) is known.

@@ -51,7 +51,16 @@ enum Norm {
     /// - Parameters:
     ///   - x: (rows, width)
     ///   - y: (rows, width); may be `x`.
-    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+    ///   - pool: spreads many rows (an encoder's) over the threads; rows are independent, so the result
+    ///     does not depend on the split.
+    func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int, pool: ThreadPool? = nil) {
+        guard let pool, rows >= 64, pool.threadCount > 1 else { return applyRows(x, into: y, rows: rows, width: width) }
+        pool.parallelRanges(total: rows, minimumChunk: 32) { range in
+            applyRows(x + range.lowerBound * width, into: y + range.lowerBound * width, rows: range.count, width: width)
+        }
+    }
+
+    private func applyRows(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
         switch self {
         case let .layer(weight, bias, epsilon):
             LayerNorm.apply(x, weight: weight, bias: bias, into: y, rows: rows, width: width, epsilon: epsilon)
@@ -80,7 +89,7 @@ struct FeedForward {
             up.apply(x, tokens: tokens, into: &linear, context: context)
             activation.applyGated(gate: &hidden, up: linear, count: tokens * ffn)
         } else {
-            activation.apply(&hidden, count: tokens * ffn)
+            hidden.withUnsafeMutableBufferPointer { activation.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
         }
         output.apply(hidden, tokens: tokens, into: y, context: context)
     }
@@ -155,11 +164,20 @@ struct WeightReader {
     }
 }
 
-/// Owns buffers made at load time (quantised matrices) for the model's lifetime.
-final class WeightStorage: @unchecked Sendable {
+/// Owns buffers made at load time (quantised or dequantised matrices) for the model's lifetime.
+public final class WeightStorage: @unchecked Sendable {
     private var buffers: [UnsafeMutableRawPointer] = []
 
+    public init() {}
+
     deinit { for b in buffers { b.deallocate() } }
+
+    /// Room for `count` floats (uninitialised), freed with this storage.
+    public func allocateFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(4, count * 4), alignment: 64)
+        buffers.append(buffer)
+        return buffer.bindMemory(to: Float.self, capacity: max(1, count))
+    }
 
     /// A Q8_0 copy of `m` (ggml's layout and rounding: per 32 values d = amax/127, q = round(x/d)).
     /// Matrices whose rows are not whole blocks stay as they are.
@@ -184,5 +202,50 @@ final class WeightStorage: @unchecked Sendable {
             }
         }
         return WeightMatrix(type: .q8_0, rows: m.rows, columns: m.columns, data: UnsafeRawPointer(buffer))
+    }
+}
+
+/// A 1-D convolution over time (PyTorch `Conv1d` with zero padding), computed as im2col followed by
+/// a `Linear` whose weight is the kernel flattened to (out, in·kernel) (index `c·kernel + j`).
+/// Whisper's audio front end: kernel 3, padding 1, stride 1 then 2.
+struct Conv1D {
+    let linear: Linear          // (out, in·kernel)
+    let inputChannels: Int
+    let kernel: Int
+    let stride: Int
+    let padding: Int
+
+    func outputLength(_ length: Int) -> Int { (length + 2 * padding - kernel) / stride + 1 }
+
+    /// - Parameters:
+    ///   - x: (length, inputChannels), time-major
+    ///   - y: (outputLength(length), outputs)
+    func apply(_ x: UnsafePointer<Float>, length: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
+        let outLength = outputLength(length), width = inputChannels * kernel
+        var columns = [Float](repeating: 0, count: outLength * width)   // (outLength, in·kernel)
+        columns.withUnsafeMutableBufferPointer { cb in
+            let c0 = cb.baseAddress!
+            context.pool.parallelRanges(total: outLength, minimumChunk: 16) { range in
+                for t in range {
+                    let row = c0 + t * width
+                    for j in 0..<kernel {
+                        let source = t * stride + j - padding
+                        guard source >= 0 && source < length else { continue }   // zero padding
+                        let input = x + source * inputChannels
+                        for c in 0..<inputChannels { row[c * kernel + j] = input[c] }
+                    }
+                }
+            }
+        }
+        linear.apply(columns, tokens: outLength, into: y, context: context)
+    }
+}
+
+extension Activation {
+    /// The activation over many values, spread over the pool's threads in chunks (element-wise, so
+    /// the result does not depend on the split).
+    func apply(_ x: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool) {
+        guard count >= 1 << 16, pool.threadCount > 1 else { return apply(x, count: count) }
+        pool.parallelRanges(total: count, minimumChunk: 1 << 14) { range in apply(x + range.lowerBound, count: range.count) }
     }
 }

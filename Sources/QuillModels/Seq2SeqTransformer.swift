@@ -44,7 +44,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     let lmHead: WeightMatrix             // (vocab, width)
     let finalLogitsBias: [Float]?        // (vocab)
     let context: LayerContext
-    let file: SafetensorsFile            // keeps the mapping the matrices point into alive
+    let weightFile: AnyObject            // keeps the mapping the matrices point into alive
     let storage: WeightStorage           // keeps quantised copies alive
     /// Source token used for padding positions (masked out, so any valid id works).
     let paddingToken: TokenID
@@ -62,7 +62,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var lmHead: WeightMatrix, finalLogitsBias: [Float]?
     }
 
-    init(_ p: Parts, file: SafetensorsFile, storage: WeightStorage, threads: Int, quantized: Bool) {
+    init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool) {
         modelType = p.modelType; width = p.width; heads = p.heads; headDimension = p.headDimension
         vocabularySize = p.vocabularySize; generationDefaults = p.generationDefaults
         encoderEmbedding = p.encoderEmbedding; decoderEmbedding = p.decoderEmbedding; embeddingScale = p.embeddingScale
@@ -72,7 +72,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
         lmHead = p.lmHead; finalLogitsBias = p.finalLogitsBias
-        self.file = file
+        weightFile = file
         self.storage = storage
         context = LayerContext(pool: ThreadPool(threads: max(1, threads)), matVecPrecision: quantized ? .int8 : .f32)
         paddingToken = p.generationDefaults.padToken >= 0 && Int(p.generationDefaults.padToken) < p.vocabularySize
@@ -98,22 +98,32 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                 throw GenerationError.promptTooLong(promptTokens: source.count, contextSize: maxPositions)
             }
         }
-        let b = sources.count, s = sources.map(\.count).max()!, n = b * s, w = width
-        let hd = headDimension, inner = heads * hd
-        var x = [Float](repeating: 0, count: n * w)          // (sources, s, width) residual stream
-        var normed = [Float](repeating: 0, count: n * w)     // (sources, s, width)
-        var q = [Float](repeating: 0, count: n * inner)      // (sources, s, heads, hd)
-        var projected = [Float](repeating: 0, count: n * inner)  // (sources, s, heads, hd)
-        var k = [Float](repeating: 0, count: n * inner)      // (sources, heads, s, hd)
-        var v = [Float](repeating: 0, count: n * inner)      // (sources, heads, s, hd)
-        var attention = [Float](repeating: 0, count: n * inner)  // (sources, s, heads, hd)
-
+        let b = sources.count, s = sources.map(\.count).max()!, w = width
+        var x = [Float](repeating: 0, count: b * s * w)      // (sources, s, width) residual stream
         for (i, source) in sources.enumerated() {
             // Padding positions get a real token; attention never reads them as keys.
             let padded = source + Array(repeating: paddingToken, count: s - source.count)
             embed(padded, table: encoderEmbedding, firstPosition: 0, encoder: true, into: &x, offset: i * s * w)
         }
-        if let norm = encoderEmbeddingNorm { norm.apply(x, into: &x, rows: n, width: w) }
+        if let norm = encoderEmbeddingNorm { norm.apply(x, into: &x, rows: b * s, width: w) }
+        runEncoderLayers(&x, lengths: sources.map(\.count), tokens: s)
+        return crossAttentionStates(x, lengths: sources.map(\.count), tokens: s)
+    }
+
+    /// The encoder layers and final norm over already embedded inputs (token embeddings, or
+    /// Whisper's convolved audio frames plus positions).
+    /// - Parameters:
+    ///   - x: (sources, tokens, width), each source padded to `tokens`; replaced by the encoder output
+    ///   - lengths: valid positions of each source (padding keys are masked)
+    func runEncoderLayers(_ x: inout [Float], lengths: [Int], tokens s: Int) {
+        let b = lengths.count, n = b * s
+        let hd = headDimension, inner = heads * hd
+        var normed = [Float](repeating: 0, count: n * width)     // (sources, s, width)
+        var q = [Float](repeating: 0, count: n * inner)      // (sources, s, heads, hd)
+        var projected = [Float](repeating: 0, count: n * inner)  // (sources, s, heads, hd)
+        var k = [Float](repeating: 0, count: n * inner)      // (sources, heads, s, hd)
+        var v = [Float](repeating: 0, count: n * inner)      // (sources, heads, s, hd)
+        var attention = [Float](repeating: 0, count: n * inner)  // (sources, s, heads, hd)
         let bias = relativeBias(encoder: true)
         for layer in encoderLayers {
             sublayer(&x, normed: &normed, norm: layer.attentionNorm, rows: n) { input, output in
@@ -129,7 +139,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                                 queries: q, output: &attention, sequences: b, tokens: s, heads: heads, headDimension: hd,
                                 keyStride: s, causal: false, scale: attentionScale, bias: relative, pool: context.pool) { i in
                                 AttentionKeys(keys: kb.baseAddress! + i * s * inner, values: vb.baseAddress! + i * s * inner,
-                                              keyCount: sources[i].count, firstPosition: 0)
+                                              keyCount: lengths[i], firstPosition: 0)
                             }
                         }
                     }
@@ -140,19 +150,23 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                 layer.feedForward.apply(input, tokens: n, into: output, context: context)
             }
         }
-        if let norm = encoderFinalNorm { norm.apply(x, into: &x, rows: n, width: w) }
+        if let norm = encoderFinalNorm { norm.apply(x, into: &x, rows: n, width: width, pool: context.pool) }
+    }
 
-        // Cross-attention keys/values of every decoder layer, once for the whole generation.
-        let states = EncoderStates(layers: decoderLayers.count, heads: heads, headDimension: hd,
-                                   lengths: sources.map(\.count))
+    /// Cross-attention keys/values of every decoder layer, once for the whole generation.
+    /// - Parameter x: the encoder output, (sources, tokens, width)
+    func crossAttentionStates(_ x: [Float], lengths: [Int], tokens s: Int) -> EncoderStates {
+        let b = lengths.count, n = b * s, inner = heads * headDimension
+        var projected = [Float](repeating: 0, count: n * inner)  // (sources, s, heads, hd)
+        let states = EncoderStates(layers: decoderLayers.count, heads: heads, headDimension: headDimension, lengths: lengths)
         for (l, layer) in decoderLayers.enumerated() {
             for (projection, isKey) in [(layer.crossAttention.key, true), (layer.crossAttention.value, false)] {
                 projection.apply(x, tokens: n, into: &projected, context: context)
                 for i in 0..<b {
                     let destination = isKey ? states.keys(layer: l, source: i) : states.values(layer: l, source: i)
                     projected.withUnsafeBufferPointer {
-                        splitHeads($0.baseAddress! + i * s * inner, tokens: sources[i].count, heads: heads,
-                                   headDimension: hd, into: destination, stride: states.stride)
+                        splitHeads($0.baseAddress! + i * s * inner, tokens: lengths[i], heads: heads,
+                                   headDimension: headDimension, into: destination, stride: states.stride)
                     }
                 }
             }
@@ -163,6 +177,15 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     // MARK: Decoder
 
     public func decode(_ tokens: [TokenID], state: DecoderState) throws -> [Float] {
+        try decode(tokens, state: state, withLogits: true)
+    }
+
+    public func prefill(_ tokens: [TokenID], state: DecoderState) throws {
+        _ = try decode(tokens, state: state, withLogits: false)
+    }
+
+    /// One decoder step; the final norm and output projection only `withLogits` (else returns []).
+    private func decode(_ tokens: [TokenID], state: DecoderState, withLogits: Bool) throws -> [Float] {
         let n = tokens.count, w = width, hd = headDimension, inner = heads * hd
         precondition(n == state.rows, "one token per decoder row")
         for t in tokens where t < 0 || Int(t) >= vocabularySize {
@@ -214,6 +237,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
             }
         }
         state.advance()
+        guard withLogits else { return [] }
         if let norm = decoderFinalNorm { norm.apply(x, into: &x, rows: n, width: w) }
         if outputScale != 1 { for i in 0..<(n * w) { x[i] *= outputScale } }
         var logits = [Float](repeating: 0, count: n * vocabularySize)  // (rows, vocab)
@@ -230,13 +254,13 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         let count = rows * width
         var out = [Float](repeating: 0, count: count)  // (rows, width)
         if preNorm {
-            norm.apply(x, into: &normed, rows: rows, width: width)
+            norm.apply(x, into: &normed, rows: rows, width: width, pool: context.pool)
             f(normed, &out)
             addInPlace(out, into: &x, count: count)
         } else {
             f(x, &out)
             addInPlace(out, into: &x, count: count)
-            norm.apply(x, into: &x, rows: rows, width: width)
+            norm.apply(x, into: &x, rows: rows, width: width, pool: context.pool)
         }
     }
 

@@ -58,13 +58,20 @@ public final class ChatSession: @unchecked Sendable {
     /// returns false to stop) and adds it to the conversation.
     public func respond(to userText: String, options: TextGenerationOptions,
                         onEvent: (TextGenerationEvent) throws -> Bool) throws -> TurnStatistics {
-        let rendered = template.render(messages + [.user(userText)], addGenerationPrompt: true)
+        // Only the template's own markup becomes control tokens: a message that spells `<|im_start|>`
+        // gets those characters, not a new turn. The templates write BOS themselves where they want it.
+        let chat = template.renderedChat(messages + [.user(userText)], addGenerationPrompt: true)
+        let rendered = chat.text
         let tokens: [TokenID]
         if !conversationTokens.isEmpty, rendered.utf8.starts(with: conversationText.utf8) {
-            let delta = String(decoding: rendered.utf8.dropFirst(conversationText.utf8.count), as: UTF8.self)
-            tokens = conversationTokens + model.encode(delta, parseSpecialTokens: true)
+            let offset = conversationText.utf8.count
+            let delta = String(decoding: rendered.utf8.dropFirst(offset), as: UTF8.self)
+            let markup = chat.markup.compactMap { range -> Range<Int>? in
+                range.upperBound <= offset ? nil : max(range.lowerBound, offset) - offset ..< range.upperBound - offset
+            }
+            tokens = conversationTokens + model.encode(delta, specialTokens: .within(markup))
         } else {
-            tokens = model.encodePrompt(rendered)
+            tokens = model.encode(rendered, specialTokens: .within(chat.markup))
         }
         guard tokens.count < cache.capacity else {
             throw GenerationError.promptTooLong(promptTokens: tokens.count, contextSize: cache.capacity)

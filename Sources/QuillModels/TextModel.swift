@@ -17,9 +17,8 @@ public final class TextModel: @unchecked Sendable {
     public init(path: String, threads: Int, precision: ComputePrecision = .quantized, maxBatch: Int = 512) throws {
         file = try GGUFFile(path: path)
         tokenizer = try GGUFTokenizer.load(from: file)
-        var endTokens: Set<TokenID> = []
-        if let eos = file.optionalInt("tokenizer.ggml.eos_token_id") { endTokens.insert(TokenID(eos)) }
-        if let eot = file.optionalInt("tokenizer.ggml.eot_token_id") { endTokens.insert(TokenID(eot)) }
+        // EOS and the end-of-turn tokens chat models stop at (Gemma's <end_of_turn>, Qwen's <|endoftext|>).
+        let endTokens = GGUFTokenizer.endOfGenerationTokens(in: file, tokenizer: tokenizer)
         model = try DecoderModel(gguf: file, threads: threads, precision: precision, endOfSequenceTokens: endTokens,
                                  maxBatch: maxBatch)
         beginningOfSequence = GGUFTokenizer.beginningOfSequence(in: file)
@@ -33,11 +32,16 @@ public final class TextModel: @unchecked Sendable {
         return [bos] + ids
     }
 
-    /// Token ids of `text` without BOS. `parseSpecialTokens: false` reads special-token text as
-    /// ordinary text; SentencePiece vocabularies always match special-token text (as Hugging Face does).
-    public func encode(_ text: String, parseSpecialTokens: Bool) -> [TokenID] {
-        if let bpe = tokenizer as? BPETokenizer { return bpe.encode(text, parseSpecialTokens: parseSpecialTokens) }
+    /// Token ids of `text` without BOS, special tokens read as `parsing` says.
+    public func encode(_ text: String, specialTokens parsing: SpecialTokenParsing) -> [TokenID] {
+        if let tokenizer = tokenizer as? any SpecialTokenParsingTokenizer { return tokenizer.encode(text, specialTokens: parsing) }
         return tokenizer.encode(text, addSpecialTokens: false)
+    }
+
+    /// Token ids of `text` without BOS. `parseSpecialTokens: false` reads control-token text such as
+    /// `<|im_start|>` as ordinary text (user-defined tokens are matched either way, as llama.cpp does).
+    public func encode(_ text: String, parseSpecialTokens: Bool) -> [TokenID] {
+        encode(text, specialTokens: parseSpecialTokens ? .everywhere : .nowhere)
     }
 
     /// The bytes that `ids` stand for in running text (what streaming output prints for them).

@@ -1,4 +1,4 @@
-extension BPETokenizer {
+extension BPETokenizer: SpecialTokenParsingTokenizer {
     /// Encodes text to token ids. No BOS/EOS is added.
     ///
     /// - Parameters:
@@ -6,12 +6,18 @@ extension BPETokenizer {
     ///   - parseSpecialTokens: when true, the exact text of a control/special token (e.g.
     ///     `<|im_start|>`) becomes that token; when false it is tokenized as ordinary text.
     public func encode(_ text: String, parseSpecialTokens: Bool = true) -> [Int32] {
+        encode(text, specialTokens: parseSpecialTokens ? .everywhere : .nowhere)
+    }
+
+    /// Encodes text to token ids without BOS/EOS; `specialTokens` says where the text of a control
+    /// token becomes that token (user-defined tokens are matched everywhere).
+    public func encode(_ text: String, specialTokens: SpecialTokenParsing) -> [Int32] {
         var text = text
-        return text.withUTF8 { encode(utf8: $0, parseSpecialTokens: parseSpecialTokens) }
+        return text.withUTF8 { encode(utf8: $0, specialTokens: specialTokens) }
     }
 
     /// Encodes UTF-8 bytes (must be valid UTF-8, e.g. a `String`'s storage).
-    func encode(utf8 buf: UnsafeBufferPointer<UInt8>, parseSpecialTokens: Bool) -> [Int32] {
+    func encode(utf8 buf: UnsafeBufferPointer<UInt8>, specialTokens parsing: SpecialTokenParsing) -> [Int32] {
         var out: [Int32] = []
         guard let base = buf.baseAddress, buf.count > 0 else { return out }
         out.reserveCapacity(buf.count / 3 + 16)
@@ -26,7 +32,7 @@ extension BPETokenizer {
                     var matched: SpecialToken? = nil
                     for k in candidates {
                         let s = specials[k]
-                        guard parseSpecialTokens || s.alwaysParsed, s.bytes.count <= n - i else { continue }
+                        guard s.bytes.count <= n - i, s.alwaysParsed || parsing.allows(i, i + s.bytes.count) else { continue }
                         if s.bytes.withUnsafeBufferPointer({ memEqual(base + i, $0) }) { matched = s; break }
                     }
                     if let s = matched {

@@ -46,20 +46,14 @@ struct PieceCache {
             let e = Int(slots[i])
             if e < 0 { return nil }
             let entry = entries[e]
-            if entry.hash == hash && Int(entry.keyLength) == key.count && equal(key, Int(entry.keyStart)) {
+            if entry.hash == hash && Int(entry.keyLength) == key.count && keyBytes.matches(key, at: Int(entry.keyStart)) {
                 return Int(entry.valueStart)..<Int(entry.valueStart + entry.valueLength)
             }
             i = (i + 1) & mask
         }
     }
 
-    @inline(__always)
-    private func equal(_ key: UnsafeBufferPointer<UInt8>, _ start: Int) -> Bool {
-        keyBytes.withUnsafeBufferPointer { arena in
-            for k in 0..<key.count where arena[start + k] != key[k] { return false }
-            return true
-        }
-    }
+
 
     mutating func insert(_ key: UnsafeBufferPointer<UInt8>, hash: UInt64, ids: ArraySlice<Int32>) {
         if keyBytes.count + key.count > Self.maxKeyBytes { clear() }
@@ -89,5 +83,17 @@ struct PieceCache {
         entries.removeAll(keepingCapacity: true)
         keyBytes.removeAll(keepingCapacity: true)
         values.removeAll(keepingCapacity: true)
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Whether the bytes from `start` on begin with `key` (the caller checks they are long enough):
+    /// the key compare of the arena-backed tables (`PieceCache`, `PieceTable`).
+    @inline(__always)
+    func matches(_ key: UnsafeBufferPointer<UInt8>, at start: Int) -> Bool {
+        withUnsafeBufferPointer { arena in
+            for k in 0..<key.count where arena[start + k] != key[k] { return false }
+            return true
+        }
     }
 }

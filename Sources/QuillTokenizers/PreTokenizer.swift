@@ -8,6 +8,9 @@ public enum PreTokenizer: Sendable {
     /// Llama 3's regex `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
     /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+` (case folding for the contractions as Oniguruma does: ASCII letters and U+017F ſ).
     case llama3
+    /// Qwen2 / Qwen2.5 (GGUF pre-tokenizer "qwen2"): Llama 3's regex with `\p{N}` in place of
+    /// `\p{N}{1,3}`, so every digit is a piece of its own.
+    case qwen2
 }
 
 /// Hand-written equivalent of the pre-tokenizer regexes, scanning UTF-8 bytes directly.
@@ -57,7 +60,8 @@ struct PreTokenScanner {
         switch mode {
         case .gpt2: return gpt2End(i, digitsSplit: false)
         case .smollm: return gpt2End(i, digitsSplit: true)
-        case .llama3: return llama3End(i)
+        case .llama3: return llama3End(i, digitsPerPiece: 3)
+        case .qwen2: return llama3End(i, digitsPerPiece: 1)
         }
     }
 
@@ -122,7 +126,8 @@ struct PreTokenScanner {
         return j
     }
 
-    func llama3End(_ i: Int) -> Int {
+    /// Llama 3's regex; `digitsPerPiece` is the `n` of its `\p{N}{1,n}` (Qwen2: 1).
+    func llama3End(_ i: Int, digitsPerPiece: Int) -> Int {
         let ce = contractionEnd(i, foldCase: true)
         if ce >= 0 { return ce }
         let (cls, len) = classAt(i)
@@ -133,9 +138,9 @@ struct PreTokenScanner {
             let (c2, l2) = classAt(i + len)
             if c2 == .letter { return runEnd(i + len + l2, .letter) }
         }
-        if cls == .number {  // \p{N}{1,3}
+        if cls == .number {  // \p{N}{1,digitsPerPiece}
             var j = i + len
-            for _ in 0..<2 where j < count {
+            for _ in 0..<(digitsPerPiece - 1) where j < count {
                 let (c, l) = classAt(j)
                 if c != .number { break }
                 j += l

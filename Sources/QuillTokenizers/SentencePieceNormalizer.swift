@@ -193,24 +193,32 @@ struct BytesTrie: Sendable {
     /// Value (piece id) per node, -1 if no piece ends there.
     private(set) var values: [Int32] = [-1]
 
-    init(_ entries: [([UInt8], Int32)]) {
+    /// An empty trie.
+    init() {
         slots = [UInt64](repeating: Self.empty, count: 1 << 10)
         mask = (1 << 10) - 1
         shift = 64 - 10
-        for (bytes, id) in entries where !bytes.isEmpty {
-            var node: Int32 = 0
-            for b in bytes {
-                if let c = child(node, b) { node = c } else {
-                    let c = Int32(values.count)
-                    precondition(c < (1 << 24) - 1, "vocabulary trie larger than 16M nodes")
-                    values.append(-1)
-                    insert(UInt64(node) << 8 | UInt64(b), c)
-                    node = c
-                }
+    }
+
+    init(_ entries: [([UInt8], Int32)]) {
+        self.init()
+        for (bytes, id) in entries { bytes.withUnsafeBufferPointer { insert($0, id: id) } }
+    }
+
+    /// Adds an entry; the first entry for a spelling wins (duplicates keep the lowest id). Empty ones are ignored.
+    mutating func insert(_ bytes: UnsafeBufferPointer<UInt8>, id: Int32) {
+        guard !bytes.isEmpty else { return }
+        var node: Int32 = 0
+        for b in bytes {
+            if let c = child(node, b) { node = c } else {
+                let c = Int32(values.count)
+                precondition(c < (1 << 24) - 1, "vocabulary trie larger than 16M nodes")
+                values.append(-1)
+                insert(UInt64(node) << 8 | UInt64(b), c)
+                node = c
             }
-            // The first entry for a spelling wins (duplicates keep the lowest id).
-            if values[Int(node)] < 0 { values[Int(node)] = id }
         }
+        if values[Int(node)] < 0 { values[Int(node)] = id }
     }
 
     @inline(__always)

@@ -77,7 +77,7 @@ extension SentencePieceTokenizer {
         func addPair(_ l: Int32, _ r: Int32) {
             guard l >= 0, r >= 0, !frozen[Int(l)], !frozen[Int(r)] else { return }
             let a = Int(start[Int(l)]), total = Int(length[Int(l)] + length[Int(r)])
-            guard let id = trie.lookup(UnsafeBufferPointer(rebasing: s[a..<(a + total)])),
+            guard let id = pieceTable.lookup(UnsafeBufferPointer(rebasing: s[a..<(a + total)])),
                   types[Int(id)] != .userDefined else { return }
             if types[Int(id)] == .unused && revMerge[Int(id)] == nil {
                 revMerge[Int(id)] = (start[Int(l)], length[Int(l)], start[Int(r)], length[Int(r)])
@@ -98,7 +98,7 @@ extension SentencePieceTokenizer {
         var prevUnk = false
         func resegment(_ a: Int, _ len: Int) {
             let span = UnsafeBufferPointer(rebasing: s[a..<(a + len)])
-            let id = trie.lookup(span) ?? unkId
+            let id = pieceTable.lookup(span) ?? unkId
             if id != unkId, types[Int(id)] == .unused, let (la, ll, ra, rl) = revMerge[Int(id)] {
                 resegment(Int(la), Int(ll)); resegment(Int(ra), Int(rl))
                 return

@@ -22,9 +22,12 @@ public final class SentencePieceTokenizer: Tokenizer {
     let pieces: [String]
     let scores: [Float]
     let types: [PieceType]
-    /// Control, unknown and byte pieces by spelling (they are not in `trie`).
+    /// Control, unknown and byte pieces by spelling (they are not in `pieceTable`).
     let reserved: [String: Int32]
     /// Pieces that can be produced by segmentation (normal, user-defined, unused) by their UTF-8 bytes.
+    let pieceTable: PieceTable
+    /// The same pieces as a trie, for the prefix walks of unigram segmentation; for BPE only the
+    /// user-defined pieces (BPE needs exact lookups only, and a 262k-piece trie costs most of the load).
     let trie: BytesTrie
     /// Bytes of every piece as it appears in decoded text (▁ -> space, `<0x41>` -> 0x41).
     let decodeArena: [UInt8]
@@ -37,9 +40,15 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// Unigram: highest normal score (user-defined pieces get `length * maxScore - 0.1`).
     let maxScore: Float
     let unkSurface: [UInt8]
-    /// True when no piece contains a non-▁ character followed by ▁: then no piece can span such a
-    /// boundary in the text, so segmentation runs word by word (with a cache) and gives the same
-    /// result as over the whole text. Holds for Marian/T5/Llama/most vocabularies; checked at load.
+    /// Pieces containing a non-▁ character followed by ▁ (Gemma 3 has one, `>▁</`), with the byte
+    /// offsets of those ▁. Segmentation runs word by word (a word ends before each ▁ that follows a
+    /// non-▁ character) with a cache, which gives the same result as over the whole text because no
+    /// merge can cross such a boundary, unless one of these pieces spans it at that place in the text;
+    /// then the boundary is not used. Empty for Marian/T5/Llama/most vocabularies.
+    let crossingPieces: [(bytes: [UInt8], spaceOffsets: [Int])]
+    /// Per byte: whether it ends the text before a ▁ in some crossing piece (a cheap first test).
+    let crossingByteBeforeSpace: [Bool]
+    /// Word-by-word segmentation is used unless too many pieces cross word boundaries to check cheaply.
     let splitsAtSpaces: Bool
 
     /// Loads a sentencepiece `.model` file.
@@ -106,8 +115,10 @@ public final class SentencePieceTokenizer: Tokenizer {
         self.unkId = unk
         self.unkSurface = Array(unkSurface.utf8)
 
-        var entries: [([UInt8], Int32)] = []
-        entries.reserveCapacity(pieces.count)
+        // Built without a temporary array per piece: 262k small allocations cost more than the trie itself.
+        var table = PieceTable(capacity: pieces.count)
+        var pieceTrie = BytesTrie()
+        var crossing: [(bytes: [UInt8], spaceOffsets: [Int])] = []
         var userDefined: [String] = []
         var byteTable = [Int32](repeating: -1, count: 256)
         var reservedIds: [String: Int32] = [:]
@@ -118,12 +129,17 @@ public final class SentencePieceTokenizer: Tokenizer {
         for (i, p) in pieces.enumerated() {
             switch pieceTypes[i] {
             case .normal, .unused, .userDefined:
-                entries.append((Array(p.utf8), Int32(i)))
+                var piece = p
+                piece.withUTF8 { bytes in
+                    table.insert(bytes, id: Int32(i))
+                    if model == .unigram || pieceTypes[i] == .userDefined { pieceTrie.insert(bytes, id: Int32(i)) }
+                    Self.appendUnescapingSpaces(bytes, to: &arena)
+                    if Self.hasSpaceAfterText(bytes) { crossing.append((Array(bytes), Self.spaceAfterTextOffsets(Array(bytes)))) }
+                }
                 if pieceTypes[i] == .userDefined { userDefined.append(p) }
                 if pieceTypes[i] == .normal {
                     minScore = min(minScore, scores[i]); maxScoreSeen = max(maxScoreSeen, scores[i])
                 }
-                arena.append(contentsOf: Self.unescapeSpaces(p))
             case .byte:
                 if let b = Self.byteValue(p) {
                     if byteTable[Int(b)] < 0 { byteTable[Int(b)] = Int32(i) }
@@ -141,8 +157,13 @@ public final class SentencePieceTokenizer: Tokenizer {
         }
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
         reserved = reservedIds
-        splitsAtSpaces = !entries.contains { Self.hasSpaceAfterText($0.0) }
-        trie = BytesTrie(entries)
+        crossingPieces = crossing
+        var before = [Bool](repeating: false, count: 256)
+        for (bytes, offsets) in crossing { for off in offsets { before[Int(bytes[off - 1])] = true } }
+        crossingByteBeforeSpace = before
+        splitsAtSpaces = crossingPieces.count <= 64
+        pieceTable = table
+        trie = pieceTrie
         byteIds = byteTable
         decodeArena = arena
         decodeOffsets = offsets
@@ -152,15 +173,49 @@ public final class SentencePieceTokenizer: Tokenizer {
     }
 
     /// Whether the bytes contain ▁ right after a character that is not ▁.
-    static func hasSpaceAfterText(_ b: [UInt8]) -> Bool {
-        var i = 3
+    static func hasSpaceAfterText(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 1
         while i + 2 < b.count {
-            if b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81 && !(b[i - 3] == 0xE2 && b[i - 2] == 0x96 && b[i - 1] == 0x81) {
-                return true
-            }
+            if isSpaceSymbol(b, at: i) && !(i >= 3 && isSpaceSymbol(b, at: i - 3)) { return true }
             i += 1
         }
-        // ▁ at offsets 1 and 2 follows a partial character only in malformed pieces; offset 0 is fine.
+        return false
+    }
+
+    /// Byte offsets of every ▁ that follows a character other than ▁ (E2 is always a lead byte in
+    /// UTF-8, so E2 96 81 anywhere is a ▁).
+    static func spaceAfterTextOffsets(_ b: [UInt8]) -> [Int] {
+        var offsets: [Int] = []
+        var i = 1
+        while i + 2 < b.count {
+            if isSpaceSymbol(b, at: i) && !(i >= 3 && isSpaceSymbol(b, at: i - 3)) { offsets.append(i) }
+            i += 1
+        }
+        return offsets
+    }
+
+    @inline(__always)
+    static func isSpaceSymbol<C: RandomAccessCollection>(_ b: C, at i: Int) -> Bool where C.Element == UInt8, C.Index == Int {
+        b[i] == 0xE2 && b[i + 1] == 0x96 && b[i + 2] == 0x81
+    }
+
+    /// Whether a crossing piece occurs in `n` spanning the word boundary at `i` (the ▁ it starts).
+    @inline(__always)
+    func pieceSpansBoundary(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+        guard crossingByteBeforeSpace[Int(n[i - 1])] else { return false }
+        return crossingPieceAt(n, i)
+    }
+
+    private func crossingPieceAt(_ n: UnsafeBufferPointer<UInt8>, _ i: Int) -> Bool {
+        for (bytes, offsets) in crossingPieces {
+            for off in offsets {
+                let start = i - off
+                guard start >= 0, start + bytes.count <= n.count else { continue }
+                var k = 0
+                while k < bytes.count && n[start + k] == bytes[k] { k += 1 }
+                if k == bytes.count { return true }
+            }
+        }
         return false
     }
 
@@ -169,6 +224,14 @@ public final class SentencePieceTokenizer: Tokenizer {
         let u = Array(piece.utf8)
         guard u.count == 6, u[0] == 0x3C, u[1] == 0x30, u[2] == 0x78, u[5] == 0x3E else { return nil }
         return UInt8(String(decoding: u[3...4], as: UTF8.self), radix: 16)
+    }
+
+    /// Appends a piece's bytes with ▁ turned into spaces.
+    static func appendUnescapingSpaces(_ u: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        var k = 0
+        while k < u.count {
+            if k + 2 < u.count, u[k] == 0xE2, u[k + 1] == 0x96, u[k + 2] == 0x81 { out.append(0x20); k += 3 } else { out.append(u[k]); k += 1 }
+        }
     }
 
     /// A piece's text with ▁ turned into spaces.
@@ -194,7 +257,7 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     public func id(of token: String) -> Int32? {
         var t = token
-        if let v = t.withUTF8({ trie.lookup($0) }) { return v }
+        if let v = t.withUTF8({ pieceTable.lookup($0) }) { return v }
         return reserved[token]
     }
 
@@ -225,18 +288,25 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     /// Normalises and segments one span of raw text, appending ids.
     func encodeSegment(_ s: UnsafeBufferPointer<UInt8>, into out: inout [Int32]) {
+        var cache = PieceCache()
+        encodeSegment(s, into: &out, cache: &cache)
+    }
+
+    /// Normalises and segments one span of raw text, appending ids; `cache` holds the words segmented
+    /// so far (share it between the spans of one text).
+    func encodeSegment(_ s: UnsafeBufferPointer<UInt8>, into out: inout [Int32], cache: inout PieceCache) {
         let normalized = normalizer.normalize(utf8: s)
         if normalized.isEmpty { return }
         normalized.withUnsafeBufferPointer { n in
             guard splitsAtSpaces else { return segment(n, into: &out) }
-            var cache = PieceCache()
             var start = 0
             var i = 1
             while i <= n.count {
                 // A word ends before each ▁ that follows a non-▁ character, and at the end.
                 let atEnd = i == n.count
-                let boundary = atEnd || (i >= 3 && i + 2 < n.count && n[i] == 0xE2 && n[i + 1] == 0x96 && n[i + 2] == 0x81
-                    && !(n[i - 3] == 0xE2 && n[i - 2] == 0x96 && n[i - 1] == 0x81))
+                let boundary = atEnd || (i + 2 < n.count && Self.isSpaceSymbol(n, at: i)
+                    && !(i >= 3 && Self.isSpaceSymbol(n, at: i - 3))
+                    && (crossingPieces.isEmpty || !pieceSpansBoundary(n, i)))
                 if !boundary { i += 1; continue }
                 let word = UnsafeBufferPointer(rebasing: n[start..<i])
                 let h = PieceCache.hash(word)

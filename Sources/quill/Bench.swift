@@ -20,7 +20,7 @@ struct Bench: ParsableCommand {
         abstract: "Prompt-processing and generation speed, as llama-bench measures it.",
         discussion: "Lists take comma-separated values (-t 1,2) or repeat the flag (-t 1 -t 2).")
 
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file, or a Hugging Face encoder-decoder folder (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file, a Hugging Face encoder-decoder folder, or a name Weights/fetch knows (default: $QUILL_MODEL or smollm2).")
     var model: String?
 
     @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt lengths to test (0: no pp test).")
@@ -87,8 +87,7 @@ extension Bench {
     func run() throws {
         try reportingErrors {
             if seq2seq.applies(to: model) { return try seq2seq.run(self) }
-            let path = model ?? DefaultModel.path
-            guard FileManager.default.fileExists(atPath: path) else { throw CommandError("\(path): no such model file") }
+            let path = try ModelLocator.resolve(model)
             let file = try GGUFFile(path: path)
             let info = ModelSummary(file: file)
             var tests: [(prompt: Int, gen: Int)] = []

@@ -6,7 +6,7 @@ import QuillTokenizers
 
 /// Options shared by the commands that load a GGUF model.
 struct ModelOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file, or a name Weights/fetch knows: smollm2, gemma3-270m, qwen2.5-coder-0.5b (default: $QUILL_MODEL or smollm2).")
     var model: String?
 
     @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
@@ -15,18 +15,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Compute path: 'quantized' (fast, 8-bit activations when decoding) or 'f32' (exactly dequantised weights, f32 arithmetic; the reference).")
     var precision: ComputePrecision = .quantized
 
-    var modelPath: String { model ?? DefaultModel.path }
+    var modelPath: String { ModelLocator.path(for: model) }
 
     func validate() throws {
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
     }
 
     func load(maxBatch: Int = 512) throws -> TextModel {
-        guard FileManager.default.fileExists(atPath: modelPath) else {
-            let hint = model == nil ? " (run Weights/fetch to download the default model)" : ""
-            throw CommandError("\(modelPath): no such model file\(hint)")
-        }
-        return try TextModel(path: modelPath, threads: threads, precision: precision, maxBatch: maxBatch)
+        return try TextModel(path: try ModelLocator.resolve(model), threads: threads, precision: precision, maxBatch: maxBatch)
     }
 }
 

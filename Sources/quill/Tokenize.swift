@@ -12,7 +12,7 @@ struct Tokenize: ParsableCommand {
             adds by default (</s>, <s>…</s>) are added, as transformers' tokenizer(text) does.
             """)
 
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file or Hugging Face model folder (default: $QUILL_MODEL or the model Weights/fetch downloads).")
+    @Option(name: [.short, .customLong("model")], help: "GGUF model file, Hugging Face model folder, or a name Weights/fetch knows (default: $QUILL_MODEL or smollm2).")
     var model: String?
 
     enum Output: String, EnumerableFlag {
@@ -29,33 +29,28 @@ struct Tokenize: ParsableCommand {
 
     @Flag var output: Output = .ids
 
-    @Flag(help: "Treat special-token text such as <|im_start|> as ordinary text (byte-level BPE only).")
+    @Flag(help: "Treat control-token text such as <|im_start|> as ordinary text (GGUF models only).")
     var noParseSpecial = false
 
     func run() throws {
         StandardOutput.prepare()
         try reportingErrors {
             let text = try StandardInput.readText()
-            let path = model ?? DefaultModel.path
+            let path = try ModelLocator.resolve(model)
             var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                throw CommandError("\(path): no such model file or folder")
-            }
+            _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
             let tokenizer: any Tokenizer
             var ids: [Int32]
             if isDirectory.boolValue {
-                guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF byte-level BPE models only") }
+                guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF models only") }
                 tokenizer = try TokenizerLoader.load(directory: URL(fileURLWithPath: path, isDirectory: true))
                 ids = tokenizer.encode(text, addSpecialTokens: true)
             } else {
-                let file = try GGUFFile(path: path)
-                tokenizer = try GGUFTokenizer.load(from: file)
-                if let bpe = tokenizer as? BPETokenizer {
-                    ids = bpe.encode(text, parseSpecialTokens: !noParseSpecial)
-                } else {
-                    guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF byte-level BPE models only") }
-                    ids = tokenizer.encode(text, addSpecialTokens: false)
-                }
+                // Only the metadata: tokenizing works whatever the tensor types.
+                let file = try GGUFFile(path: path, tensorInfos: .skip)
+                let gguf = try GGUFTokenizer.load(from: file)
+                tokenizer = gguf
+                ids = gguf.encode(text, specialTokens: noParseSpecial ? .nowhere : .everywhere)
                 if let bos = GGUFTokenizer.beginningOfSequence(in: file) { ids.insert(bos, at: 0) }
             }
             let line: String

@@ -41,3 +41,36 @@ import Testing
         #expect(worst < 1e-5, "max error \(worst)")
     }
 }
+
+extension BidirectionalAttentionTests {
+    /// Long inputs take the sgemm path (≥ gemmTokens queries, no bias, not causal): same results as the
+    /// Double twin, with padding in one sequence, and the same with 1 and 2 threads.
+    @Test func longInputsThroughGEMMMatchReference() {
+        let sequences = 2, tokens = BidirectionalAttention.gemmTokens + 37, heads = 2, hd = 16, stride = tokens
+        let q = random(sequences * tokens * heads * hd, seed: 11)
+        let k = random(sequences * heads * stride * hd, seed: 12), v = random(sequences * heads * stride * hd, seed: 13)
+        let keyCounts = [tokens, tokens - 50]
+        var fast = [Float](repeating: 0, count: q.count), slow = fast, oneThread = fast
+        k.withUnsafeBufferPointer { kb in
+            v.withUnsafeBufferPointer { vb in
+                let keysOf = { (s: Int) in
+                    AttentionKeys(keys: kb.baseAddress! + s * heads * stride * hd, values: vb.baseAddress! + s * heads * stride * hd,
+                                  keyCount: keyCounts[s], firstPosition: 0)
+                }
+                for (threads, out) in [(2, 0), (1, 1)] {
+                    var result = [Float](repeating: 0, count: q.count)
+                    BidirectionalAttention.attend(queries: q, output: &result, sequences: sequences, tokens: tokens, heads: heads,
+                                                  headDimension: hd, keyStride: stride, causal: false, scale: 0.25, bias: nil,
+                                                  pool: ThreadPool(threads: threads), keysOf: keysOf)
+                    if out == 0 { fast = result } else { oneThread = result }
+                }
+                ReferenceBidirectionalAttention.attend(queries: q, output: &slow, sequences: sequences, tokens: tokens,
+                                                       heads: heads, headDimension: hd, keyStride: stride, causal: false,
+                                                       scale: 0.25, bias: nil, keysOf: keysOf)
+            }
+        }
+        let worst = zip(fast, slow).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-5, "max error \(worst)")
+        #expect(fast == oneThread)
+    }
+}

@@ -3,25 +3,11 @@ import QuillModels
 import Testing
 
 @Suite struct ChatTemplateTests {
-    struct Case {
-        var name: String
-        var messages: [ChatMessage]
-        var addGenerationPrompt: Bool
-        var rendered: String
-        var ids: [Int32]
-    }
+    typealias Case = ChatTemplateCase
 
     /// The reference pack's conversations, rendered by transformers' `apply_chat_template` (jinja2).
     func cases() throws -> (template: String, cases: [Case]) {
-        let json = try ReferenceData.json("chat_template_cases.json")
-        let cases = (json["cases"] as! [[String: Any]]).map { c in
-            Case(name: c["name"] as! String,
-                 messages: (c["messages"] as! [[String: String]]).map { ChatMessage(role: $0["role"]!, content: $0["content"]!) },
-                 addGenerationPrompt: c["add_generation_prompt"] as! Bool,
-                 rendered: c["rendered"] as! String,
-                 ids: ReferenceData.ids(c["ids"]))
-        }
-        return (json["template"] as! String, cases)
+        try ChatTemplateCase.load(ReferenceData.json("chat_template_cases.json"))
     }
 
     @Test func rendersTheReferenceConversationsByteExactly() throws {
@@ -41,6 +27,8 @@ import Testing
         for c in try cases().cases {
             let ids = model.encodePrompt(template.render(c.messages, addGenerationPrompt: c.addGenerationPrompt))
             #expect(ids == c.ids, "\(c.name)")
+            // The markup-only path gives the same ids when no message spells a marker.
+            #expect(template.encode(c.messages, addGenerationPrompt: c.addGenerationPrompt, for: model) == c.ids, "\(c.name)")
         }
     }
 
@@ -69,5 +57,26 @@ import Testing
         } catch {
             Issue.record("unexpected error \(error)")
         }
+    }
+}
+
+/// One conversation of a pack's `chat_template_cases.json`.
+struct ChatTemplateCase {
+    var name: String
+    var messages: [ChatMessage]
+    var addGenerationPrompt: Bool
+    var rendered: String
+    var ids: [Int32]
+
+    /// The template source and the cases of a parsed `chat_template_cases.json`.
+    static func load(_ json: [String: Any]) -> (template: String, cases: [ChatTemplateCase]) {
+        let cases = (json["cases"] as! [[String: Any]]).map { c in
+            ChatTemplateCase(name: c["name"] as! String,
+                             messages: (c["messages"] as! [[String: String]]).map { ChatMessage(role: $0["role"]!, content: $0["content"]!) },
+                             addGenerationPrompt: c["add_generation_prompt"] as! Bool,
+                             rendered: c["rendered"] as! String,
+                             ids: ReferenceData.ids(c["ids"]))
+        }
+        return (json["template"] as! String, cases)
     }
 }

@@ -145,3 +145,23 @@ import Testing
         }
     }
 }
+
+/// Word-by-word BPE (with its cache) must give what BPE over the whole text gives, also when some
+/// pieces span a word boundary (Gemma 3 has `>▁</`): there the boundary is not used.
+@Suite struct SentencePieceCrossingPieceTests {
+    @Test func piecesThatSpanAWordBoundaryAreStillFound() throws {
+        var spec = SentencePieceModelProto.Normalizer()
+        spec.name = "identity"
+        spec.addDummyPrefix = false
+        spec.removeExtraWhitespaces = false
+        let pieces = ["<unk>", "a", "b", "c", "▁", "▁b", "a▁", "a▁b"]
+        let tok = try SentencePieceTokenizer(pieces: pieces, scores: [0, -1, -2, -3, -4, -5, -6, -0.5],
+                                             types: [2, 1, 1, 1, 1, 1, 1, 1], model: .bpe, normalizer: spec)
+        // "a b a c" is a▁b▁a▁c. Over the whole text, BPE merges ▁b (-5) first, then a + ▁b = a▁b (-0.5),
+        // then the second a▁ (-6); nothing else is a piece: [a▁b, ▁, a▁, c]. Cutting words before every
+        // ▁ would give [a, ▁b, ▁, a, ▁, c].
+        #expect(tok.encodeAsPieces("a b a c") == ["a▁b", "▁", "a▁", "c"])
+        // Where no crossing piece occurs, words are cut as usual: "b c" = b▁c -> [b, ▁, c].
+        #expect(tok.encodeAsPieces("b c") == ["b", "▁", "c"])
+    }
+}

@@ -153,3 +153,29 @@ final class ErrorReader: @unchecked Sendable {
         #expect(result.text == "1 4093\n")
     }
 }
+
+/// `-m` takes the short names `Weights/fetch` knows as well as paths.
+@Suite struct ModelNameCommandLineTests {
+    @Test func aKnownNameThatIsNotFetchedNamesTheFetchCommand() throws {
+        let emptyHome = FileManager.default.temporaryDirectory.appendingPathComponent("quill-empty-home-\(getpid())")
+        try FileManager.default.createDirectory(at: emptyHome, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: emptyHome) }
+        for command in ["complete", "tokenize"] {
+            let result = try QuillProcess.run([command, "-m", "qwen2.5-coder-0.5b"], input: Data("Hi".utf8),
+                                              environment: ["QUILL_HOME": emptyHome.path])
+            #expect(result.status != 0 && result.stdout.isEmpty)
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("Weights/fetch qwen2.5-coder-0.5b"), "\(result.stderr)")
+        }
+    }
+
+    @Test func aNameResolvesToTheFetchedFile() throws {
+        // The default model under its short name tokenizes exactly as under its path.
+        let home = ProcessInfo.processInfo.environment["QUILL_HOME"] ?? (NSHomeDirectory() + "/.cache/quill")
+        let path = home + "/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        let byPath = try QuillProcess.run(["tokenize", "-m", path], input: Data("Hello, world".utf8))
+        let byName = try QuillProcess.run(["tokenize", "-m", "smollm2"], input: Data("Hello, world".utf8))
+        #expect(byPath.status == 0 && !byPath.stdout.isEmpty, "\(byPath.stderr)")
+        #expect(byName.status == 0 && byName.stdout == byPath.stdout, "\(byName.stderr)")
+    }
+}

@@ -21,6 +21,19 @@ import Testing
         #expect(other.text != first.text)
     }
 
+    @Test func beamSearchPrintsTheNBestContinuationsWithScores() throws {
+        let result = try QuillProcess.run(["complete", "-m", modelPath, "--precision", "f32", "--beam", "4", "--n-best", "2",
+                                           "-n", "8", "--ids"], input: Data("The capital of France is".utf8))
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.text.split(separator: "\n")
+        #expect(lines.count == 2)
+        let scores = lines.compactMap { $0.split(separator: "\t").last.flatMap { Float($0) } }
+        #expect(scores.count == 2 && scores[0] >= scores[1] && scores[0] < 0, "best first, log-probabilities")
+        #expect(lines.allSatisfy { $0.split(separator: "\t")[0].split(separator: " ").count <= 8 })
+        let bad = try QuillProcess.run(["complete", "-m", modelPath, "--n-best", "2"], input: Data("Hi".utf8))
+        #expect(bad.status != 0 && bad.stderr.contains("--n-best needs --beam"))
+    }
+
     @Test func withoutASeedOneIsChosenAndPrinted() throws {
         let run = try sample(["--temp", "1"])
         let line = run.stderr.split(separator: "\n").first { $0.hasPrefix("quill: seed ") }

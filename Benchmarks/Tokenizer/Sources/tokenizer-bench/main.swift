@@ -2,9 +2,12 @@
 // prose (the corpus fixtures repeated to ~4 MB) and the cost of loading a 262,144-piece SentencePiece
 // vocabulary (synthetic: Gemma-3's real vocabulary is not available offline).
 //
-// Usage: tokenizer-bench [--tokenizer PATH] [--corpus DIR] [--mb N] [--rounds N] [--no-synthetic]
+// and of the real Gemma 3 / Qwen2.5 GGUF vocabularies when they are fetched (`Weights/fetch NAME`).
+//
+// Usage: tokenizer-bench [--tokenizer PATH] [--corpus DIR] [--mb N] [--rounds N] [--no-synthetic] [--no-gguf] [--gguf-only]
 // Prints human-readable lines and `RESULT key value` lines that run.sh turns into a table.
 import Foundation
+import QuillModels
 import QuillTokenizers
 
 func arg(_ name: String, _ fallback: String) -> String {
@@ -59,6 +62,11 @@ result("quill_load_mb", Double(loadBytes) / 1e6)
 let text = try corpusText()
 let megabytes = Double(text.utf8.count) / 1e6
 print(String(format: "text: %.2f MB (%d bytes)", megabytes, text.utf8.count))
+// Paragraph by paragraph (one encode call per "\n\n"-terminated chunk), as a server would see
+// requests: per-call overhead and a cold piece cache each time. Same chunks as hf_tokenizers.py.
+let chunks = text.components(separatedBy: "\n\n").map { $0 + "\n\n" }
+// --gguf-only: just the GGUF vocabularies (for profiling them).
+if !CommandLine.arguments.contains("--gguf-only") {
 
 var ids: [Int32] = []
 var bestEncode = Double.infinity
@@ -77,9 +85,6 @@ result("quill_encode_mtoks", Double(ids.count) / bestEncode / 1e6)
 result("quill_tokens", Double(ids.count))
 print("RESULT quill_fnv \(String(hash, radix: 16))")
 
-// Paragraph by paragraph (one encode call per "\n\n"-terminated chunk), as a server would see
-// requests: per-call overhead and a cold piece cache each time. Same chunks as hf_tokenizers.py.
-let chunks = text.components(separatedBy: "\n\n").map { $0 + "\n\n" }
 var bestChunked = Double.infinity
 var chunkedTokens = 0
 for _ in 0..<rounds {
@@ -130,6 +135,71 @@ do {
         bestDecode = min(bestDecode, now() - t)
     }
     result("quill_t5_decode_mbs", megabytes / bestDecode)
+}
+}  // --gguf-only
+
+// MARK: Real GGUF vocabularies (Gemma 3: 262,144-piece SentencePiece; Qwen2.5: 151,936-token byte-level BPE)
+
+if !CommandLine.arguments.contains("--no-gguf") {
+    for name in ["gemma3-270m", "qwen2.5-coder-0.5b"] {
+        try ggufVocabulary(name: name, text: text, chunks: chunks)
+    }
+}
+
+/// Load time (metadata parse, tokenizer build) and encode / decode throughput of the tokenizer Quill
+/// builds from a fetched GGUF (`Weights/fetch NAME`), on the same text as the SmolLM2 figures above.
+func ggufVocabulary(name: String, text: String, chunks: [String]) throws {
+    let path = ModelLocator.path(of: ModelLocator.knownModel(named: name)!)
+    guard FileManager.default.fileExists(atPath: path) else {
+        print("\(name): not fetched (Weights/fetch \(name)); skipped")
+        return
+    }
+    let key = name.hasPrefix("gemma") ? "gemma" : "qwen"
+    var bestParse = Double.infinity, bestBuild = Double.infinity
+    var loaded: (any SpecialTokenParsingTokenizer)? = nil
+    for _ in 0..<rounds {
+        let t0 = now()
+        let file = try GGUFFile(path: path, tensorInfos: .skip)
+        let t1 = now()
+        loaded = try GGUFTokenizer.load(from: file)
+        let t2 = now()
+        bestParse = min(bestParse, t1 - t0)
+        bestBuild = min(bestBuild, t2 - t1)
+    }
+    let tokenizer = loaded!
+    print(String(format: "%@: load %.0f ms (GGUF metadata %.0f ms + tokenizer %.0f ms, best of %d), %d tokens",
+                 name, (bestParse + bestBuild) * 1e3, bestParse * 1e3, bestBuild * 1e3, rounds, tokenizer.vocabularySize))
+    result("\(key)_load_ms", (bestParse + bestBuild) * 1e3)
+    result("\(key)_parse_ms", bestParse * 1e3)
+    result("\(key)_build_ms", bestBuild * 1e3)
+    let megabytes = Double(text.utf8.count) / 1e6
+    var ids: [Int32] = []
+    var best = Double.infinity
+    for _ in 0..<rounds {
+        let t0 = now()
+        ids = tokenizer.encode(text, specialTokens: .everywhere)
+        best = min(best, now() - t0)
+    }
+    var bestChunked = Double.infinity
+    for _ in 0..<rounds {
+        let t0 = now()
+        for c in chunks { _ = tokenizer.encode(c, specialTokens: .everywhere) }
+        bestChunked = min(bestChunked, now() - t0)
+    }
+    var bestDecode = Double.infinity
+    var decoded = ""
+    for _ in 0..<rounds {
+        let t0 = now()
+        decoded = tokenizer.decode(ids, skipSpecialTokens: false)
+        bestDecode = min(bestDecode, now() - t0)
+    }
+    precondition(decoded == text, "\(name): decode(encode(text)) != text")
+    print(String(format: "%@: encode %.1f MB/s (%d tokens), per paragraph %.1f MB/s, decode %.1f MB/s",
+                 name, megabytes / best, ids.count, megabytes / bestChunked, megabytes / bestDecode))
+    result("\(key)_encode_mbs", megabytes / best)
+    result("\(key)_chunked_mbs", megabytes / bestChunked)
+    result("\(key)_decode_mbs", megabytes / bestDecode)
+    result("\(key)_tokens", Double(ids.count))
 }
 
 // MARK: 262k-piece SentencePiece vocabulary (synthetic, Gemma-3 sized)

@@ -1,0 +1,251 @@
+import Foundation
+import QuillAudio
+import QuillGeneration
+import QuillKernels
+
+/// OpenAI Whisper from a CTranslate2 conversion (`model.bin` + `config.json`, as in faster-whisper),
+/// built from the shared encoder-decoder blocks of `Seq2SeqTransformer`:
+///
+/// - audio front end: log-mel features (`QuillAudio.LogMel`) → conv1 (kernel 3, pad 1) + GELU →
+///   conv2 (kernel 3, pad 1, stride 2) + GELU → + sinusoidal encoder positions (stored in the file);
+/// - pre-LayerNorm encoder layers (fused Q|K|V split into three views of the mapped matrix),
+///   final encoder LayerNorm, cross-attention keys/values projected once per utterance;
+/// - decoder: token embedding + learned positions, pre-LayerNorm layers, final LayerNorm,
+///   output tied to the embeddings (no bias, no scaling).
+public final class WhisperModel: @unchecked Sendable {
+    /// How the weights are held in memory.
+    public enum WeightFormat: String, Sendable, CaseIterable {
+        /// As stored in model.bin (f16 for faster-whisper conversions), used in place from the mapping.
+        case stored
+        /// Widened to f32 at load time (CTranslate2's `compute_type="float32"` does the same).
+        case f32
+        /// The decoder's per-step matrices (self-attention, cross-attention query/output, feed-forward,
+        /// the tied output projection) quantised to Q8_0 at load time and used with int8 dot products;
+        /// the encoder stays as stored.
+        case q8_0
+    }
+
+    /// `${QUILL_HOME:-~/.cache/quill}/models/whisper-base`, where `Weights/fetch whisper-base` puts it.
+    public static var defaultDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        let home = environment["QUILL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/quill")
+        return (home as NSString).appendingPathComponent("models/whisper-base")
+    }
+
+    /// The decoder (and the encoder layers) as a generic encoder-decoder model.
+    public let transformer: Seq2SeqTransformer
+    public let config: WhisperConfig
+    /// Mel bins the first convolution expects (80 for whisper-base).
+    public let melBins: Int
+    /// Encoder positions (1500): the frames after the stride-2 convolution.
+    public let encoderPositions: Int
+    /// Decoder positions (448).
+    public let decoderPositions: Int
+    let conv1: Conv1D
+    let conv2: Conv1D
+    let encoderPositionTable: [Float]   // (encoderPositions, width)
+    let file: CTranslate2File
+
+    public var width: Int { transformer.width }
+    public var vocabularySize: Int { transformer.vocabularySize }
+    /// Feature frames of one window (3000 = 30 s).
+    public var frames: Int { 2 * encoderPositions }
+
+    /// Loads `directory/model.bin` and `directory/config.json`, checking every variable's shape.
+    public init(directory: String, threads: Int, weights format: WeightFormat = .stored) throws {
+        let binPath = (directory as NSString).appendingPathComponent("model.bin")
+        guard FileManager.default.fileExists(atPath: binPath) else {
+            throw CheckpointError(path: directory, problem: "no model.bin (a CTranslate2 Whisper model folder is expected)")
+        }
+        let file = try CTranslate2File(path: binPath)
+        guard file.specName == "WhisperSpec" else {
+            throw CheckpointError(path: binPath, problem: "spec is \(file.specName), not WhisperSpec")
+        }
+        config = try WhisperConfig(path: (directory as NSString).appendingPathComponent("config.json"))
+        self.file = file
+        let storage = WeightStorage()
+        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: binPath, problem: problem) }
+        guard let conv1Shape = file.variable("encoder/conv1/weight")?.shape, conv1Shape.count == 3,
+              let embeddingShape = file.variable("decoder/embeddings/weight")?.shape, embeddingShape.count == 2,
+              let encoderPositionShape = file.variable("encoder/position_encodings/encodings")?.shape, encoderPositionShape.count == 2,
+              let decoderPositionShape = file.variable("decoder/position_encodings/encodings")?.shape, decoderPositionShape.count == 2
+        else { throw fail("missing or malformed encoder/conv1, decoder/embeddings or position tables") }
+        let w = conv1Shape[0], vocabulary = embeddingShape[0]
+        melBins = conv1Shape[1]
+        encoderPositions = encoderPositionShape[0]
+        decoderPositions = decoderPositionShape[0]
+        let heads = Int(try file.scalar("encoder/num_heads"))
+        guard heads > 0, w % heads == 0, Int(try file.scalar("decoder/num_heads")) == heads else {
+            throw fail("unsupported head counts for width \(w)")
+        }
+        guard try file.scalar("decoder/pre_norm") == 1, try file.scalar("decoder/activation") == 3,
+              try file.scalar("decoder/scale_embeddings") == 0 else {
+            throw fail("expected pre-norm layers, GELU and unscaled embeddings (Whisper)")
+        }
+        if file.variable("decoder/alibi") != nil, try file.scalar("decoder/alibi") != 0 { throw fail("ALiBi is not supported") }
+        let layerCount = { (prefix: String) in
+            (0...).prefix { file.variable("\(prefix)/layer_\($0)/ffn/linear_0/weight") != nil }.count
+        }
+        let encoderLayerCount = layerCount("encoder"), decoderLayerCount = layerCount("decoder")
+        guard encoderLayerCount > 0, decoderLayerCount > 0 else { throw fail("no encoder or decoder layers") }
+
+        func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
+            let m = try file.matrix(name, shape: shape, storage: storage)
+            switch format {
+            case .stored: return m
+            case .q8_0:
+                // Only the matrices every decoding step reads; the encoder's and the cross-attention
+                // key/value projections run as GEMMs over 1500 frames, where Q8_0 would only add
+                // dequantisation and error.
+                let perStep = name.hasPrefix("decoder/") && !name.hasSuffix("/attention/linear_1/weight")
+                return perStep ? storage.quantizedQ80(m) : m
+            case .f32:
+                guard m.type != .f32 else { return m }
+                let floats = storage.allocateFloats(m.rows * m.columns)
+                ReferenceDequantizer.dequantize(m.type, m.data, count: m.rows * m.columns, into: floats)
+                return WeightMatrix(type: .f32, rows: m.rows, columns: m.columns, data: UnsafeRawPointer(floats))
+            }
+        }
+        func linear(_ name: String, rows: Int, columns: Int) throws -> Linear {
+            Linear(weight: try matrix(name + "/weight", [rows, columns]), bias: try file.vector(name + "/bias", count: rows))
+        }
+        /// Rows `part·rows ..< (part+1)·rows` of a fused projection, as its own Linear (no copy).
+        func slice(_ fused: Linear, part: Int, rows: Int) -> Linear {
+            let m = fused.weight
+            return Linear(weight: WeightMatrix(type: m.type, rows: rows, columns: m.columns, data: m.row(part * rows)),
+                          bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]))
+        }
+        func norm(_ name: String) throws -> Norm {
+            .layer(weight: try file.vector(name + "/gamma", count: w), bias: try file.vector(name + "/beta", count: w), epsilon: 1e-5)
+        }
+        func feedForward(_ p: String) throws -> FeedForward {
+            let ffn = file.variable(p + "/linear_0/weight")?.shape.first ?? 0
+            return FeedForward(input: try linear(p + "/linear_0", rows: ffn, columns: w), up: nil,
+                               output: try linear(p + "/linear_1", rows: w, columns: ffn), activation: .gelu)
+        }
+        func selfAttention(_ p: String) throws -> AttentionWeights {
+            let fused = try linear(p + "/linear_0", rows: 3 * w, columns: w)
+            return AttentionWeights(query: slice(fused, part: 0, rows: w), key: slice(fused, part: 1, rows: w),
+                                    value: slice(fused, part: 2, rows: w), output: try linear(p + "/linear_1", rows: w, columns: w))
+        }
+        let encoderLayers = try (0..<encoderLayerCount).map { i in
+            let p = "encoder/layer_\(i)"
+            return EncoderLayer(attention: try selfAttention(p + "/self_attention"),
+                                attentionNorm: try norm(p + "/self_attention/layer_norm"),
+                                feedForward: try feedForward(p + "/ffn"), feedForwardNorm: try norm(p + "/ffn/layer_norm"))
+        }
+        let decoderLayers = try (0..<decoderLayerCount).map { i in
+            let p = "decoder/layer_\(i)"
+            let keyValue = try linear(p + "/attention/linear_1", rows: 2 * w, columns: w)
+            let cross = AttentionWeights(query: try linear(p + "/attention/linear_0", rows: w, columns: w),
+                                         key: slice(keyValue, part: 0, rows: w), value: slice(keyValue, part: 1, rows: w),
+                                         output: try linear(p + "/attention/linear_2", rows: w, columns: w))
+            return DecoderLayer(selfAttention: try selfAttention(p + "/self_attention"),
+                                selfAttentionNorm: try norm(p + "/self_attention/layer_norm"),
+                                crossAttention: cross, crossAttentionNorm: try norm(p + "/attention/layer_norm"),
+                                feedForward: try feedForward(p + "/ffn"), feedForwardNorm: try norm(p + "/ffn/layer_norm"))
+        }
+        let embedding = try matrix("decoder/embeddings/weight", [vocabulary, w])
+        // Tied (an alias, or absent): the same matrix, quantised or widened once.
+        let projection = file.variables["decoder/projection/weight"] != nil
+            ? try matrix("decoder/projection/weight", [vocabulary, w]) : embedding
+        encoderPositionTable = try file.floats("encoder/position_encodings/encodings", shape: [encoderPositions, w])
+        let decoderTable = try file.floats("decoder/position_encodings/encodings", shape: [decoderPositions, w])
+        conv1 = Conv1D(linear: Linear(weight: try matrix("encoder/conv1/weight", [w, melBins, 3]),
+                                      bias: try file.vector("encoder/conv1/bias", count: w)),
+                       inputChannels: melBins, kernel: 3, stride: 1, padding: 1)
+        conv2 = Conv1D(linear: Linear(weight: try matrix("encoder/conv2/weight", [w, w, 3]),
+                                      bias: try file.vector("encoder/conv2/bias", count: w)),
+                       inputChannels: w, kernel: 3, stride: 2, padding: 1)
+        let settings = Seq2SeqSettings(decoderStartToken: config.startOfTranscript, endOfSequenceTokens: [config.endOfText],
+                                       padToken: config.endOfText, maxNewTokens: decoderPositions - 1)
+        transformer = Seq2SeqTransformer(Seq2SeqTransformer.Parts(
+            modelType: "whisper", width: w, heads: heads, headDimension: w / heads, vocabularySize: vocabulary,
+            generationDefaults: settings, encoderEmbedding: embedding, decoderEmbedding: embedding, embeddingScale: 1,
+            // The encoder's positions are added to the convolved frames here, not by the transformer.
+            positions: .absolute(encoder: [], decoder: decoderTable, rows: decoderPositions, offset: 0),
+            encoderEmbeddingNorm: nil, decoderEmbeddingNorm: nil, preNorm: true,
+            encoderLayers: encoderLayers, decoderLayers: decoderLayers,
+            encoderFinalNorm: try norm("encoder/layer_norm"), decoderFinalNorm: try norm("decoder/layer_norm"),
+            attentionScale: 1 / Float(w / heads).squareRoot(), outputScale: 1, lmHead: projection, finalLogitsBias: nil),
+            file: file, storage: storage, threads: threads, quantized: format == .q8_0)
+    }
+
+    /// The encoder output for one window of features: conv front end, positions, encoder layers.
+    /// - Parameter features: (melBins, frames) log-mel features, `frames` = 2·encoderPositions
+    /// - Returns: (encoderPositions, width)
+    public func encoderOutput(features: [Float]) throws -> [Float] {
+        guard features.count == melBins * frames else {
+            throw WhisperError.badFeatures("features must be \(melBins) × \(frames) values, got \(features.count)")
+        }
+        let context = transformer.context, w = width
+        var timeMajor = [Float](repeating: 0, count: frames * melBins)   // (frames, melBins)
+        for m in 0..<melBins { for t in 0..<frames { timeMajor[t * melBins + m] = features[m * frames + t] } }
+        var hidden = [Float](repeating: 0, count: frames * w)              // (frames, width)
+        conv1.apply(timeMajor, length: frames, into: &hidden, context: context)
+        hidden.withUnsafeMutableBufferPointer { Activation.gelu.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
+        var x = [Float](repeating: 0, count: encoderPositions * w)         // (positions, width)
+        conv2.apply(hidden, length: frames, into: &x, context: context)
+        x.withUnsafeMutableBufferPointer { Activation.gelu.apply($0.baseAddress!, count: $0.count, pool: context.pool) }
+        addInPlace(encoderPositionTable, into: &x, count: x.count)
+        transformer.runEncoderLayers(&x, lengths: [encoderPositions], tokens: encoderPositions)
+        return x
+    }
+
+    /// Encodes one window and projects every decoder layer's cross-attention keys and values.
+    public func encode(features: [Float]) throws -> EncoderStates {
+        let x = try encoderOutput(features: features)
+        return transformer.crossAttentionStates(x, lengths: [encoderPositions], tokens: encoderPositions)
+    }
+
+    /// Log-mel features of 16 kHz mono samples, padded or trimmed to one window.
+    public func features(samples: [Float]) -> [Float] {
+        LogMel(melBins: melBins).features(samples, frames: frames)
+    }
+}
+
+/// The decoding constants of a Whisper `config.json` (CTranslate2 conversion) plus Whisper's fixed
+/// special tokens of the multilingual vocabulary.
+public struct WhisperConfig: Sendable {
+    /// Banned at every step.
+    public let suppressIds: [TokenID]
+    /// Also banned at the first generated step (the blank " " and `<|endoftext|>`).
+    public let suppressIdsBegin: [TokenID]
+    /// The language tokens, `<|en|>` … , in the order of the model's training.
+    public let languageIds: [TokenID]
+    public let endOfText: TokenID = 50257
+    public let startOfTranscript: TokenID = 50258
+    public let translate: TokenID = 50358
+    public let transcribe: TokenID = 50359
+    public let noTimestamps: TokenID = 50363
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CheckpointError(path: path, problem: "cannot read the Whisper config.json")
+        }
+        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw CheckpointError(path: path, problem: "not a JSON object")
+        }
+        func ids(_ key: String) throws -> [TokenID] {
+            guard let values = json[key] as? [NSNumber] else { throw CheckpointError(path: path, problem: "missing \(key)") }
+            return values.map { TokenID(truncating: $0) }
+        }
+        suppressIds = try ids("suppress_ids")
+        suppressIdsBegin = try ids("suppress_ids_begin")
+        languageIds = try ids("lang_ids")
+    }
+}
+
+/// Problems with Whisper inputs, one line each.
+public enum WhisperError: Error, CustomStringConvertible, Equatable {
+    case badFeatures(String)
+    case unknownLanguage(String)
+
+    public var description: String {
+        switch self {
+        case .badFeatures(let message): return message
+        case .unknownLanguage(let code): return "unknown language '\(code)' (Whisper codes such as en, de, fr, es)"
+        }
+    }
+}
