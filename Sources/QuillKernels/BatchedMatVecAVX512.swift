@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 // Batched AVX-512 / VNNI kernels: one weight matrix times several activation rows.
 //
@@ -110,10 +110,10 @@ enum BatchedAVX512MatVec {
         MatVec.forEachBatchTile(w, rows, body)
     }
 
-    /// Tiles for running a one-row kernel per activation row (the K-quants' f32 path): a multiple of its 4-row pass and
-    /// about 32 KB, so the tile stays in L1 across the rows while each pass still shares its
-    /// activation loads among 4 weight rows (`forEachTile`'s ~12 KB gave 2-row tiles at Qwen's
-    /// 4864-wide Q6_K rows, where the per-row path ran at ~0.6× the separate one-row calls).
+    /// Tiles for running a one-row kernel per activation row (the K-quants' f32 path): a multiple
+    /// of its 4-row pass and about 32 KB, so the tile stays in L1 across the rows while each pass
+    /// still shares its activation loads among 4 weight rows (`forEachTile`'s ~12 KB gave 2-row
+    /// tiles at Qwen's 4864-wide Q6_K rows, where a per-row path ran at ~0.6× the one-row calls).
     @inline(__always) static func forEachRowwiseTile(_ w: WeightMatrix, _ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
         let tileRows = max(4, min(64, (32 << 10) / max(1, w.rowBytes)) & ~3)
         var r0 = rows.lowerBound

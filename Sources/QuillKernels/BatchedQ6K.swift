@@ -1,6 +1,6 @@
 #if canImport(COpenBLAS.AVX512VNNI)
-import COpenBLAS.AVX512VNNI
-import _Builtin_intrinsics.intel
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
 
 // Batched Q6_K int8 kernel. Q6_K's scales cover 16 values and its zero-point term needs per-16
 // activation sums, so it does not fit `BatchedKQuantKernel`; this pass follows `Q6KInt8.step`
