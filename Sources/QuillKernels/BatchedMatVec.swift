@@ -12,8 +12,8 @@ extension MatVec {
     /// Whether the batched products run int8 kernels for `type` (as the one-row call does), each
     /// weight read from memory once per batch: Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 always, the K-quants
     /// with the AVX-512 kernels. Other types (and K-quants on the portable kernels) take the f32 path
-    /// on the dequantised activations, again as the one-row call does. (With AVX-512, all but Q6_K
-    /// unpack each weight block once per group of rows; Q6_K and the portable kernels run the
+    /// on the dequantised activations, again as the one-row call does. (With AVX-512 every one of them
+    /// unpacks each weight block once per group of up to 8 rows; the portable kernels run the
     /// one-row kernel per activation row over L1-sized weight tiles.)
     public static func hasBatchedInt8Kernel(_ type: TensorType) -> Bool {
         switch type {

@@ -25,9 +25,8 @@
 // Types: the 32-block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) conform to `AVX512Int8Kernel` (`unpack`
 // gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
 // −16·Σ for Q5_0); the K-quants with 8 sub-blocks of 32 (Q4_K, Q5_K) to `BatchedKQuantKernel`.
-// Q6_K's scales cover 16 values and its min term needs per-16 activation sums, so it has no pass
-// here: its batched product runs the one-row int8 kernel per activation row over L1-sized tiles
-// (`q6KRowwise`), each weight still read from memory once per batch.
+// Q6_K's scales cover 16 values and its zero-point term needs per-16 activation sums, so it has
+// its own pass (BatchedQ6K.swift).
 
 /// A K-quant super-block (256 values) made of 8 sub-blocks of 32 with a scale and a min each
 /// (Q4_K, Q5_K), for the batched int8 kernel; its one-row kernel (`KQuantInt8Kernel`) runs groups
@@ -70,8 +69,8 @@ struct BatchOperand {
 }
 
 enum BatchedAVX512MatVec {
-    /// `y[g·ldy + r] = W[r]·x_g` for all batch rows g and weight rows `rows`: batched kernels for the
-    /// 32-block types, Q4_K and Q5_K; Q6_K runs its one-row kernel per activation row over tiles.
+    /// `y[g·ldy + r] = W[r]·x_g` for all batch rows g and weight rows `rows`: batched kernels for
+    /// every quantised type (Q6_K's in BatchedQ6K.swift).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              ldy: Int, rows: Range<Int>) {
         let x = BatchOperand(xq)
@@ -83,30 +82,8 @@ enum BatchedAVX512MatVec {
         case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
         case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
         case .q5_K: kquantBatch(Q5KInt8.self, w, x, xq.rows, y, ldy, rows)
-        case .q6_K: q6KRowwise(w, xq, y, ldy, rows)
+        case .q6_K: q6KBatch(w, xq, y, ldy, rows)
         case .f32, .f16, .bf16: preconditionFailure("no int8 kernel for \(w.type)")
-        }
-    }
-
-    /// Q6_K: the one-row int8 kernel (`KQuantMatVec.int8Rows` with `Q6KInt8`) for each activation
-    /// row over L1-sized tiles of weight rows (`forEachRowwiseTile`), so every weight is read from memory once per batch
-    /// and every row gets bitwise its one-row result. The per-row activation tables (the one-row
-    /// call computes the same table) are built once for the whole range.
-    static func q6KRowwise(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, _ y: UnsafeMutablePointer<Float>,
-                           _ ldy: Int, _ rows: Range<Int>) {
-        let tableSize = max(1, w.columns / 8)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: tableSize * max(1, xq.rows)) { buffer in
-            let tables = buffer.baseAddress!
-            for g in 0..<xq.rows {
-                Q6KInt8.activationTable(xq.row(g), columns: w.columns, into: tables + g * tableSize)
-            }
-            forEachRowwiseTile(w, rows) { tile in
-                prefetchNextTile(w, after: tile, within: rows)
-                for g in 0..<xq.rows {
-                    KQuantMatVec.int8Rows(Q6KInt8.self, w, xq.row(g), UnsafeRawPointer(tables + g * tableSize),
-                                          y + g * ldy, tile)
-                }
-            }
         }
     }
 
@@ -133,10 +110,10 @@ enum BatchedAVX512MatVec {
         MatVec.forEachBatchTile(w, rows, body)
     }
 
-    /// Tiles for running a one-row kernel per activation row: a multiple of its 4-row pass and
-    /// about 32 KB, so the tile stays in L1 across the rows while each pass still shares its
-    /// activation loads among 4 weight rows (`forEachTile`'s ~12 KB gave 2-row tiles at Qwen's
-    /// 4864-wide Q6_K rows, where the per-row path ran at ~0.6× the separate one-row calls).
+    /// Tiles for running a one-row kernel per activation row (the K-quants' f32 path): a multiple
+    /// of its 4-row pass and about 32 KB, so the tile stays in L1 across the rows while each pass
+    /// still shares its activation loads among 4 weight rows (`forEachTile`'s ~12 KB gave 2-row
+    /// tiles at Qwen's 4864-wide Q6_K rows, where a per-row path ran at ~0.6× the one-row calls).
     @inline(__always) static func forEachRowwiseTile(_ w: WeightMatrix, _ rows: Range<Int>, _ body: (Range<Int>) -> Void) {
         let tileRows = max(4, min(64, (32 << 10) / max(1, w.rowBytes)) & ~3)
         var r0 = rows.lowerBound
