@@ -76,10 +76,10 @@ extension TextModel {
     ///     }
     ///
     /// Generation runs on a thread of its own (it is long, blocking CPU work that should not occupy a
-    /// Swift concurrency thread) with a fresh cache. Ending the loop early or cancelling the consuming
-    /// Task stops it after the current token (`.cancelled` in the statistics, which a consumer that
-    /// stopped listening no longer receives). Run one generation per `TextModel` at a time: the model's
-    /// thread pool serves one forward pass at a time.
+    /// Swift concurrency thread) with a fresh context (KV memory and threads) over the shared weights, so
+    /// several streams may run from one `TextModel` at once. Ending the loop early or cancelling the
+    /// consuming Task stops it after the current token (`.cancelled` in the statistics, which a consumer
+    /// that stopped listening no longer receives).
     public func generate(_ prompt: String, _ options: TextGenerationOptions = TextGenerationOptions())
         -> AsyncThrowingStream<TextGenerationEvent, Error> {
         generate(tokens: encodePrompt(prompt), options)
