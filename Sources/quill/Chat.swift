@@ -36,8 +36,8 @@ struct Chat: ParsableCommand {
         try reportingErrors {
             let loaded = try modelOptions.load()
             let contextSize = ctxSize == 0 ? loaded.model.trainedContextLength : ctxSize
-            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             let session = try ChatSession(model: loaded, contextSize: contextSize, systemPrompt: system)
+            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             var options = TextGenerationOptions()
             options.maxNewTokens = nPredict < 0 ? Int.max : nPredict
             options.sampling = sampling.options

@@ -174,12 +174,12 @@ struct Complete: ParsableCommand {
             guard !text.isEmpty else { throw CommandError("the prompt on standard input is empty") }
             let loaded = try modelOptions.load()
             let contextSize = ctxSize == 0 ? loaded.model.trainedContextLength : ctxSize
-            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             let prompt = loaded.encodePrompt(text)
             guard prompt.count < contextSize else {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
             }
             if let beam {
+                warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
                 let searchStart = clock.now
                 let generated = try CompleteBeamSearch(beams: beam, nBest: nBest ?? 1, printIds: ids).run(
                     loaded, prompt: prompt, maxNewTokens: nPredict < 0 ? contextSize : nPredict, contextSize: contextSize,
@@ -190,6 +190,8 @@ struct Complete: ParsableCommand {
                 return
             }
             let cache = try loaded.model.makeCache(capacity: contextSize)
+            // After the cache: a context that does not fit in memory is one line, the error.
+            warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
             let loadTime = (clock.now - loadStart).components
             let loadSeconds = Double(loadTime.seconds) + Double(loadTime.attoseconds) * 1e-18
 

@@ -118,6 +118,14 @@ final class ErrorReader: @unchecked Sendable {
         oneLineError(result, mentioning: ["100 tokens", "32"])
     }
 
+    @Test func aContextThatCannotFitInMemoryIsOneLine() throws {
+        // 10^8 positions of SmolLM2's f16 KV cache are 2 TiB: more than any machine here has.
+        for command in ["complete", "chat"] {
+            let result = try QuillProcess.run([command, "-m", modelPath, "-c", "100000000"], input: Data("Hello".utf8))
+            oneLineError(result, mentioning: ["KV cache of 100000000 tokens", "-c/--ctx-size"])
+        }
+    }
+
     @Test func invalidUTF8IsRejectedClearly() throws {
         let result = try QuillProcess.run(["complete", "-m", modelPath], input: Data([0x48, 0x69, 0xFF, 0xFE, 0x20]))
         oneLineError(result, mentioning: ["UTF-8"])
