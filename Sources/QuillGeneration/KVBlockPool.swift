@@ -37,6 +37,7 @@ public struct KVLayout: Sendable, Equatable {
 /// Identifies one sequence (a prompt and its continuation) in a `KVBlockPool`.
 public struct SequenceID: Hashable, Sendable, CustomStringConvertible {
     public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
     public var description: String { "sequence \(rawValue)" }
 }
 
@@ -47,6 +48,8 @@ public enum KVCacheError: Error, CustomStringConvertible, Equatable {
     /// The pool's budget is used up by other sequences (or by this one).
     case outOfBlocks(neededBlocks: Int, freeBlocks: Int, blockTokens: Int)
     case unknownSequence(SequenceID)
+    /// A forward pass got two chunks of one sequence.
+    case sequenceTwiceInOneBatch(SequenceID)
 
     public var description: String {
         switch self {
@@ -56,6 +59,8 @@ public enum KVCacheError: Error, CustomStringConvertible, Equatable {
             return "the KV cache is full: \(needed) more blocks of \(blockTokens) tokens are needed, \(free) are free"
         case let .unknownSequence(id):
             return "\(id) is not in the KV cache"
+        case let .sequenceTwiceInOneBatch(id):
+            return "\(id) has two chunks in one batch (one chunk per sequence and pass)"
         }
     }
 }

@@ -55,9 +55,7 @@ public final class DecoderContext: BatchLanguageModelContext, @unchecked Sendabl
         var seen = Set<SequenceID>()
         for chunk in batch {
             guard !chunk.tokens.isEmpty else { throw GenerationError.emptyPrompt }
-            guard seen.insert(chunk.sequence).inserted else {
-                throw KVCacheError.unknownSequence(chunk.sequence)  // one chunk per sequence and pass
-            }
+            guard seen.insert(chunk.sequence).inserted else { throw KVCacheError.sequenceTwiceInOneBatch(chunk.sequence) }
             for t in chunk.tokens where t < 0 || Int(t) >= vocabulary {
                 throw GenerationError.invalidToken(t, vocabularySize: vocabulary)
             }

@@ -67,6 +67,20 @@ import Testing
         for (c, id) in zip(cases, ids) { #expect(tokens[id] == ReferenceData.ids(c["greedy_ids"]), "\(c["name"]!)") }
     }
 
+    @Test func badBatchesAreOneLineErrorsAndChangeNothing() throws {
+        let model = try RealModel.load(precision: .quantized)
+        let context = try model.model.makeContext(kvTokens: 64)
+        let sequence = context.kv.createSequence()
+        #expect(throws: KVCacheError.sequenceTwiceInOneBatch(sequence)) {
+            try context.forward([BatchChunk(sequence: sequence, tokens: [1]), BatchChunk(sequence: sequence, tokens: [2])])
+        }
+        let unknown = SequenceID(rawValue: 999)
+        #expect(throws: KVCacheError.unknownSequence(unknown)) { try context.forward([BatchChunk(sequence: unknown, tokens: [1])]) }
+        // More positions than the pool holds: the pool's error, and the sequence is still empty.
+        #expect(throws: KVCacheError.self) { try context.forward([BatchChunk(sequence: sequence, tokens: Array(repeating: 1, count: 65))]) }
+        #expect(context.kv.length(of: sequence) == 0)
+    }
+
     @Test func severalTasksGenerateFromOneModelAtOnce() async throws {
         let model = try RealModel.load(precision: .f32, threads: 1)
         let expected: [TokenID] = [7042, 30, 198, 198, 504, 2988, 314, 42, 216, 34, 32, 33]

@@ -9,21 +9,17 @@ import Testing
 /// qwen2.5-coder-0.5b): greedy ids exact, top-20 logits and logsumexp within 1e-3, perplexity ±0.01
 /// on the f32 path; the quantised path no further from transformers than llama.cpp is.
 @Suite(.serialized) struct GGUFModelReferenceTests {
-    /// A pack model: the fixture folder and the file `Weights/fetch NAME` stores.
+    /// A pack model: its fixture folder, named as `Weights/fetch NAME` and `-m NAME` name it.
     struct PackModel: Sendable, CustomTestStringConvertible {
         let name: String
-        let file: String
         var testDescription: String { name }
 
-        static let gemma = PackModel(name: "gemma3-270m", file: "gemma-3-270m-q4_k_m.gguf")
-        static let qwen = PackModel(name: "qwen2.5-coder-0.5b", file: "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+        static let gemma = PackModel(name: "gemma3-270m")
+        static let qwen = PackModel(name: "qwen2.5-coder-0.5b")
         static let all = [gemma, qwen]
 
-        var path: String {
-            let home = ProcessInfo.processInfo.environment["QUILL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-                ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/quill")
-            return (home as NSString).appendingPathComponent("models/" + file)
-        }
+        /// Where `Weights/fetch` stores the model.
+        var path: String { ModelLocator.path(for: name) }
 
         func fixture(_ path: String) -> URL {
             Bundle.module.resourceURL!.appendingPathComponent("Fixtures/\(name)/" + path)
