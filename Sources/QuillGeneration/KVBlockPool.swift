@@ -83,7 +83,7 @@ func formatBytes(_ bytes: Int) -> String {
 /// so one attention head reads `blockTokens` consecutive rows.
 ///
 /// Not thread-safe: one inference context (one forward pass at a time) owns a pool.
-public final class KVBlockPool: @unchecked Sendable {
+public final class KVBlockPool {
     public let layout: KVLayout
     /// Positions per block.
     public let blockTokens: Int

@@ -5,7 +5,7 @@ import QuillKernels
 /// Everything mutable that running a `DecoderModel` needs: the KV pool of its sequences, the thread
 /// pool and scratch memory (llama.cpp's `llama_context`). One forward pass at a time; make one
 /// context per concurrent user of a model, or batch the users' sequences through one.
-public final class DecoderContext: BatchLanguageModelContext, @unchecked Sendable {
+public final class DecoderContext: BatchLanguageModelContext {
     public let model: DecoderModel
     /// Keys and values of every sequence of this context.
     public let kv: KVBlockPool
