@@ -32,6 +32,20 @@ public protocol BatchLanguageModelContext: AnyObject {
 /// prompt never stalls the running streams for more than one chunk. Because chunk boundaries do not
 /// depend on the other requests and the context's kernels are batch-invariant, a request's tokens
 /// are the same whatever else is running.
+///
+/// Prefix cache (when the context's pool has `prefixCaching` on and `promptChunk` is a multiple of
+/// the block size): a request starts from cached blocks of an earlier prompt in whole chunks, and
+/// only blocks that a whole prompt chunk computed are registered. So every cached position was
+/// computed exactly as this request would compute it (the same chunk at the same offset, over the
+/// same earlier positions), and reusing it changes no bit of the result. Positions computed while
+/// decoding, or in a prompt's last partial chunk, are not shared.
+///
+/// Memory: a prompt starts only when the KV pool can hold all of it (and its first new position)
+/// beside what the running requests need this step, so a started prompt always finishes. When the
+/// running requests cannot all grow by one position, the most recently started ones are preempted
+/// (vLLM's recompute preemption): their blocks are released and they wait again, first in line, to
+/// recompute their prompt and tokens so far (from the prefix cache where it still holds them), then
+/// continue with the same sampler state.
 public final class BatchGenerator {
     public typealias RequestID = Int
 
@@ -41,15 +55,35 @@ public final class BatchGenerator {
         public var token: TokenID
         /// Set on the request's last token.
         public var finished: GenerationStatistics.StopReason?
+        /// The token's log-probability and the most likely alternatives, when the request asked for them.
+        public var logprobs: TokenLogprobs?
+    }
+
+    /// What `submit` queued.
+    public struct Submission: Sendable, Equatable {
+        /// One request per choice, in order; they share the prompt's KV blocks.
+        public var requests: [RequestID]
+        /// Leading prompt tokens found in the context's prefix cache (not computed again).
+        public var cachedTokens: Int
     }
 
     struct Request {
-        let sequence: SequenceID
+        var sequence: SequenceID
         var pending: [TokenID]       // prompt tokens not yet run (or the last sampled token)
         var selector: TokenSelector
         let options: GenerationOptions
+        let logprobs: Int?
         var generated = 0
         let capacity: Int
+        /// Every token the sequence has been fed or will be: the prompt, then each sampled token
+        /// (for the prefix cache and for recomputing after a preemption).
+        var tokens: [TokenID]
+        /// `pending` holds prompt tokens (a new request, or a preempted one recomputing).
+        var prefilling = true
+        /// Leading positions computed by whole prompt chunks, which the prefix cache may share.
+        var shareable = 0
+        /// Further choices of the same prompt, started from its logits once the prompt has run.
+        var siblings: [(id: RequestID, selector: TokenSelector)] = []
     }
 
     public let context: any BatchLanguageModelContext
@@ -68,13 +102,34 @@ public final class BatchGenerator {
         self.tokenBudget = max(1, tokenBudget)
     }
 
-    /// Requests not finished.
-    public var activeRequests: Int { requests.count }
+    /// The unit of prefix reuse (one prompt chunk), or nil when the prefix cache is off or chunks do
+    /// not end on block boundaries.
+    private var reuseGranularity: Int? {
+        context.kv.prefixCaching && promptChunk % context.kv.blockTokens == 0 ? promptChunk : nil
+    }
+
+    /// Requests not finished (choices waiting for their prompt included).
+    public var activeRequests: Int { requests.count + requests.values.reduce(0) { $0 + $1.siblings.count } }
+    /// Requests whose prompt has not finished running (preempted ones included).
+    public var waitingRequests: Int { requests.values.reduce(0) { $0 + ($1.prefilling ? 1 + $1.siblings.count : 0) } }
+    /// Times a running request was preempted for lack of KV memory.
+    public private(set) var preemptions = 0
 
     /// Queues a request; its sequence lives in the context's KV pool until it finishes or is cancelled.
     /// - Parameter contextSize: the most positions its sequence may hold (prompt + generated).
     public func submit(prompt: [TokenID], options: GenerationOptions, sampling: SamplingOptions,
                        contextSize: Int) throws -> RequestID {
+        try submit(prompt: prompt, options: options, sampling: [sampling], contextSize: contextSize).requests[0]
+    }
+
+    /// Queues `sampling.count` choices of one prompt (OpenAI's `n`): the prompt runs once and each
+    /// choice continues from its own fork of the prompt's KV blocks with its own sampling. When the
+    /// context's pool caches prefixes, the prompt's leading full blocks are taken from the cache.
+    /// - Parameters:
+    ///   - contextSize: the most positions each choice may hold (prompt + generated).
+    ///   - logprobs: report each token's log-probability and this many most likely alternatives.
+    public func submit(prompt: [TokenID], options: GenerationOptions, sampling: [SamplingOptions],
+                       contextSize: Int, logprobs: Int? = nil) throws -> Submission {
         guard !prompt.isEmpty else { throw GenerationError.emptyPrompt }
         guard prompt.count < contextSize else {
             throw GenerationError.promptTooLong(promptTokens: prompt.count, contextSize: contextSize)
@@ -82,35 +137,70 @@ public final class BatchGenerator {
         for t in prompt where t < 0 || Int(t) >= context.vocabularySize {
             throw GenerationError.invalidToken(t, vocabularySize: context.vocabularySize)
         }
-        defer { nextID += 1 }
-        requests[nextID] = Request(sequence: context.kv.createSequence(), pending: prompt,
-                                   selector: TokenSelector(options: sampling, history: prompt), options: options,
-                                   capacity: contextSize)
-        order.append(nextID)
-        return nextID
+        precondition(!sampling.isEmpty, "at least one choice")
+        let kv = context.kv
+        let promptBlocks = (prompt.count + kv.blockTokens) / kv.blockTokens
+        guard promptBlocks <= kv.capacityBlocks else {
+            throw KVCacheError.outOfBlocks(neededBlocks: promptBlocks, freeBlocks: kv.capacityBlocks, blockTokens: kv.blockTokens)
+        }
+        let (sequence, reused) = reuseGranularity.map { kv.createSequence(reusingPrefixOf: prompt, granularity: $0) }
+            ?? (kv.createSequence(), 0)
+        let ids = (0 ..< sampling.count).map { nextID + $0 }
+        nextID += sampling.count
+        var request = Request(sequence: sequence, pending: Array(prompt[reused...]),
+                              selector: TokenSelector(options: sampling[0], history: prompt), options: options,
+                              logprobs: logprobs, capacity: contextSize, tokens: prompt)
+        request.shareable = reused
+        request.siblings = zip(ids.dropFirst(), sampling.dropFirst()).map { ($0, TokenSelector(options: $1, history: prompt)) }
+        requests[ids[0]] = request
+        order.append(ids[0])
+        return Submission(requests: ids, cachedTokens: reused)
     }
 
-    /// Stops a request and frees its KV blocks.
+    /// Stops a request and frees its KV blocks. Cancelling the first choice of a prompt that has not
+    /// finished running cancels its other choices too.
     public func cancel(_ id: RequestID) {
-        guard let request = requests.removeValue(forKey: id) else { return }
-        context.kv.release(request.sequence)
-        order.removeAll { $0 == id }
+        if let request = requests.removeValue(forKey: id) {
+            context.kv.release(request.sequence)
+            order.removeAll { $0 == id }
+            return
+        }
+        for (key, request) in requests where request.siblings.contains(where: { $0.id == id }) {
+            requests[key]!.siblings.removeAll { $0.id == id }
+        }
     }
 
     /// One forward pass. Returns a token for every request whose prompt finished or that decoded.
     public func step() throws -> [Event] {
+        let kv = context.kv
         var chunks: [BatchChunk] = [], ids: [RequestID] = [], budget = tokenBudget
-        // Running requests first (one token each), then prompt chunks in arrival order.
-        for id in order where requests[id]!.pending.count == 1 && requests[id]!.generated > 0 {
+        // Running requests first (one token each); preempt the newest while the pool cannot hold them.
+        var decoding = order.filter { !requests[$0]!.prefilling }
+        func decodeBlocks() -> Int { decoding.reduce(0) { $0 + kv.blocksNeeded(appending: 1, to: requests[$1]!.sequence) } }
+        var needed = decodeBlocks()
+        while needed > kv.freeBlocks, let newest = decoding.popLast() {
+            guard !decoding.isEmpty || order.contains(where: { requests[$0]!.prefilling && kv.length(of: requests[$0]!.sequence) > 0 }) else {
+                throw KVCacheError.outOfBlocks(neededBlocks: needed, freeBlocks: kv.freeBlocks, blockTokens: kv.blockTokens)
+            }
+            preempt(newest)
+            needed = decodeBlocks()
+        }
+        for id in decoding {
             chunks.append(BatchChunk(sequence: requests[id]!.sequence, tokens: requests[id]!.pending))
             ids.append(id)
             budget -= 1
         }
-        for id in order where !(requests[id]!.pending.count == 1 && requests[id]!.generated > 0) {
+        // Then prompt chunks in arrival order, each only if the pool can hold the rest of its prompt.
+        var available = kv.freeBlocks - needed
+        for id in order where requests[id]!.prefilling {
+            reuseCachedPrefixIfPreempted(id, available: available)
             let request = requests[id]!
-            let done = context.kv.length(of: request.sequence)
+            let done = kv.length(of: request.sequence)
             let size = min(promptChunk - done % promptChunk, request.pending.count)
             guard size <= budget || chunks.isEmpty else { break }
+            let whole = kv.blocksNeeded(appending: request.pending.count + 1, to: request.sequence)
+            guard whole <= available else { continue }
+            available -= whole
             chunks.append(BatchChunk(sequence: request.sequence, tokens: Array(request.pending.prefix(size))))
             ids.append(id)
             budget -= size
@@ -121,27 +211,79 @@ public final class BatchGenerator {
         for (i, id) in ids.enumerated() {
             var request = requests[id]!
             request.pending.removeFirst(chunks[i].tokens.count)
+            if request.prefilling, reuseGranularity != nil, kv.length(of: request.sequence) % promptChunk == 0 {
+                request.shareable = kv.length(of: request.sequence)
+                kv.cachePrefix(of: request.sequence, tokens: Array(request.tokens.prefix(request.shareable)))
+            }
             guard request.pending.isEmpty else { requests[id] = request; continue }
-            let token = request.selector.select(logits[i])
-            request.generated += 1
-            var finished: GenerationStatistics.StopReason?
-            if request.options.stopAtEndOfSequence && context.endOfSequenceTokens.contains(token) {
-                finished = .endOfSequence
-            } else if request.generated >= request.options.maxNewTokens {
-                finished = .maxTokens
-            } else if context.kv.length(of: request.sequence) >= request.capacity {
-                finished = .contextFull
+            request.prefilling = false
+            // The prompt is done: its other choices fork from here and sample from the same logits.
+            for sibling in request.siblings {
+                var choice = request
+                choice.siblings = []
+                choice.selector = sibling.selector
+                choice.sequence = try kv.fork(request.sequence)
+                requests[sibling.id] = choice
+                order.append(sibling.id)
+                events.append(advance(sibling.id, logits: logits[i]))
             }
-            events.append(Event(request: id, token: token, finished: finished))
-            if finished != nil {
-                requests[id] = request
-                cancel(id)
-            } else {
-                request.pending = [token]
-                requests[id] = request
-            }
+            request.siblings = []
+            requests[id] = request
+            events.append(advance(id, logits: logits[i]))
         }
         return events
+    }
+
+    /// Frees a running request's blocks; it waits, first in line, to recompute its tokens.
+    private func preempt(_ id: RequestID) {
+        var request = requests[id]!
+        context.kv.release(request.sequence)
+        request.sequence = context.kv.createSequence()
+        request.pending = request.tokens
+        request.prefilling = true
+        request.shareable = 0
+        requests[id] = request
+        order.removeAll { $0 == id }
+        let firstWaiting = order.firstIndex { requests[$0]!.prefilling } ?? order.endIndex
+        order.insert(id, at: firstWaiting)
+        preemptions += 1
+    }
+
+    /// A preempted request about to recompute starts from the cached blocks of its tokens, if they
+    /// are still there and the rest fits in `available` blocks.
+    private func reuseCachedPrefixIfPreempted(_ id: RequestID, available: Int) {
+        let kv = context.kv
+        guard let granularity = reuseGranularity, var request = requests[id], request.generated > 0,
+              kv.length(of: request.sequence) == 0, request.pending.count == request.tokens.count else { return }
+        let cached = kv.cachedPrefixLength(of: request.tokens, granularity: granularity)
+        guard cached > 0, (request.tokens.count - cached + kv.blockTokens) / kv.blockTokens <= available else { return }
+        kv.release(request.sequence)
+        let (sequence, reused) = kv.createSequence(reusingPrefixOf: request.tokens, granularity: granularity)
+        request.sequence = sequence
+        request.pending = Array(request.tokens[reused...])
+        request.shareable = reused
+        requests[id] = request
+    }
+
+    /// Samples the next token of request `id` from `logits` and finishes it if that was its last.
+    private func advance(_ id: RequestID, logits: [Float]) -> Event {
+        var request = requests[id]!
+        let token = request.selector.select(logits)
+        request.generated += 1
+        var finished: GenerationStatistics.StopReason?
+        if request.options.stopAtEndOfSequence && context.endOfSequenceTokens.contains(token) {
+            finished = .endOfSequence
+        } else if request.generated >= request.options.maxNewTokens {
+            finished = .maxTokens
+        } else if context.kv.length(of: request.sequence) >= request.capacity {
+            finished = .contextFull
+        }
+        let logprobs = request.logprobs.map { TokenLogprobs(logits: logits, chosen: token, alternatives: $0) }
+        request.pending = [token]
+        request.tokens.append(token)
+        requests[id] = request
+        if finished != nil { cancel(id) }
+        return Event(request: id, token: token, finished: finished, logprobs: logprobs)
     }
 
     /// Runs steps until every request has finished; the tokens of each, by request id.

@@ -96,14 +96,23 @@ public final class KVBlockPool {
 
     private let storage: UnsafeMutableRawPointer
     private let mappedBytes: Int
-    private var referenceCounts: [Int32]
-    private var freeList: [Int32]
-    private var sequences: [Int: Sequence] = [:]
-    private var nextSequence = 0
+    var referenceCounts: [Int32]
+    var freeList: [Int32]
+    var sequences: [Int: Sequence] = [:]
+    var nextSequence = 0
+    /// Full blocks found again by their token prefix (see `KVPrefixCache.swift`); empty unless
+    /// `prefixCaching` is on.
+    var prefixIndex: PrefixIndex
+    /// Keep full blocks findable by their token prefix after their sequences end, so that a new
+    /// sequence starting with the same tokens shares them instead of recomputing them
+    /// (`createSequence(reusingPrefixOf:)`, `cachePrefix(of:tokens:)`). Off by default.
+    public var prefixCaching = false
 
     struct Sequence {
         var blocks: [Int32] = []
         var length = 0
+        /// Prefix hashes of the leading blocks registered in (or matched from) the prefix index.
+        var prefixHashes: [UInt64] = []
     }
 
     /// A pool able to hold `tokens` positions in total (rounded up to whole blocks).
@@ -130,6 +139,7 @@ public final class KVBlockPool {
         mappedBytes = bytes
         referenceCounts = [Int32](repeating: 0, count: capacityBlocks)
         freeList = (0 ..< Int32(capacityBlocks)).reversed()
+        prefixIndex = PrefixIndex(capacityBlocks: capacityBlocks)
     }
 
     deinit { munmap(storage, mappedBytes) }
@@ -147,8 +157,9 @@ public final class KVBlockPool {
 
     // MARK: Sequences
 
-    /// Blocks no sequence uses.
-    public var freeBlocks: Int { freeList.count }
+    /// Blocks a sequence can get: those no sequence uses, including cached prefix blocks that are
+    /// evicted (least recently used first) when needed.
+    public var freeBlocks: Int { freeList.count + prefixIndex.idleCount }
     /// Sequences alive.
     public var sequenceCount: Int { sequences.count }
 
@@ -187,11 +198,10 @@ public final class KVBlockPool {
     public func reserve(_ sequence: SequenceID, appending tokens: Int) throws {
         guard var state = sequences[sequence.rawValue] else { throw KVCacheError.unknownSequence(sequence) }
         let needed = (state.length + tokens + blockTokens - 1) / blockTokens - state.blocks.count
-        let partial = state.length % blockTokens != 0
-        let lastShared = partial && referenceCounts[Int(state.blocks[state.blocks.count - 1])] > 1
-        let fresh = max(needed, 0) + (lastShared && tokens > 0 ? 1 : 0)
-        guard fresh <= freeList.count else {
-            throw KVCacheError.outOfBlocks(neededBlocks: fresh, freeBlocks: freeList.count, blockTokens: blockTokens)
+        let lastShared = lastBlockIsShared(state)
+        let fresh = blocksNeeded(appending: tokens, to: sequence)
+        guard fresh <= freeBlocks else {
+            throw KVCacheError.outOfBlocks(neededBlocks: fresh, freeBlocks: freeBlocks, blockTokens: blockTokens)
         }
         if lastShared && tokens > 0 {
             let shared = state.blocks[state.blocks.count - 1]
@@ -202,6 +212,18 @@ public final class KVBlockPool {
         }
         for _ in 0 ..< max(needed, 0) { state.blocks.append(allocateBlock()) }
         sequences[sequence.rawValue] = state
+    }
+
+    /// Fresh blocks that `reserve(sequence, appending: tokens)` would take: new blocks past the end,
+    /// plus a copy of a shared partial last block it would write into.
+    public func blocksNeeded(appending tokens: Int, to sequence: SequenceID) -> Int {
+        guard let state = sequences[sequence.rawValue], tokens > 0 else { return 0 }
+        let needed = (state.length + tokens + blockTokens - 1) / blockTokens - state.blocks.count
+        return max(needed, 0) + (lastBlockIsShared(state) ? 1 : 0)
+    }
+
+    private func lastBlockIsShared(_ state: Sequence) -> Bool {
+        state.length % blockTokens != 0 && referenceCounts[Int(state.blocks[state.blocks.count - 1])] > 1
     }
 
     /// Marks `tokens` reserved positions as filled, after every layer has stored them.
@@ -219,18 +241,28 @@ public final class KVBlockPool {
         let keep = (length + blockTokens - 1) / blockTokens
         while state.blocks.count > keep { unreference(state.blocks.removeLast()) }
         state.length = length
+        // A registered block that becomes partial will be overwritten: it no longer holds its key's tokens.
+        if state.prefixHashes.count > length / blockTokens {
+            state.prefixHashes.removeLast(state.prefixHashes.count - length / blockTokens)
+            if length % blockTokens != 0, let last = state.blocks.last, referenceCounts[Int(last)] == 1 {
+                prefixIndex.forget(last)
+            }
+        }
         sequences[sequence.rawValue] = state
     }
 
+    /// A free block, or else the least recently used idle cached block (forgetting its prefix).
     private func allocateBlock() -> Int32 {
-        let block = freeList.removeLast()
+        let block = freeList.popLast() ?? prefixIndex.evictLeastRecentlyUsed()
         referenceCounts[Int(block)] = 1
         return block
     }
 
-    private func unreference(_ block: Int32) {
+    func unreference(_ block: Int32) {
         referenceCounts[Int(block)] -= 1
-        if referenceCounts[Int(block)] == 0 { freeList.append(block) }
+        guard referenceCounts[Int(block)] == 0 else { return }
+        // A cached block stays findable (idle, evictable) until its memory is needed.
+        if prefixIndex.isCached(block) { prefixIndex.markIdle(block) } else { freeList.append(block) }
     }
 
     // MARK: Storage

@@ -1,0 +1,163 @@
+/// Full KV blocks indexed by the tokens they hold and every token before them (vLLM's automatic
+/// prefix caching): a block's keys and values depend only on that prefix, so a sequence that
+/// starts with the same tokens can share the block instead of recomputing it.
+///
+/// A key is (hash of the prefix before the block, the block's own tokens). The block's tokens are
+/// compared exactly; the earlier prefix by a 64-bit hash chain, so two different prefixes share a
+/// block only if their hashes collide (about n²/2⁶⁵ for n cached blocks).
+///
+/// Blocks that no sequence uses any more but that hold a cached prefix are *idle*: they count as
+/// free, stay findable, and are evicted least recently used first when a block is needed.
+struct PrefixIndex {
+    struct Key: Hashable {
+        let parent: UInt64
+        let tokens: [TokenID]
+    }
+
+    private var blockOfKey: [Key: Int32] = [:]
+    private var keyOfBlock: [Int32: Key] = [:]
+    // Idle cached blocks as a doubly linked list over block indices, least recently used at the head.
+    private var previous: [Int32]
+    private var next: [Int32]
+    private var isIdle: [Bool]
+    private var head: Int32 = -1
+    private var tail: Int32 = -1
+    private(set) var idleCount = 0
+
+    init(capacityBlocks: Int) {
+        previous = [Int32](repeating: -1, count: capacityBlocks)
+        next = [Int32](repeating: -1, count: capacityBlocks)
+        isIdle = [Bool](repeating: false, count: capacityBlocks)
+    }
+
+    var cachedCount: Int { keyOfBlock.count }
+
+    func isCached(_ block: Int32) -> Bool { keyOfBlock[block] != nil }
+
+    func block(for key: Key) -> Int32? { blockOfKey[key] }
+
+    /// Registers `block` under `key` unless another block already holds that prefix.
+    mutating func register(_ block: Int32, key: Key) {
+        guard blockOfKey[key] == nil, keyOfBlock[block] == nil else { return }
+        blockOfKey[key] = block
+        keyOfBlock[block] = key
+    }
+
+    /// Drops `block` from the index (its contents are about to change).
+    mutating func forget(_ block: Int32) {
+        if isIdle[Int(block)] { unlink(block) }
+        if let key = keyOfBlock.removeValue(forKey: block) { blockOfKey[key] = nil }
+    }
+
+    /// `block` lost its last user: append it at the most recently used end.
+    mutating func markIdle(_ block: Int32) {
+        precondition(!isIdle[Int(block)])
+        isIdle[Int(block)] = true
+        previous[Int(block)] = tail
+        next[Int(block)] = -1
+        if tail >= 0 { next[Int(tail)] = block } else { head = block }
+        tail = block
+        idleCount += 1
+    }
+
+    /// `block` is used again by a sequence.
+    mutating func markUsed(_ block: Int32) {
+        if isIdle[Int(block)] { unlink(block) }
+    }
+
+    /// Takes the least recently used idle block out of the index, to be reused for other tokens.
+    mutating func evictLeastRecentlyUsed() -> Int32 {
+        let block = head
+        precondition(block >= 0, "no idle block to evict")
+        forget(block)
+        return block
+    }
+
+    private mutating func unlink(_ block: Int32) {
+        let p = previous[Int(block)], n = next[Int(block)]
+        if p >= 0 { next[Int(p)] = n } else { head = n }
+        if n >= 0 { previous[Int(n)] = p } else { tail = p }
+        isIdle[Int(block)] = false
+        idleCount -= 1
+    }
+
+    /// The hash of a prefix extended by one block's tokens (FNV-1a over the token bytes, then a
+    /// 64-bit finaliser so that nearby prefixes spread).
+    static func hash(parent: UInt64, tokens: ArraySlice<TokenID>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ parent
+        for token in tokens {
+            var bits = UInt32(bitPattern: token)
+            for _ in 0 ..< 4 {
+                h = (h ^ UInt64(bits & 0xff)) &* 0x0000_0100_0000_01b3
+                bits >>= 8
+            }
+        }
+        h ^= h >> 33; h = h &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33; h = h &* 0xc4ce_b9fe_1a85_ec53
+        return h ^ (h >> 33)
+    }
+}
+
+extension KVBlockPool {
+    /// Full blocks registered in the prefix cache (in use or idle).
+    public var cachedPrefixBlocks: Int { prefixIndex.cachedCount }
+
+    /// A new sequence that starts with the longest run of cached full blocks matching `tokens`,
+    /// shared with whoever else holds them, cut to a multiple of `granularity` tokens (a multiple of
+    /// `blockTokens`; the default is one block). At least one token is always left to compute, so
+    /// that the caller gets logits for the prompt's last position. Without `prefixCaching`, an empty
+    /// sequence.
+    /// - Returns: the sequence and how many leading tokens of `tokens` it already holds.
+    public func createSequence(reusingPrefixOf tokens: [TokenID], granularity: Int? = nil) -> (sequence: SequenceID, reusedTokens: Int) {
+        let sequence = createSequence()
+        let usable = cachedPrefixLength(of: tokens, granularity: granularity)
+        guard usable > 0 else { return (sequence, 0) }
+        var state = Sequence()
+        var parent: UInt64 = 0
+        for b in 0 ..< usable / blockTokens {
+            let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
+            guard let block = prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) else { break }
+            if referenceCounts[Int(block)] == 0 { prefixIndex.markUsed(block) }
+            referenceCounts[Int(block)] += 1
+            parent = PrefixIndex.hash(parent: parent, tokens: slice)
+            state.blocks.append(block)
+            state.prefixHashes.append(parent)
+        }
+        state.length = state.blocks.count * blockTokens
+        sequences[sequence.rawValue] = state
+        return (sequence, state.length)
+    }
+
+    /// How many leading tokens of `tokens` `createSequence(reusingPrefixOf:granularity:)` would take
+    /// from the cache now.
+    public func cachedPrefixLength(of tokens: [TokenID], granularity: Int? = nil) -> Int {
+        let unit = granularity ?? blockTokens
+        precondition(unit > 0 && unit % blockTokens == 0, "the granularity is a multiple of the block size")
+        guard prefixCaching, tokens.count > 1 else { return 0 }
+        var parent: UInt64 = 0, blocks = 0
+        for b in 0 ..< (tokens.count - 1) / blockTokens {
+            let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
+            guard prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) != nil else { break }
+            parent = PrefixIndex.hash(parent: parent, tokens: slice)
+            blocks += 1
+        }
+        return blocks * blockTokens / unit * unit
+    }
+
+    /// Registers the full blocks of `sequence` that are not registered yet, so that later sequences
+    /// can reuse them. `tokens` are the sequence's tokens from position 0 (at least `length(of:)`
+    /// of them). Does nothing without `prefixCaching`.
+    public func cachePrefix(of sequence: SequenceID, tokens: [TokenID]) {
+        guard prefixCaching, var state = sequences[sequence.rawValue] else { return }
+        let full = min(state.length, tokens.count) / blockTokens
+        guard state.prefixHashes.count < full else { return }
+        var parent = state.prefixHashes.last ?? 0
+        for b in state.prefixHashes.count ..< full {
+            let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
+            prefixIndex.register(state.blocks[b], key: .init(parent: parent, tokens: Array(slice)))
+            parent = PrefixIndex.hash(parent: parent, tokens: slice)
+            state.prefixHashes.append(parent)
+        }
+        sequences[sequence.rawValue] = state
+    }
+}

@@ -1,0 +1,86 @@
+import QuillGeneration
+import Testing
+
+/// The prefix cache of the KV pool: full blocks found again by their tokens, shared, kept idle
+/// after their sequences end, and evicted least recently used first.
+@Suite struct KVPrefixCacheTests {
+    let layout = KVLayout(layers: 1, kvHeads: 1, headDimension: 4, elementType: .f32)
+
+    func pool(blocks: Int) throws -> KVBlockPool {
+        let pool = try KVBlockPool(layout: layout, tokens: blocks * 4, blockTokens: 4)
+        pool.prefixCaching = true
+        return pool
+    }
+
+    /// Runs `tokens` into a new sequence that reuses what it can; keys are `tag + position`.
+    func run(_ pool: KVBlockPool, _ tokens: [TokenID], tag: Float) throws -> (SequenceID, Int) {
+        let (sequence, reused) = pool.createSequence(reusingPrefixOf: tokens)
+        let count = tokens.count - reused
+        try pool.reserve(sequence, appending: count)
+        let keys = (0 ..< count).flatMap { t in [Float](repeating: tag + Float(reused + t), count: 4) }
+        pool.store(sequence, layer: 0, keys: keys, values: keys, tokens: count)
+        pool.commit(sequence, appending: count)
+        pool.cachePrefix(of: sequence, tokens: tokens)
+        return (sequence, reused)
+    }
+
+    func key(_ pool: KVBlockPool, _ sequence: SequenceID, at position: Int) -> Float {
+        let block = pool.blocks(of: sequence)[position / pool.blockTokens]
+        return pool.view(layer: 0).keys(block: block, head: 0).assumingMemoryBound(to: Float.self)[(position % 4) * 4]
+    }
+
+    @Test func aSecondSequenceWithTheSamePrefixSharesItsFullBlocks() throws {
+        let pool = try pool(blocks: 8)
+        let prompt: [TokenID] = Array(1 ... 10)               // blocks [1-4] [5-8] and a partial [9 10]
+        let (a, reusedA) = try run(pool, prompt, tag: 0)
+        #expect(reusedA == 0 && pool.cachedPrefixBlocks == 2)
+        let (b, reusedB) = try run(pool, prompt + [11, 12], tag: 100)
+        #expect(reusedB == 8, "two full blocks found again")
+        #expect(Array(pool.blocks(of: b).prefix(2)) == Array(pool.blocks(of: a).prefix(2)))
+        #expect(key(pool, b, at: 7) == 7, "positions of the shared blocks were computed by the first sequence")
+        #expect(key(pool, b, at: 8) == 108)
+        #expect(pool.freeBlocks == 8 - 3 - 1)
+        // A prompt that is exactly two blocks still leaves its last token to compute.
+        let (_, reusedC) = try run(pool, Array(1 ... 8), tag: 200)
+        #expect(reusedC == 4)
+    }
+
+    @Test func aDifferentEarlierBlockMeansNoMatch() throws {
+        let pool = try pool(blocks: 8)
+        _ = try run(pool, [1, 2, 3, 4, 5, 6, 7, 8, 9], tag: 0)
+        let (_, reused) = try run(pool, [1, 2, 3, 99, 5, 6, 7, 8, 9], tag: 0)
+        #expect(reused == 0, "block 2 has the same tokens but a different prefix")
+    }
+
+    @Test func endedSequencesLeaveIdleBlocksThatAreEvictedLeastRecentlyUsedFirst() throws {
+        let pool = try pool(blocks: 4)
+        let (a, _) = try run(pool, [1, 2, 3, 4, 0], tag: 0)          // caches block [1 2 3 4]
+        let (b, _) = try run(pool, [5, 6, 7, 8, 0], tag: 0)          // caches block [5 6 7 8]
+        pool.release(a)
+        pool.release(b)
+        #expect(pool.freeBlocks == 4 && pool.cachedPrefixBlocks == 2, "idle cached blocks count as free")
+        // Use [1 2 3 4] again, so [5 6 7 8] becomes the least recently used idle block.
+        let (c, reused) = try run(pool, [1, 2, 3, 4, 9], tag: 0)
+        #expect(reused == 4)
+        pool.release(c)
+        // Three fresh blocks: two free ones, then one eviction, which must take [5 6 7 8].
+        let (d, _) = try run(pool, [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30], tag: 0)
+        #expect(pool.createSequence(reusingPrefixOf: [5, 6, 7, 8, 0]).reusedTokens == 0)
+        #expect(pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 0]).reusedTokens == 4)
+        pool.release(d)
+    }
+
+    @Test func truncatingIntoACachedBlockForgetsIt() throws {
+        let pool = try pool(blocks: 4)
+        let (a, _) = try run(pool, [1, 2, 3, 4, 5, 6, 7, 8, 9], tag: 0)
+        pool.truncate(a, to: 6)                       // block [5 6 7 8] will be overwritten from position 6
+        #expect(pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5, 6, 7, 8, 9]).reusedTokens == 4)
+    }
+
+    @Test func withoutPrefixCachingNothingIsShared() throws {
+        let pool = try KVBlockPool(layout: layout, tokens: 16, blockTokens: 4)
+        let (s, reused) = pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5])
+        pool.cachePrefix(of: s, tokens: [1, 2, 3, 4, 5])
+        #expect(reused == 0 && pool.cachedPrefixBlocks == 0)
+    }
+}
