@@ -25,6 +25,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -39,8 +41,14 @@ let package = Package(
         // does not clash with the `quill` tool's folder on case-insensitive file systems).
         .target(name: "Quill", dependencies: ["QuillModels", "QuillGeneration", "QuillTokenizers", "QuillKernels", "QuillAudio"],
                 path: "Sources/QuillLibrary"),
-        .executableTarget(name: "quill", dependencies: [
+        // `quill serve`: the OpenAI-compatible HTTP server (the library targets stay free of HTTP).
+        .target(name: "QuillServer", dependencies: [
             "QuillModels",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: checkedFlags),
+        .executableTarget(name: "quill", dependencies: [
+            "QuillModels", "QuillServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: checkedFlags),
         .testTarget(name: "QuillKernelsTests", dependencies: ["QuillKernels"], swiftSettings: nativeFlags),
@@ -51,6 +59,7 @@ let package = Package(
         .testTarget(name: "QuillGenerationTests", dependencies: ["QuillGeneration"], swiftSettings: nativeFlags),
         .testTarget(name: "QuillModelsTests", dependencies: ["QuillModels"],
                     resources: [.copy("Fixtures")], swiftSettings: nativeFlags),
+        .testTarget(name: "QuillServerTests", dependencies: ["QuillServer"], swiftSettings: nativeFlags),
         // Runs the built `quill` binary as a user would (bad input, exit codes, streaming).
         .testTarget(name: "quillTests", dependencies: ["quill"], swiftSettings: nativeFlags),
     ]

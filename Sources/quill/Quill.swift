@@ -6,7 +6,7 @@ struct Quill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quill",
         abstract: "Text generation on the CPU.",
-        subcommands: [Complete.self, Chat.self, Tokenize.self, PerplexityCommand.self, Translate.self, Summarize.self, Transcribe.self, Bench.self])
+        subcommands: [Complete.self, Chat.self, Tokenize.self, PerplexityCommand.self, Translate.self, Summarize.self, Transcribe.self, Bench.self, Serve.self])
 }
 
 /// An error that the command line reports as one line and exit code 1.

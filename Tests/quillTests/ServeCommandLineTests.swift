@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+
+/// `quill serve` over real HTTP: OpenAI's response shapes, the reference continuations, errors,
+/// disconnects and shutdown.
+@Suite(.serialized) struct ServeCommandLineTests {
+    static let greedyCases: [[String: Any]] = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../QuillModelsTests/Fixtures/smollm2/greedy.jsonl").standardized
+        let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }()
+
+    /// The f32 path against transformers' greedy continuations, through /v1/completions with the
+    /// reference prompt ids, whole and streamed.
+    @Test func greedyCompletionsMatchTransformersWholeAndStreamed() throws {
+        try #require(Self.greedyCases.count >= 4, "greedy.jsonl fixture missing")
+        let server = try ServerProcess(["--precision", "f32", "-c", "2048", "-t", "2"])
+        for c in Self.greedyCases.prefix(4) {
+            let ids = (c["greedy_ids"] as! [Int])
+            let stoppedAtEOS = c["stopped_at_eos"] as! Bool
+            // The reference text ends with the EOS token's text, which the server does not show.
+            var expected = c["greedy_text"] as! String
+            if stoppedAtEOS, let r = expected.range(of: "<|im_end|>", options: .backwards) { expected.removeSubrange(r) }
+            let body: [String: Any] = ["prompt": c["prompt_ids"]!, "max_tokens": ids.count, "temperature": 0]
+            let whole = try server.request("POST", "/v1/completions", json: body)
+            #expect(whole.status == 200, "\(whole.text)")
+            let choice = (whole.json["choices"] as? [[String: Any]])?.first ?? [:]
+            #expect(choice["text"] as? String == expected, "\(c["name"]!)")
+            #expect(choice["finish_reason"] as? String == (stoppedAtEOS ? "stop" : "length"))
+            let usage = whole.json["usage"] as? [String: Any] ?? [:]
+            #expect(usage["completion_tokens"] as? Int == ids.count)
+            #expect(usage["prompt_tokens"] as? Int == (c["prompt_ids"] as! [Int]).count)
+
+            var streaming = body
+            streaming["stream"] = true
+            streaming["stream_options"] = ["include_usage": true]
+            let streamed = try server.request("POST", "/v1/completions", json: streaming)
+            #expect(streamed.headers["content-type"]?.hasPrefix("text/event-stream") == true)
+            let events = streamed.events
+            #expect(events.last == "[DONE]")
+            let chunks = events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let texts = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first?["text"] as? String }
+            #expect(texts.joined() == expected)
+            #expect((chunks.last?["usage"] as? [String: Any])?["completion_tokens"] as? Int == ids.count)
+        }
+        #expect(server.stop() == 0)
+    }
+
+    @Test func chatStreamsOpenAIsChunksAndHonoursStopStrings() throws {
+        let server = try ServerProcess(["-c", "2048", "-t", "2"])
+        let messages = [["role": "user", "content": "Count from 1 to 20, separated by commas."]]
+        let whole = try server.request("POST", "/v1/chat/completions",
+                                       json: ["messages": messages, "temperature": 0, "max_tokens": 60])
+        let text = (((whole.json["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String) ?? ""
+        try #require(text.contains("5"), "the reply to stop in: \(text)")
+        let streamed = try server.request("POST", "/v1/chat/completions",
+                                          json: ["messages": messages, "temperature": 0, "max_tokens": 60, "stream": true, "stop": "5"])
+        let chunks = streamed.events.dropLast().compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let choices = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first }
+        #expect((choices.first?["delta"] as? [String: Any])?["role"] as? String == "assistant", "the first chunk carries the role")
+        #expect(chunks.allSatisfy { $0["object"] as? String == "chat.completion.chunk" })
+        let content = choices.compactMap { ($0["delta"] as? [String: Any])?["content"] as? String }.joined()
+        #expect(content == String(text[..<text.range(of: "5")!.lowerBound]), "the text up to the stop string, without it")
+        #expect(choices.last?["finish_reason"] as? String == "stop")
+        #expect(streamed.events.last == "[DONE]")
+        #expect(server.stop() == 0)
+    }
+
+    @Test func badRequestsGetOpenAIErrorObjects() throws {
+        let server = try ServerProcess(["-c", "512", "-t", "1", "--api-key", "sekret"])
+        let auth = ["Authorization": "Bearer sekret"]
+        let unauthorised = try server.request("POST", "/v1/chat/completions", json: ["messages": []])
+        #expect(unauthorised.status == 401)
+        #expect((unauthorised.json["error"] as? [String: Any])?["code"] as? String == "invalid_api_key")
+        #expect(try server.request("GET", "/health").status == 200, "health needs no key")
+        let wrongType = try server.request("POST", "/v1/chat/completions", json: ["messages": [["role": "user", "content": "hi"]], "temperature": "hot"], headers: auth)
+        #expect(wrongType.status == 400)
+        let error = wrongType.json["error"] as? [String: Any] ?? [:]
+        #expect(error["param"] as? String == "temperature" && error["type"] as? String == "invalid_request_error")
+        let long = String(repeating: "hello ", count: 600)
+        let tooLong = try server.request("POST", "/v1/completions", json: ["prompt": long], headers: auth)
+        #expect(tooLong.status == 400 && (tooLong.json["error"] as? [String: Any])?["code"] as? String == "context_length_exceeded")
+        #expect(try server.request("POST", "/v1/completions", body: Data("{".utf8), headers: auth).status == 400)
+        #expect(try server.request("GET", "/v1/nothing", headers: auth).status == 404)
+        let huge = Data(repeating: 0x20, count: 9 << 20)
+        #expect(try server.request("POST", "/v1/completions", body: huge, headers: auth).status == 413)
+        let models = try server.request("GET", "/v1/models", headers: auth)
+        #expect(((models.json["data"] as? [[String: Any]])?.first?["id"] as? String)?.isEmpty == false)
+        let tokens = try server.request("POST", "/tokenize", json: ["content": "Hello world"], headers: auth)
+        let ids = tokens.json["tokens"] as? [Int] ?? []
+        let back = try server.request("POST", "/detokenize", json: ["tokens": ids], headers: auth)
+        #expect(!ids.isEmpty && back.json["content"] as? String == "Hello world")
+        #expect(server.stop() == 0)
+    }
+
+    /// A client that disconnects mid-stream has its sequence removed and its blocks freed, and a
+    /// full queue answers 429 with Retry-After.
+    @Test func disconnectsFreeTheirBlocksAndAFullQueueIs429() throws {
+        let server = try ServerProcess(["-c", "2048", "-t", "1", "--parallel", "1", "--queue", "1", "--no-prefix-cache"])
+        func metric(_ name: String) throws -> Int {
+            let text = try server.request("GET", "/metrics").text
+            let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") } ?? ""
+            return Int(line.split(separator: " ").last ?? "") ?? -1
+        }
+        let long: [String: Any] = ["prompt": "Once upon a time", "max_tokens": 1500, "ignore_eos": true, "stream": true]
+        for _ in 0 ..< 5 {
+            let head = try readFirstBytesThenDisconnect(port: server.port, path: "/v1/completions", json: long, bytes: 600)
+            #expect(head.contains("data: "))
+        }
+        var running = -1, blocks = -1
+        for _ in 0 ..< 300 {
+            (running, blocks) = (try metric("quill_running_sequences"), try metric("quill_kv_blocks_in_use"))
+            if running == 0 && blocks == 0 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(running == 0 && blocks == 0, "every aborted stream's sequence and blocks are gone")
+
+        // One running, one waiting: a third concurrent request cannot be queued.
+        let group = DispatchGroup()
+        final class Statuses: @unchecked Sendable { var values: [Int] = []; var retryAfter: String?; let lock = NSLock() }
+        let statuses = Statuses()
+        for _ in 0 ..< 3 {
+            group.enter()
+            Thread {
+                let reply = try? server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 300, "ignore_eos": true])
+                statuses.lock.withLock {
+                    statuses.values.append(reply?.status ?? 0)
+                    if reply?.status == 429 { statuses.retryAfter = reply?.headers["retry-after"] }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(statuses.values.contains(429) && statuses.values.contains(200), "\(statuses.values)")
+        #expect(statuses.retryAfter != nil)
+        #expect(server.stop() == 0)
+    }
+
+    @Test func sigtermLetsTheRunningRequestFinishThenExitsZero() throws {
+        let server = try ServerProcess(["-c", "1024", "-t", "1"])
+        final class Box: @unchecked Sendable { var reply: ServerProcess.Reply? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread {
+            box.reply = try? server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 64, "ignore_eos": true, "stream": true])
+            done.signal()
+        }.start()
+        // Wait until the request is running, then ask the server to stop.
+        for _ in 0 ..< 600 {
+            let text = (try? server.request("GET", "/metrics").text) ?? ""
+            if text.contains("quill_running_sequences 1") { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let status = server.stop(signal: SIGTERM)
+        done.wait()
+        #expect(status == 0)
+        #expect(box.reply?.events.last == "[DONE]", "the in-flight stream was completed")
+    }
+}
