@@ -46,7 +46,7 @@ let package = Package(
             "QuillModels",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ], swiftSettings: checkedFlags),
+        ], swiftSettings: checkedFlags + [.unsafeFlags(["-enable-testing"])]),  // request handling is tested from inside
         .executableTarget(name: "quill", dependencies: [
             "QuillModels", "QuillServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,7 +4,7 @@ import Testing
 /// `quill serve` over real HTTP: OpenAI's response shapes, the reference continuations, errors,
 /// disconnects and shutdown.
 @Suite(.serialized) struct ServeCommandLineTests {
-    static let greedyCases: [[String: Any]] = {
+    nonisolated(unsafe) static let greedyCases: [[String: Any]] = {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../QuillModelsTests/Fixtures/smollm2/greedy.jsonl").standardized
         let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
