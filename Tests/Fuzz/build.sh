@@ -14,7 +14,7 @@ flags=(-O -wmo -swift-version 6 -parse-as-library -sanitize=fuzzer,address -g -t
 # Modules in dependency order; each is rebuilt only when one of its sources is newer than it.
 build_module() {
   local name=$1
-  local sources=("$root/Sources/$name"/*.swift)
+  local sources=($(find "$root/Sources/$name" -name "*.swift" | sort))
   local lib="$out/lib$name.a"
   if [ -f "$lib" ] && [ -z "$(find "$root/Sources/$name" -newer "$lib" -name '*.swift')" ] && [ "$2" != force ]; then return; fi
   echo "building $name"
@@ -24,14 +24,19 @@ build_module() {
 build_module QuillKernels
 build_module QuillTokenizers
 build_module QuillGeneration
+build_module QuillAudio
 build_module QuillModels
 
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(gguf checkpoint tokenizer-json bpe-files sentencepiece chat-template detokenizer)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(gguf checkpoint tokenizer-json bpe-files sentencepiece chat-template detokenizer server-request)
 for h in "${harnesses[@]}"; do
   echo "building fuzz-$h"
-  nice -n 19 swiftc "${flags[@]}" -module-name "Fuzz${h//-/}" -o "$out/fuzz-$h" "$h/main.swift" Support/FuzzSupport.swift \
-    -L "$out" -lQuillModels -lQuillGeneration -lQuillTokenizers -lQuillKernels -ldl 2>&1 \
+  extra=()
+  # The server's request decoder is compiled in from its sources (QuillServer itself needs Hummingbird).
+  [ "$h" = server-request ] && extra=("$root/Sources/QuillServer/APIError.swift" "$root/Sources/QuillServer/JSONValue.swift" \
+                                      "$root/Sources/QuillServer/CompletionRequest.swift")
+  nice -n 19 swiftc "${flags[@]}" -module-name "Fuzz${h//-/}" -o "$out/fuzz-$h" "$h/main.swift" Support/FuzzSupport.swift "${extra[@]}" \
+    -L "$out" -lQuillModels -lQuillAudio -lQuillGeneration -lQuillTokenizers -lQuillKernels -ldl 2>&1 \
     | { grep -v "Cannot export local symbol '__asan" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 done

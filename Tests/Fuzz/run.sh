@@ -7,7 +7,7 @@
 cd "$(dirname "$0")" || exit 1
 seconds=${1:-60}; shift
 harnesses=("$@")
-[ ${#harnesses[@]} -eq 0 ] && harnesses=(gguf checkpoint tokenizer-json bpe-files sentencepiece chat-template detokenizer)
+[ ${#harnesses[@]} -eq 0 ] && harnesses=(gguf checkpoint tokenizer-json bpe-files sentencepiece chat-template detokenizer server-request)
 ./build.sh "${harnesses[@]}" || exit 1
 mkdir -p .build/artifacts .build/logs
 run_one() {
