@@ -101,7 +101,9 @@ func printError(_ line: String) {
 /// finish within the grace period, then returns.
 public func runServer(_ configuration: ServerConfiguration) async throws {
     var logger = Logger(label: "quill.serve")
-    logger.logLevel = .warning
+    // Errors reach clients as responses and the command line as one line; the framework's own logs
+    // (cancelled channels while shutting down) would only add noise.
+    logger.logLevel = .critical
     let state = ServerState()
     let metrics = ServerMetrics()
     let router = makeRouter(configuration: configuration, state: state, metrics: metrics)
