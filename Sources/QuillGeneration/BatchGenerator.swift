@@ -28,8 +28,8 @@ public protocol BatchLanguageModelContext: AnyObject {
 /// and leave at any step.
 ///
 /// Prompts are cut into chunks of `promptChunk` tokens counted from their start, and a step takes
-/// whole chunks until `tokenBudget` is reached (running requests' tokens count first), so a long
-/// prompt never stalls the running streams for more than one chunk. Because chunk boundaries do not
+/// the running requests' tokens plus whole chunks of up to `tokenBudget` prompt tokens (at least one
+/// chunk), so a long prompt never stalls the running streams for more than one chunk. Because chunk boundaries do not
 /// depend on the other requests and the context's kernels are batch-invariant, a request's tokens
 /// are the same whatever else is running.
 ///
@@ -95,7 +95,8 @@ public final class BatchGenerator {
 
     /// - Parameters:
     ///   - promptChunk: prompt tokens per chunk.
-    ///   - tokenBudget: the most tokens per forward pass (at least one chunk is always admitted).
+    ///   - tokenBudget: the most prompt tokens per forward pass besides the running requests' one
+    ///     token each (at least one chunk is always admitted).
     public init(context: any BatchLanguageModelContext, promptChunk: Int = 512, tokenBudget: Int = 512) {
         self.context = context
         self.promptChunk = max(1, promptChunk)
@@ -188,7 +189,6 @@ public final class BatchGenerator {
         for id in decoding {
             chunks.append(BatchChunk(sequence: requests[id]!.sequence, tokens: requests[id]!.pending))
             ids.append(id)
-            budget -= 1
         }
         // Then prompt chunks in arrival order, each only if the pool can hold the rest of its prompt.
         var available = kv.freeBlocks - needed
@@ -197,7 +197,7 @@ public final class BatchGenerator {
             let request = requests[id]!
             let done = kv.length(of: request.sequence)
             let size = min(promptChunk - done % promptChunk, request.pending.count)
-            guard size <= budget || chunks.isEmpty else { break }
+            guard size <= budget || budget == tokenBudget else { break }
             let whole = kv.blocksNeeded(appending: request.pending.count + 1, to: request.sequence)
             guard whole <= available else { continue }
             available -= whole
@@ -205,7 +205,14 @@ public final class BatchGenerator {
             ids.append(id)
             budget -= size
         }
-        guard !chunks.isEmpty else { return [] }
+        if chunks.isEmpty {
+            // Nothing fits: started prompts hold blocks that the others need. Restart the newest of them
+            // so that the ones before it can finish.
+            guard let stuck = order.last(where: { requests[$0]!.prefilling && kv.length(of: requests[$0]!.sequence) > 0 }),
+                  order.contains(where: { $0 != stuck && requests[$0]!.prefilling }) else { return [] }
+            preempt(stuck)
+            return try step()
+        }
         let logits = try context.forward(chunks)
         var events: [Event] = []
         for (i, id) in ids.enumerated() {

@@ -102,3 +102,31 @@ import Testing
         for (item, index) in zip(entry.top, ranked) { #expect(abs(Double(item.logprob) - (Double(logits[index]) - total)) < 1e-4) }
     }
 }
+
+/// A KV pool too small for every running sequence: the newest are preempted and recomputed, and
+/// every request still gets all its tokens.
+@Suite(.serialized) struct PreemptionTests {
+    @Test func requestsThatOutgrowThePoolArePreemptedAndStillFinish() throws {
+        let model = try RealModel.load(precision: .quantized)
+        let context = try model.model.makeContext(kvTokens: 8 * 32)             // 8 blocks
+        let generator = BatchGenerator(context: context, promptChunk: 32, tokenBudget: 32)
+        let prompt = try SharedPrefixTests.longPrompt(model, tokens: 40)
+        var ids: [Int] = []
+        for seed in 0 ..< 3 {                                                   // 3 × (40 + 60) positions = 12 blocks' worth
+            var sampling = SamplingOptions()
+            sampling.seed = UInt64(seed)
+            ids.append(try generator.submit(prompt: prompt, options: GenerationOptions(maxNewTokens: 60, stopAtEndOfSequence: false),
+                                            sampling: sampling, contextSize: 256))
+        }
+        var steps = 0
+        var tokens: [Int: [TokenID]] = [:]
+        while generator.activeRequests > 0 && steps < 2000 {
+            for event in try generator.step() { tokens[event.request, default: []].append(event.token) }
+            steps += 1
+        }
+        #expect(generator.activeRequests == 0, "finished within \(steps) steps")
+        #expect(generator.preemptions > 0, "the pool forced preemptions")
+        for id in ids { #expect(tokens[id]?.count == 60) }
+        #expect(context.kv.freeBlocks == context.kv.capacityBlocks)
+    }
+}
