@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-bench and llama-perplexity from the sources vendored in PyPI's
+# Builds llama.cpp's llama-bench, llama-perplexity and llama-server from the sources vendored in PyPI's
 # llama-cpp-python sdist, WITHOUT AMX: on these AMX-capable CPUs a GGML_NATIVE=ON build computes
 # wrong prompt-processing results (perplexity 261 instead of 25.4; see the reference pack README).
 #
 #   Benchmarks/llama.cpp/build.sh [WORKDIR]        (default WORKDIR: /tmp/quill-llama.cpp)
 #
-# Result: $WORKDIR/build/bin/llama-bench, llama-perplexity and llama-completion (for peak RSS).
+# Result: $WORKDIR/build/bin/llama-bench, llama-perplexity, llama-completion (for peak RSS) and
+# llama-server (for the server benchmark).
 # Takes ~25 min on 2 busy cores.
 set -euo pipefail
 WORK=${1:-/tmp/quill-llama.cpp}
@@ -26,7 +27,7 @@ fi
 [ -d src ] || { mkdir src; tar -xzf "llama_cpp_python-$VERSION.tar.gz" -C src --strip-components=1; }
 # shellcheck disable=SC2086
 venv/bin/cmake -S src/vendor/llama.cpp -B build -G Ninja -DCMAKE_MAKE_PROGRAM="$PWD/venv/bin/ninja" \
-    -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
     -DBUILD_SHARED_LIBS=OFF $CMAKE_ARGS
-venv/bin/cmake --build build -j "${JOBS:-2}" --target llama-bench llama-perplexity llama-completion
-echo "built: $WORK/build/bin/{llama-bench,llama-perplexity,llama-completion}"
+venv/bin/cmake --build build -j "${JOBS:-2}" --target llama-bench llama-perplexity llama-completion llama-server
+echo "built: $WORK/build/bin/{llama-bench,llama-perplexity,llama-completion,llama-server}"

@@ -5,22 +5,43 @@
 # on the reference pack's hamlet.md (speed is only worth comparing between correct engines).
 #
 #   Benchmarks/llama.cpp/compare.sh [MODEL]
+# MODEL: a GGUF path or a name Weights/fetch knows (smollm2, gemma3-270m, qwen2.5-coder-0.5b); default
+# $QUILL_MODEL or smollm2.
 # Environment: LLAMA_BIN (default /tmp/quill-llama.cpp/build/bin), QUILL (default .build/release/quill),
-#              REPS (5), THREADS (1,2), CORPUS (the reference pack's hamlet.md), SKIP_PPL=1.
+#              REPS (5), THREADS (1,2), PROMPT_TOKENS (512; 0 skips pp), GEN_TOKENS (128),
+#              ROUNDS (1: A/B rounds, samples pooled), DEPTH (0: tokens already in the cache before each test, llama-bench's -d),
+#              CORPUS (the reference pack's hamlet.md), SKIP_PPL=1, SKIP_RSS=1.
 set -euo pipefail
-MODEL=${1:-${QUILL_MODEL:-$HOME/.cache/quill/models/SmolLM2-135M-Instruct.Q4_1.gguf}}
+MODELS_DIR=${QUILL_HOME:-$HOME/.cache/quill}/models
+MODEL=${1:-${QUILL_MODEL:-smollm2}}
+case "$MODEL" in
+    smollm2) MODEL=$MODELS_DIR/SmolLM2-135M-Instruct.Q4_1.gguf ;;
+    gemma3-270m) MODEL=$MODELS_DIR/gemma-3-270m-q4_k_m.gguf ;;
+    qwen2.5-coder-0.5b) MODEL=$MODELS_DIR/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf ;;
+esac
+[ -f "$MODEL" ] || { echo "compare.sh: no model file $MODEL (run Weights/fetch NAME)" >&2; exit 1; }
 LLAMA_BIN=${LLAMA_BIN:-/tmp/quill-llama.cpp/build/bin}
 QUILL=${QUILL:-.build/release/quill}
 REPS=${REPS:-5}
 THREADS=${THREADS:-1,2}
+PROMPT_TOKENS=${PROMPT_TOKENS:-512}
+GEN_TOKENS=${GEN_TOKENS:-128}
+DEPTH=${DEPTH:-0}
 CORPUS=${CORPUS:-/work/shared/reference/smollm2/corpus/hamlet.md}
 OUT=$(mktemp -d)
 
+echo "model: $MODEL"
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "load before: $(uptime)"
-# Alternate the engines per thread count so that a change in machine load hits both.
-for t in ${THREADS//,/ }; do
-    "$LLAMA_BIN/llama-bench" -m "$MODEL" -p 512 -n 128 -r "$REPS" -t "$t" -o json > "$OUT/llama-$t.json" 2>/dev/null
-    "$QUILL" bench -m "$MODEL" -p 512 -n 128 -r "$REPS" -t "$t" -o json > "$OUT/quill-$t.json" 2>/dev/null
+# Alternate the engines per thread count, ROUNDS times (default 1), so that a change in machine load
+# hits both; each round adds REPS samples per engine and test.
+for round in $(seq "${ROUNDS:-1}"); do
+    for t in ${THREADS//,/ }; do
+        "$LLAMA_BIN/llama-bench" -m "$MODEL" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -d "$DEPTH" -r "$REPS" -t "$t" \
+            -o json > "$OUT/llama-$t-$round.json" 2>/dev/null
+        "$QUILL" bench -m "$MODEL" -p "$PROMPT_TOKENS" -n "$GEN_TOKENS" -d "$DEPTH" -r "$REPS" -t "$t" \
+            -o json > "$OUT/quill-$t-$round.json" 2>/dev/null
+    done
 done
 echo "load after:  $(uptime)"
 
@@ -28,17 +49,26 @@ python3 - "$OUT" "$THREADS" <<'PY'
 import json, statistics, sys, glob
 out, threads = sys.argv[1], [int(t) for t in sys.argv[2].split(",")]
 def load(engine, t):
-    rows = json.load(open(f"{out}/{engine}-{t}.json"))
-    return {("pp" if r["n_prompt"] else "tg") + str(r["n_prompt"] or r["n_gen"]): r for r in rows}
-print("\n| test | threads | llama.cpp t/s (median) | Quill t/s (median) | Quill / llama.cpp |")
+    samples = {}
+    for path in glob.glob(f"{out}/{engine}-{t}-*.json"):
+        for r in json.load(open(path)):
+            test = ("pp" if r["n_prompt"] else "tg") + str(r["n_prompt"] or r["n_gen"])
+            test += f" @ d{r['n_depth']}" if r.get("n_depth") else ""
+            samples.setdefault(test, []).extend(r["samples_ts"])
+    return samples
+print("\n| test | threads | llama.cpp t/s (median ± sd) | Quill t/s (median ± sd) | Quill / llama.cpp |")
 print("| --- | ---: | ---: | ---: | ---: |")
 for t in threads:
     l, q = load("llama", t), load("quill", t)
-    for test in ("pp512", "tg128"):
-        ml, mq = statistics.median(l[test]["samples_ts"]), statistics.median(q[test]["samples_ts"])
-        print(f"| {test} | {t} | {ml:.1f} ± {l[test]['stddev_ts']:.1f} | {mq:.1f} ± {q[test]['stddev_ts']:.1f} | {mq / ml:.2f}× |")
+    for test in sorted(l, reverse=True):
+        ml, mq = statistics.median(l[test]), statistics.median(q[test])
+        sl = statistics.stdev(l[test]) if len(l[test]) > 1 else 0
+        sq = statistics.stdev(q[test]) if len(q[test]) > 1 else 0
+        print(f"| {test} | {t} | {ml:.1f} ± {sl:.1f} | {mq:.1f} ± {sq:.1f} | {mq / ml:.2f}× |")
 PY
+[ -n "${SKIP_RSS:-}" ] && [ -n "${SKIP_PPL:-}" ] && { rm -rf "$OUT"; exit 0; }
 
+if [ -z "${SKIP_RSS:-}" ]; then
 echo
 echo "peak RSS generating 128 tokens, -c 2048, 1 thread (ru_maxrss via /usr/bin/time):"
 PROMPT="Once upon a time"
@@ -48,10 +78,11 @@ tail -1 "$OUT/llama-rss.txt"
 printf '%s' "$PROMPT" | /usr/bin/time -f "quill     %M KiB" "$QUILL" complete -m "$MODEL" -n 128 -c 2048 -t 1 --ignore-eos \
     > /dev/null 2> "$OUT/quill-rss.txt"
 tail -1 "$OUT/quill-rss.txt"
+fi
 
 if [ -z "${SKIP_PPL:-}" ]; then
     echo
-    echo "perplexity, $CORPUS, 8 windows of 512 tokens (reference: llama.cpp 25.3986, transformers fp32 25.3859):"
+    echo "perplexity, $CORPUS, 8 windows of 512 tokens (SmolLM2 reference: llama.cpp 25.3986, transformers fp32 25.3859):"
     "$LLAMA_BIN/llama-perplexity" -m "$MODEL" -f "$CORPUS" -c 512 -b 512 --chunks 8 -t 2 2>&1 | grep -E "Final estimate" | sed 's/^/llama.cpp: /'
     "$QUILL" perplexity -m "$MODEL" -f "$CORPUS" -c 512 --chunks 8 -t 2 | sed 's/^/quill:     /'
 fi

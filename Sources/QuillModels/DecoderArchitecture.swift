@@ -100,8 +100,14 @@ public enum DecoderArchitectures {
         return try reader(gguf)
     }
 
+    /// Per-pair RoPE frequency divisors of Llama 3.1+ files (`rope_type: llama3` in transformers).
+    static let ropeFrequencyFactorsTensor = "rope_freqs.weight"
+
     /// The hyper-parameters every architecture shares, from `<name>.*` keys, checked.
-    static func common(_ gguf: GGUFFile, name: String, rope pairing: RotaryEmbedding.Pairing) throws -> DecoderArchitecture {
+    /// - Parameter honoursFrequencyFactors: the architecture applies `rope_freqs.weight` to its
+    ///   (global) RoPE; a file of another architecture that carries the tensor is refused.
+    static func common(_ gguf: GGUFFile, name: String, rope pairing: RotaryEmbedding.Pairing,
+                       honoursFrequencyFactors: Bool = false) throws -> DecoderArchitecture {
         let p = name + "."
         let layers = try gguf.int(p + "block_count")
         let width = try gguf.int(p + "embedding_length")
@@ -123,12 +129,48 @@ public enum DecoderArchitectures {
               gguf.optionalInt(p + "attention.value_length").map({ $0 == headDimension }) ?? true else {
             throw GGUFError(path: gguf.path, problem: "invalid head dimension, RoPE base or RMS epsilon")
         }
-        if let scaling = gguf.optionalString(p + "rope.scaling.type"), scaling != "none" {
-            throw GGUFError(path: gguf.path, problem: "RoPE scaling '\(scaling)' is not supported")
+        if let rotated = gguf.optionalInt(p + "rope.dimension_count"), rotated != headDimension {
+            throw GGUFError(path: gguf.path, problem: "partial RoPE (\(rotated) of \(headDimension) dimensions rotated) is not supported")
+        }
+        let linearScale = try ropeLinearScale(gguf, prefix: p)
+        var frequencyFactors: [Float]?
+        if gguf.tensor(ropeFrequencyFactorsTensor) != nil {
+            guard honoursFrequencyFactors else {
+                throw GGUFError(path: gguf.path, problem: "RoPE frequency factors (\(ropeFrequencyFactorsTensor)) are not supported for '\(name)'")
+            }
+            let factors = try WeightBinder(gguf: gguf, residentBytes: 0)
+                .vector(ropeFrequencyFactorsTensor, count: headDimension / 2)
+            guard factors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw GGUFError(path: gguf.path, problem: "\(ropeFrequencyFactorsTensor) holds a factor that is not a positive number")
+            }
+            frequencyFactors = factors
         }
         return DecoderArchitecture(
             name: name, layers: layers, width: width, feedForwardWidth: feedForward, heads: heads, kvHeads: kvHeads,
             headDimension: headDimension, vocabularySize: embedding.dimensions[1], trainedContextLength: context,
-            normEpsilon: epsilon, rope: RotaryEmbedding(headDimension: headDimension, base: ropeBase, pairing: pairing))
+            normEpsilon: epsilon,
+            rope: RotaryEmbedding(headDimension: headDimension, base: ropeBase, pairing: pairing,
+                                  frequencyFactors: frequencyFactors, linearScale: linearScale))
+    }
+
+    /// The factor positions are divided by: `rope.scaling.factor` of linear scaling (transformers'
+    /// `rope_type: linear`), 1 without scaling. As in llama.cpp, a factor without a type is linear
+    /// and 0 means none. Other schemes (YaRN, LongRoPE…) change more than the frequencies and are
+    /// refused rather than approximated.
+    static func ropeLinearScale(_ gguf: GGUFFile, prefix p: String) throws -> Float {
+        let type = gguf.optionalString(p + "rope.scaling.type") ?? "linear"
+        switch type {
+        case "none":
+            return 1
+        case "linear":
+            guard let factor = gguf.optionalFloat(p + "rope.scaling.factor") ?? gguf.optionalFloat(p + "rope.scale_linear"),
+                  factor != 0 else { return 1 }
+            guard factor.isFinite, factor > 0 else {
+                throw GGUFError(path: gguf.path, problem: "\(p)rope.scaling.factor must be a positive number (got \(factor))")
+            }
+            return factor
+        default:
+            throw GGUFError(path: gguf.path, problem: "RoPE scaling '\(type)' is not supported")
+        }
     }
 }
