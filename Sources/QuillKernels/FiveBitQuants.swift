@@ -168,5 +168,6 @@ enum Q51Int8: AVX512Int8Kernel {
          halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot + minSum }
+    static var hasOwnMinimum: Bool { true }
 }
 #endif
