@@ -187,6 +187,10 @@ extension BatchedAVX512MatVec {
                 }
             }
         }
+        if R * P == 16 {
+            pairedFinish16(K.self, P, acc, msum, count, g0, r, y, ldy)
+            return
+        }
         let even = _mm512_set_epi32(15, 13, 11, 9, 7, 5, 3, 1, 14, 12, 10, 8, 6, 4, 2, 0)
         withUnsafeBytes(of: &acc) { a in
             withUnsafeBytes(of: &msum) { m in
@@ -200,6 +204,63 @@ extension BatchedAVX512MatVec {
                         if g + 1 < count { y[(g + 1) * ldy + r + i] = K.combine(hsum256(high256(split)), mins[2 * j + 1]) }
                     }
                 }
+            }
+        }
+    }
+
+    /// The horizontal sums of 16 accumulators (k = P·i + j: weight row r + i, rows g0 + 2j, +1) at
+    /// once, with `hsum256`'s additions: lanes l + (l + 4), then (0 + 2), (1 + 3), then the two
+    /// halves — each step adding the same two values, just for 32 results side by side. Then the
+    /// min sums are permuted into the same lanes and `combine16` (the scalar `combine`'s operations)
+    /// finishes; the 32 results are stored one by one.
+    @inline(__always)
+    static func pairedFinish16<K: AVX512Int8Kernel>(_: K.Type, _ P: Int, _ acc: (Float16x8, Float16x8),
+                                                    _ msum: (__m512, __m512, __m512, __m512), _ count: Int, _ g0: Int,
+                                                    _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        // Two-source permutes pick the operands (lanes 16–31 are the second source).
+        @inline(__always) func lanes(_ f: (Int32) -> Int32) -> __m512i {
+            _mm512_set_epi32(f(15), f(14), f(13), f(12), f(11), f(10), f(9), f(8), f(7), f(6), f(5), f(4), f(3), f(2), f(1), f(0))
+        }
+        @inline(__always) func add(_ a: __m512, _ b: __m512, _ lo: __m512i, _ hi: __m512i) -> __m512 {
+            _mm512_add_ps(_mm512_permutex2var_ps(a, lo, b), _mm512_permutex2var_ps(a, hi, b))
+        }
+        let acc0 = acc.0, acc1 = acc.1
+        // Step 1: 128-bit granules [A.s01, A.s23, B.s01, B.s23], s_l = v_l + v_(l+4) (both rows):
+        // A's lanes 0–7 and B's, plus A's lanes 8–15 and B's.
+        let lo1 = lanes { $0 < 8 ? $0 : $0 + 8 }, hi1 = lanes { $0 < 8 ? $0 + 8 : $0 + 16 }
+        let t0 = add(acc0.0, acc0.1, lo1, hi1), t1 = add(acc0.2, acc0.3, lo1, hi1)
+        let t2 = add(acc0.4, acc0.5, lo1, hi1), t3 = add(acc0.6, acc0.7, lo1, hi1)
+        let t4 = add(acc1.0, acc1.1, lo1, hi1), t5 = add(acc1.2, acc1.3, lo1, hi1)
+        let t6 = add(acc1.4, acc1.5, lo1, hi1), t7 = add(acc1.6, acc1.7, lo1, hi1)
+        // Step 2: granule c of u_n is accumulator 4n + c: [q0 h0, q0 h1, q1 h0, q1 h1], q0 = s0 + s2,
+        // q1 = s1 + s3 (granules 0 and 2 of each source, plus granules 1 and 3).
+        let lo2 = lanes { ($0 / 4) * 8 + $0 % 4 }, hi2 = lanes { ($0 / 4) * 8 + 4 + $0 % 4 }
+        let u0 = add(t0, t1, lo2, hi2), u1 = add(t2, t3, lo2, hi2)
+        let u2 = add(t4, t5, lo2, hi2), u3 = add(t6, t7, lo2, hi2)
+        // Step 3: lane 4c + 2f + h of d_p is q0 + q1 of accumulator 8p + 4f + c, row h.
+        let lo3 = lanes { ($0 / 4) * 4 + ($0 % 4 >= 2 ? 16 : 0) + $0 % 2 }
+        let hi3 = lanes { ($0 / 4) * 4 + ($0 % 4 >= 2 ? 16 : 0) + 2 + $0 % 2 }
+        let d0 = add(u0, u1, lo3, hi3), d1 = add(u2, u3, lo3, hi3)
+        // Min sums into the same lanes: accumulator k = 8p + 4f + c is weight row i = k / P, pair
+        // j = k % P, whose min sum is lane 2j + h of msum_i. P = 8: msum_p alone (j = 4f + c);
+        // P = 4: msum_2p for f = 0 and msum_(2p+1) for f = 1 (j = c).
+        let m0: __m512, m1: __m512
+        if P == 8 {
+            let index = _mm512_set_epi32(15, 14, 7, 6, 13, 12, 5, 4, 11, 10, 3, 2, 9, 8, 1, 0)
+            m0 = _mm512_permutexvar_ps(index, msum.0)
+            m1 = _mm512_permutexvar_ps(index, msum.1)
+        } else {
+            let index = _mm512_set_epi32(23, 22, 7, 6, 21, 20, 5, 4, 19, 18, 3, 2, 17, 16, 1, 0)
+            m0 = _mm512_permutex2var_ps(msum.0, index, msum.1)
+            m1 = _mm512_permutex2var_ps(msum.2, index, msum.3)
+        }
+        var results = (K.combine16(d0, m0), K.combine16(d1, m1))
+        withUnsafeBytes(of: &results) { out in
+            for lane in 0..<32 {
+                let c = (lane & 15) >> 2, f = (lane >> 1) & 1, h = lane & 1
+                let k = 8 * (lane >> 4) + 4 * f + c
+                let g = g0 + 2 * (k % P) + h
+                if g < count { y[g * ldy + r + k / P] = out.load(fromByteOffset: 4 * lane, as: Float.self) }
             }
         }
     }
