@@ -17,9 +17,15 @@
 // The per-block scales `d_w·d_x` of 16 rows come from one multiply per weight row and block (a
 // first loop stores them); the main loop broadcasts each pair's two scales with a 64-bit load.
 // The min terms `Σ m_w·(d_x·Σq_x)` are 16 lanes (one per row) added per block in block order.
-// At the end, each row's 8 lanes are gathered in order and summed with the one-row kernel's
-// horizontal sum, then `combine`d with its min sum: every value, and every operation's order, is
-// the one-row kernel's, so each row's result is bitwise what it gets alone.
+// At the end, each row's 8 lanes are summed with the one-row kernel's horizontal-sum tree (for a
+// full set of 16 accumulators, 32 results side by side: `pairedFinish16`), then `combine`d with its
+// min sum: every value, and every operation's order, is the one-row kernel's, so each row's result
+// is bitwise what it gets alone.
+//
+// Limit: bitwise equality with the one-row kernel fixes the arithmetic at one int→f32 conversion
+// and one FMA per 8-lane group per block, so per pair of rows and block three 512-bit operations
+// remain (plus each weight block's unpack and scales, shared by up to 16 rows). With two 512-bit
+// ports that is ~0.75 cycle per 32 multiply-adds at best, against ~3 for the one-row kernel.
 
 /// The activation rows as the paired kernel reads them.
 struct PairedOperand {
