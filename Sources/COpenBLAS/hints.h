@@ -21,3 +21,17 @@ static inline __attribute__((always_inline)) void quill_spin_pause(void) {
     __asm__ __volatile__("yield");
 #endif
 }
+
+#if defined(__linux__)
+#include <features.h>
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+/// glibc: serve blocks up to 64 MiB from the heap instead of fresh mappings, and return freed heap
+/// memory to the system only past 128 MiB (see `Allocator.reuseLargeBlocks`). Returns nonzero on success.
+static inline int quill_reuse_large_blocks(void) {
+    return mallopt(M_MMAP_THRESHOLD, 64 << 20) && mallopt(M_TRIM_THRESHOLD, 128 << 20);
+}
+#else
+static inline int quill_reuse_large_blocks(void) { return 0; }
+#endif

@@ -14,17 +14,16 @@
 // lanes, the same horizontal sum — so each row's result is bitwise what it gets alone, whatever
 // the batch size, the grouping or the thread count.
 //
-// Each pass over a weight row first computes the per-block scales of all its pairs (d_w·d_x, and
-// the min-term sums) into a small buffer, so that the main loop costs per pair and block only
-// `vpdpbusd`, an int→float conversion and an FMA whose scale is a broadcast load.
-//
-// Accumulators live in fixed-size tuples indexed through a pointer with constant offsets (the
-// group loops have constant trip counts after inlining), which LLVM promotes to registers: 16
-// ymm accumulators for 2 weight rows × 8 activation rows.
+// K-quant passes first compute the per-block scales of all their pairs into a small buffer, so
+// that the main loop costs per pair and sub-block only `vpdpbusd`, an int→float conversion and an
+// FMA whose scale is a broadcast load. Accumulators live in fixed-size tuples indexed through a
+// pointer with constant offsets (the group loops have constant trip counts after inlining), which
+// LLVM promotes to registers.
 //
 // Types: the 32-block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) conform to `AVX512Int8Kernel` (`unpack`
 // gives the block as unsigned bytes, d_w and the min factor; `combine` the final correction, e.g.
-// −16·Σ for Q5_0); the K-quants with 8 sub-blocks of 32 (Q4_K, Q5_K) to `BatchedKQuantKernel`.
+// −16·Σ for Q5_0) and run two activation rows per 512-bit vector (BatchedPairedInt8AVX512.swift);
+// the K-quants with 8 sub-blocks of 32 (Q4_K, Q5_K) to `BatchedKQuantKernel`.
 // Q6_K's scales cover 16 values and its zero-point term needs per-16 activation sums, so it has
 // its own pass (BatchedQ6K.swift).
 
@@ -75,11 +74,11 @@ enum BatchedAVX512MatVec {
                              ldy: Int, rows: Range<Int>) {
         let x = BatchOperand(xq)
         switch w.type {
-        case .q4_0: int8Batch(Q40Int8.self, w, x, xq.rows, y, ldy, rows)
-        case .q4_1: int8Batch(Q41Int8.self, w, x, xq.rows, y, ldy, rows)
-        case .q5_0: int8Batch(Q50Int8.self, w, x, xq.rows, y, ldy, rows)
-        case .q5_1: int8Batch(Q51Int8.self, w, x, xq.rows, y, ldy, rows)
-        case .q8_0: int8Batch(Q80Int8.self, w, x, xq.rows, y, ldy, rows)
+        case .q4_0: pairedInt8Batch(Q40Int8.self, w, xq, y, ldy, rows)
+        case .q4_1: pairedInt8Batch(Q41Int8.self, w, xq, y, ldy, rows)
+        case .q5_0: pairedInt8Batch(Q50Int8.self, w, xq, y, ldy, rows)
+        case .q5_1: pairedInt8Batch(Q51Int8.self, w, xq, y, ldy, rows)
+        case .q8_0: pairedInt8Batch(Q80Int8.self, w, xq, y, ldy, rows)
         case .q4_K: kquantBatch(Q4KInt8.self, w, x, xq.rows, y, ldy, rows)
         case .q5_K: kquantBatch(Q5KInt8.self, w, x, xq.rows, y, ldy, rows)
         case .q6_K: q6KBatch(w, xq, y, ldy, rows)
@@ -141,96 +140,6 @@ enum BatchedAVX512MatVec {
             let size = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1
             body(g0, size)
             g0 += size
-        }
-    }
-
-    // MARK: 32-block int8 types
-
-    static func int8Batch<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ x: BatchOperand, _ count: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
-        // Per block, 2 weight rows × 8 activation rows of products d_w·d_x (see int8Pass).
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16 * (w.columns / 32) + 16) { buffer in
-            let products = buffer.baseAddress!
-            forEachTile(w, rows) { tile in
-                prefetchNextTile(w, after: tile, within: rows)
-                forEachGroup(count) { g0, size in
-                    switch size {
-                    case 8: int8Group(k, 8, w, x, g0, y, ldy, tile, products)
-                    case 4: int8Group(k, 4, w, x, g0, y, ldy, tile, products)
-                    case 2: int8Group(k, 2, w, x, g0, y, ldy, tile, products)
-                    default: AVX512MatVec.int8Rows(k, w, x.row(g0), y + g0 * ldy, tile)
-                    }
-                }
-            }
-        }
-    }
-
-    @inline(__always)
-    static func int8Group<K: AVX512Int8Kernel>(_ k: K.Type, _ G: Int, _ w: WeightMatrix, _ x: BatchOperand, _ g0: Int,
-                                               _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tile: Range<Int>,
-                                               _ products: UnsafeMutablePointer<Float>) {
-        var r = tile.lowerBound
-        while r + 2 <= tile.upperBound { int8Pass(k, G, 2, w, x, g0, r, y, ldy, products); r += 2 }
-        if r < tile.upperBound { int8Pass(k, G, 1, w, x, g0, r, y, ldy, products) }
-    }
-
-    /// `R` weight rows from `r` against `G` activation rows from `g0`, over the whole row.
-    ///
-    /// A first loop computes, per block, the scales `d_w·d_x` of all R·G pairs (one vector
-    /// multiply per weight row) into `products`, and the min sums `Σ m_w·(d_x·Σq_x)` (lane g of one
-    /// vector per weight row). The main loop then costs per pair and block only `vpdpbusd`, the
-    /// int→float conversion and an FMA whose scale operand is a broadcast load. Every value is the
-    /// one-row step's: the same products, added in the same order into the same lanes.
-    @inline(__always)
-    static func int8Pass<K: AVX512Int8Kernel>(_: K.Type, _ G: Int, _ R: Int, _ w: WeightMatrix, _ x: BatchOperand,
-                                              _ g0: Int, _ r: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int,
-                                              _ products: UnsafeMutablePointer<Float>) {
-        let blocks = w.columns / 32, stride = K.stride, rb = w.rowBytes
-        let p = w.row(r), qs = x.qs + g0 * x.columns, n = x.columns
-        let ts = x.transposed + g0, ts2 = 2 * x.rowStride
-        var msum0 = _mm256_setzero_ps(), msum1 = _mm256_setzero_ps()
-        let out = UnsafeMutableRawPointer(products)
-        for b in 0..<blocks {
-            let dx = UnsafeRawPointer(ts + b * ts2)
-            let dxv = dx.loadUnaligned(as: __m256.self)
-            // Lane g: d_x·Σq_x of row g0 + g.
-            let sx = dx.loadUnaligned(fromByteOffset: 4 * x.rowStride, as: __m256.self)
-            let w0 = p + b * stride
-            let d0 = halfBitsToFloat(w0.loadUnaligned(as: UInt16.self))
-            out.storeBytes(of: _mm256_mul_ps(_mm256_set1_ps(d0), dxv), toByteOffset: 64 * b, as: __m256.self)
-            msum0 = _mm256_add_ps(msum0, _mm256_mul_ps(_mm256_set1_ps(K.minFactor(w0)), sx))
-            if R > 1 {
-                let w1 = w0 + rb
-                let d1 = halfBitsToFloat(w1.loadUnaligned(as: UInt16.self))
-                out.storeBytes(of: _mm256_mul_ps(_mm256_set1_ps(d1), dxv), toByteOffset: 64 * b + 32, as: __m256.self)
-                msum1 = _mm256_add_ps(msum1, _mm256_mul_ps(_mm256_set1_ps(K.minFactor(w1)), sx))
-            }
-        }
-        var acc = (zeros8(), zeros8())
-        withUnsafeMutableBytes(of: &acc) { a in
-            for b in 0..<blocks {
-                let u0 = K.unpack(p + b * stride).u
-                let u1 = R > 1 ? K.unpack(p + rb + b * stride).u : u0
-                let scale = products + 16 * b
-                for g in 0..<G {
-                    let xv = qs.loadUnaligned(fromByteOffset: g * n + 32 * b, as: __m256i.self)
-                    let o0 = 32 * g
-                    a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u0, xv)), _mm256_set1_ps(scale[g]),
-                                                     a.load(fromByteOffset: o0, as: __m256.self)),
-                                 toByteOffset: o0, as: __m256.self)
-                    if R > 1 {
-                        let o1 = 256 + 32 * g
-                        a.storeBytes(of: _mm256_fmadd_ps(_mm256_cvtepi32_ps(dpbusd256(u1, xv)), _mm256_set1_ps(scale[8 + g]),
-                                                         a.load(fromByteOffset: o1, as: __m256.self)),
-                                     toByteOffset: o1, as: __m256.self)
-                    }
-                }
-            }
-            let m0 = unsafeBitCast(msum0, to: SIMD8<Float>.self), m1 = unsafeBitCast(msum1, to: SIMD8<Float>.self)
-            for g in 0..<G {
-                y[(g0 + g) * ldy + r] = K.combine(hsum256(a.load(fromByteOffset: 32 * g, as: __m256.self)), m0[g])
-                if R > 1 { y[(g0 + g) * ldy + r + 1] = K.combine(hsum256(a.load(fromByteOffset: 256 + 32 * g, as: __m256.self)), m1[g]) }
-            }
         }
     }
 

@@ -153,6 +153,9 @@ enum Q50Int8: AVX512Int8Kernel {
         return (fiveBitValues256(w, qhOffset: 2), d, d)
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 16 * minSum }
+    @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 {
+        _mm512_sub_ps(dot, _mm512_mul_ps(_mm512_set1_ps(16), minSum))
+    }
 }
 
 /// Q5_1 · Q8: d_w·d_x·Σq·q_x + m_w·(d_x·Σq_x), (d_w, m_w) converted together as in Q4_1.
@@ -168,5 +171,7 @@ enum Q51Int8: AVX512Int8Kernel {
          halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot + minSum }
+    @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 { _mm512_add_ps(dot, minSum) }
+    static var hasOwnMinimum: Bool { true }
 }
 #endif

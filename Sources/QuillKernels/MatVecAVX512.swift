@@ -49,6 +49,13 @@ protocol AVX512Int8Kernel {
     static func unpack(_ w: UnsafeRawPointer) -> (u: __m256i, d: Float, m: Float)
     /// The row's result from `hsum256(acc)` and `Σ m_w·d_x·Σq_x`.
     static func combine(_ dot: Float, _ minSum: Float) -> Float
+    /// `combine` of 16 pairs at once, with the same operations.
+    static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512
+    /// Whether `m_w` is its own f16 at offset 2 (Q4_1, Q5_1); otherwise it is `d_w`.
+    static var hasOwnMinimum: Bool { get }
+    /// `unpack(w).u` with every dword twice (dwords 2j and 2j + 1 hold group j), for the paired
+    /// batched kernel (BatchedPairedInt8AVX512.swift).
+    static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i
 }
 
 extension AVX512Int8Kernel {
@@ -314,6 +321,9 @@ enum Q41Int8: AVX512Int8Kernel {
          halfBitsToFloat(w.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot + minSum }
+    @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 { _mm512_add_ps(dot, minSum) }
+    static var hasOwnMinimum: Bool { true }
+    @inline(__always) static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i { pairedNibbles(w, offset: 4) }
 }
 
 /// Q4_0 · Q8: vpdpbusd multiplies unsigned × signed, so use the raw nibbles q ∈ [0, 15] and
@@ -332,6 +342,10 @@ enum Q40Int8: AVX512Int8Kernel {
         return (unpackNibbles256(load128(w, 2)), d, d)
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 8 * minSum }
+    @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 {
+        _mm512_sub_ps(dot, _mm512_mul_ps(_mm512_set1_ps(8), minSum))
+    }
+    @inline(__always) static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i { pairedNibbles(w, offset: 2) }
 }
 
 /// Q8_0 · Q8: signed × signed has no VNNI instruction; flipping the sign bit turns w into the
@@ -351,5 +365,8 @@ enum Q80Int8: AVX512Int8Kernel {
         return (_mm256_xor_si256(w.loadUnaligned(fromByteOffset: 2, as: __m256i.self), _mm256_set1_epi8(-128)), d, d)
     }
     @inline(__always) static func combine(_ dot: Float, _ minSum: Float) -> Float { dot - 128 * minSum }
+    @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 {
+        _mm512_sub_ps(dot, _mm512_mul_ps(_mm512_set1_ps(128), minSum))
+    }
 }
 #endif

@@ -12,6 +12,10 @@
 /// - `transposedScales`: the same numbers per block across rows, for kernels that handle several
 ///   rows per block: `d` of row `i`, block `b` at `[(2b)·rowStride + i]`, `d·Σq` at
 ///   `[(2b + 1)·rowStride + i]`, `rowStride = rows` rounded up to 16. Padding lanes hold 0.
+/// - `paired`: the int8 values again, two rows per 64 bytes for the AVX-512 kernels that run two
+///   activation rows in one 16-lane vector: rows `2p` and `2p + 1`, block `b` at
+///   `paired + 64·(b·rowStride/2 + p)`, their 4-byte groups alternating (dword `2j` is group `j`
+///   of row `2p`, dword `2j + 1` group `j` of row `2p + 1`). A missing odd row reads as zeros.
 ///
 /// The value keeps its buffers between `quantize` calls (copy-on-write), so a decoder allocates one
 /// per input width and reuses it every step.
@@ -22,6 +26,8 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
         let scales: UnsafeMutablePointer<Float>
         let transposed: UnsafeMutablePointer<Float>
         let transposedCount: Int
+        let paired: UnsafeMutablePointer<Int32>
+        let pairedCount: Int
 
         init(rows: Int, columns: Int) {
             rowCapacity = rows
@@ -34,12 +40,17 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
             transposedCount = 2 * blocks * QuantizedActivationBatch.paddedRows(rows) + 16
             transposed = .allocate(capacity: transposedCount)
             transposed.initialize(repeating: 0, count: transposedCount)
+            pairedCount = max(16, 8 * blocks * QuantizedActivationBatch.paddedRows(rows))
+            paired = UnsafeMutableRawPointer.allocate(byteCount: 4 * pairedCount, alignment: 64)
+                .bindMemory(to: Int32.self, capacity: pairedCount)
+            paired.initialize(repeating: 0, count: pairedCount)
         }
 
         deinit {
             qs.deallocate()
             scales.deallocate()
             transposed.deallocate()
+            paired.deallocate()
         }
     }
 
@@ -75,14 +86,23 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
         self.rows = rows
         self.columns = columns
         let blocks = columns / 32, stride = rowStride
-        let qs = storage.qs, scales = storage.scales, transposed = storage.transposed
+        let qs = storage.qs, scales = storage.scales, transposed = storage.transposed, paired = storage.paired
         transposed.update(repeating: 0, count: storage.transposedCount)
+        let groups = UnsafeRawPointer(qs)
         for i in 0..<rows {
             for b in 0..<blocks {
                 let pair = scales + 2 * (i * blocks + b)
                 QuantizedActivations.quantizeBlock(x + i * columns + 32 * b, qs + i * columns + 32 * b, pair)
                 transposed[2 * b * stride + i] = pair[0]
                 transposed[(2 * b + 1) * stride + i] = pair[1]
+                let out = paired + 16 * (b * stride / 2 + i / 2) + (i & 1)
+                for j in 0..<8 { out[2 * j] = groups.loadUnaligned(fromByteOffset: i * columns + 32 * b + 4 * j, as: Int32.self) }
+            }
+        }
+        if rows & 1 == 1 {  // the missing partner of the last row
+            for b in 0..<blocks {
+                let out = paired + 16 * (b * stride / 2 + rows / 2) + 1
+                for j in 0..<8 { out[2 * j] = 0 }
             }
         }
     }
@@ -91,6 +111,7 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
     var qs: UnsafePointer<Int8> { UnsafePointer(storage.qs) }
     var scales: UnsafePointer<Float> { UnsafePointer(storage.scales) }
     var transposedScales: UnsafePointer<Float> { UnsafePointer(storage.transposed) }
+    var paired: UnsafeRawPointer { UnsafeRawPointer(storage.paired) }
 
     /// Row `i`'s int8 values and scale pairs, the layout of a `QuantizedActivations`.
     func row(_ i: Int) -> QuantizedRow {

@@ -134,7 +134,8 @@ extension Bench {
     func measure(_ model: DecoderModel, prompt: Int, gen: Int, depth: Int, parallel: Int) throws -> [UInt64] {
         let perSequence = depth + prompt + max(gen, 1)
         let capacity = ctxSize > 0 ? max(ctxSize, perSequence) : perSequence
-        let context = try model.makeContext(kvTokens: capacity * parallel)
+        // Each sequence fills whole 32-token blocks of the pool: round its share up to them.
+        let context = try model.makeContext(kvTokens: (capacity + 31) / 32 * 32 * parallel)
         var random = SystemRandomNumberGenerator()
         let vocabulary = model.vocabularySize
         func tokens(_ n: Int) -> [TokenID] { (0 ..< n).map { _ in TokenID(Int.random(in: 0 ..< vocabulary, using: &random)) } }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QuillKernels
 
 @main
 struct Quill: ParsableCommand {
@@ -7,6 +8,11 @@ struct Quill: ParsableCommand {
         commandName: "quill",
         abstract: "Text generation on the CPU.",
         subcommands: [Complete.self, Chat.self, Tokenize.self, PerplexityCommand.self, Translate.self, Summarize.self, Transcribe.self, Bench.self, Serve.self])
+
+    static func main() {
+        Allocator.reuseLargeBlocks()  // a logits array per sequence per step: reuse, don't re-map
+        main(nil)
+    }
 }
 
 /// An error that the command line reports as one line and exit code 1.

@@ -18,6 +18,18 @@ struct KernelBench {
         return Double(te.tv_sec - ts.tv_sec) + Double(te.tv_nsec - ts.tv_nsec) * 1e-9
     }
 
+    /// Best-of-5 CPU time of this thread per iteration: steadier than wall time on a loaded
+    /// machine, for single-threaded kernels.
+    func bestCPU(_ iterations: Int, _ body: () -> Void) -> Double {
+        (0..<5).map { _ in
+            var ts = timespec(), te = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            for _ in 0..<iterations { body() }
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &te)
+            return (Double(te.tv_sec - ts.tv_sec) + Double(te.tv_nsec - ts.tv_nsec) * 1e-9) / Double(iterations)
+        }.min()!
+    }
+
     /// Best-of-5 time per iteration.
     func best(_ iterations: Int, _ body: () -> Void) -> Double {
         (0..<5).map { _ in seconds { for _ in 0..<iterations { body() } } / Double(iterations) }.min()!
@@ -87,6 +99,32 @@ struct KernelBench {
                 }
                 print("BENCH sweep threads=\(threads) \(precision): \(fmt(bytes / 1e6)) MB in \(fmt(t * 1e3)) ms = "
                       + "\(fmt(bytes / t / 1e9)) GB/s, \(fmt(1 / t)) matvec-only tok/s")
+            }
+        }
+    }
+
+    /// Batched int8 products (several activation rows per weight read) against one-row calls,
+    /// in GOPS (2 operations per multiply-add), at the SmolLM2 shapes.
+    @Test func batchedShapes() {
+        var g = SeededGenerator(seed: 9)
+        let shapes: [(TensorType, Int, Int)] = [(.q4_1, 1536, 576), (.q4_1, 576, 1536), (.q8_0, 49152, 576)]
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            for (type, rows, columns) in shapes {
+                let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
+                defer { w.free() }
+                for batch in [1, 4, 8, 16] {
+                    let x = [Float].random(count: batch * columns, using: &g)
+                    var y = [Float](repeating: 0, count: batch * rows)
+                    var xq = QuantizedActivationBatch(rows: batch, columns: columns)
+                    xq.quantize(x, rows: batch, columns: columns)
+                    let ops = 2.0 * Double(batch * rows * columns)
+                    let iterations = max(3, Int(2e9 / ops))
+                    let t = threads == 1 ? bestCPU(iterations) { MatVec.multiply(w.matrix, xq, into: &y, pool: pool) }
+                        : best(iterations) { MatVec.multiply(w.matrix, xq, into: &y, pool: pool) }
+                    print("BENCH batched threads=\(threads) \(type) \(rows)x\(columns) batch \(batch): "
+                          + "\(fmt(ops / t / 1e9)) GOPS (\(fmt(t * 1e6)) µs)")
+                }
             }
         }
     }
