@@ -14,7 +14,8 @@ flags=(-O -wmo -swift-version 6 -parse-as-library -sanitize=fuzzer,address -g -t
 # Modules in dependency order; each is rebuilt only when one of its sources is newer than it.
 build_module() {
   local name=$1
-  local sources=("$root/Sources/$name"/*.swift)
+  local sources
+  mapfile -t sources < <(find "$root/Sources/$name" -name '*.swift' | sort)  # subfolders too (Architectures/)
   local lib="$out/lib$name.a"
   if [ -f "$lib" ] && [ -z "$(find "$root/Sources/$name" -newer "$lib" -name '*.swift')" ] && [ "$2" != force ]; then return; fi
   echo "building $name"
@@ -24,6 +25,7 @@ build_module() {
 build_module QuillKernels
 build_module QuillTokenizers
 build_module QuillGeneration
+build_module QuillAudio
 build_module QuillModels
 
 harnesses=("$@")
@@ -31,7 +33,7 @@ harnesses=("$@")
 for h in "${harnesses[@]}"; do
   echo "building fuzz-$h"
   nice -n 19 swiftc "${flags[@]}" -module-name "Fuzz${h//-/}" -o "$out/fuzz-$h" "$h/main.swift" Support/FuzzSupport.swift \
-    -L "$out" -lQuillModels -lQuillGeneration -lQuillTokenizers -lQuillKernels -ldl 2>&1 \
+    -L "$out" -lQuillModels -lQuillAudio -lQuillGeneration -lQuillTokenizers -lQuillKernels -ldl 2>&1 \
     | { grep -v "Cannot export local symbol '__asan" || true; }
   [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
 done
