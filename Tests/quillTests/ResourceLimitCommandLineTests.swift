@@ -53,12 +53,18 @@ import Testing
     }
 
     /// Every input line of a batch decodes `--beam` rows of up to `--max-length` positions: 1,024 lines
-    /// × 64 beams × 65,537 positions of tiny-marian's decoder cache are far beyond this machine.
-    @Test func translateRefusesADecoderCacheThatCannotFit() throws {
+    /// × 64 beams × 65,537 positions of tiny-marian's decoder cache are 8 TiB (this aborted).
+    @Test func translateAndBenchRefuseADecoderCacheThatCannotFit() throws {
         let lines = String(repeating: "Hello\n", count: 1024)
         let result = try QuillProcess.run(["translate", "-m", Self.seq2seqFixtures.appendingPathComponent("tiny-marian").path,
                                            "--batch-size", "1024", "--beam", "64", "--max-length", "65536", "-t", "1"],
                                           input: Data(lines.utf8))
         expectOneLineError(result, mentioning: ["decoder cache of 65536 rows", "is available"])
+
+        // bench checks its largest test before printing the table.
+        let bench = try QuillProcess.run(["bench", "-m", Self.seq2seqFixtures.appendingPathComponent("tiny-marian").path,
+                                          "--batch", "1024", "--beam", "64", "--max-length", "65536", "--sentences", "1024",
+                                          "-r", "1", "-t", "1"], input: Data())
+        expectOneLineError(bench, mentioning: ["decoder cache of 65536 rows", "is available"])
     }
 }
