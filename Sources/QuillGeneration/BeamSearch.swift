@@ -39,7 +39,7 @@ extension Seq2SeqSearch {
                             onFinished: (Int, [Seq2SeqHypothesis]) throws -> Void = { _, _ in }) throws -> [[Seq2SeqHypothesis]] {
         try validate(sources, settings, model)
         let encoded = try model.encode(sources)
-        let state = DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: settings.numBeams) },
+        let state = try DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: settings.numBeams) },
                                  capacity: settings.maxLength)
         return try beam(rows: EncoderDecoderBeamRows(model: model, state: state), sources: sources.count,
                         settings: settings, shouldStop: shouldStop, onFinished: onFinished)

@@ -62,7 +62,9 @@ public final class DecoderState: @unchecked Sendable {
     private let maxRows: Int
 
     /// A state whose row r decodes source `rowSources[r]`.
-    public init(encoder: EncoderStates, rowSources: [Int], capacity: Int) {
+    /// Throws `Seq2SeqError.badSettings` when the cache of every row at full capacity could not fit in
+    /// the memory available (rows and capacity come from the batch size, beams and most new tokens).
+    public init(encoder: EncoderStates, rowSources: [Int], capacity: Int) throws {
         precondition(rowSources.allSatisfy { $0 >= 0 && $0 < encoder.sources }, "row source out of range")
         self.encoder = encoder
         layers = encoder.layers
@@ -71,9 +73,25 @@ public final class DecoderState: @unchecked Sendable {
         self.capacity = capacity
         self.rowSources = rowSources
         maxRows = max(1, rowSources.count)
+        let bytes = try Self.checkFits(layers: layers, heads: heads, headDimension: headDimension, rows: maxRows,
+                                       capacity: capacity)
         blockSize = heads * capacity * headDimension
         // Pages are committed as positions are written, so a generous capacity costs nothing up front.
-        storage = .allocate(capacity: max(1, layers * maxRows * 2 * blockSize))
+        storage = .allocate(capacity: max(1, bytes / MemoryLayout<Float>.size))
+    }
+
+    /// The bytes of the cache of `rows` rows of `capacity` positions, or `Seq2SeqError.badSettings`
+    /// when that is more than the memory available (so a caller can check before any work).
+    @discardableResult
+    public static func checkFits(layers: Int, heads: Int, headDimension: Int, rows: Int, capacity: Int) throws -> Int {
+        let available = MemoryBudget.availableBytes
+        let needed = MemoryBudget.bytes([MemoryLayout<Float>.size, layers, max(1, rows), 2, heads, max(1, capacity), headDimension])
+        guard let bytes = needed, bytes <= available else {
+            throw Seq2SeqError.badSettings("a decoder cache of \(rows) rows (batch × beams) × \(capacity) positions needs "
+                + "\(MemoryBudget.describe(needed)) but only \(formatBytes(available)) of memory is available "
+                + "(lower the batch size, beams or most new tokens)")
+        }
+        return bytes
     }
 
     deinit { storage.deallocate() }

@@ -101,7 +101,7 @@ public final class GGUFFile: @unchecked Sendable {
         metadata.reserveCapacity(metadataCount)
         for i in 0..<metadataCount {
             p.context = "key of metadata pair \(i)"
-            let key = try p.readString()
+            let key = try p.readString(name: true)
             p.context = "value of key \(key)"
             let type = try p.readValueType()
             let value = try p.readValue(type)
@@ -133,7 +133,7 @@ public final class GGUFFile: @unchecked Sendable {
         index.reserveCapacity(tensorCount)
         for i in 0..<tensorCount {
             p.context = "name of tensor info \(i)"
-            let name = try p.readString()
+            let name = try p.readString(name: true)
             p.context = "tensor info \(i) (\(name))"
             let info = try Self.readTensorInfo(&p, name: name, alignment: alignment)
             guard index.updateValue(i, forKey: name) == nil else { throw p.error("duplicate tensor name \(name)") }

@@ -54,12 +54,21 @@ struct GGUFParser {
         }
     }
 
+    /// The longest key or tensor name accepted. The GGUF specification allows keys of up to 2¹⁶ − 1
+    /// bytes (and tensor names of 64); a longer one is a corrupt length, which would otherwise turn
+    /// hundreds of megabytes of the file into a "name".
+    static let maximumNameLength = (1 << 16) - 1
+
     /// A gguf_string: uint64 length + bytes, no terminator. Invalid UTF-8 is decoded lossily
-    /// (U+FFFD), as some tokenizer vocabularies contain raw byte tokens.
-    mutating func readString() throws -> String {
+    /// (U+FFFD), as some tokenizer vocabularies contain raw byte tokens. `name`: the string is a key
+    /// or tensor name, at most `maximumNameLength` bytes.
+    mutating func readString(name: Bool = false) throws -> String {
         let length = try read(UInt64.self)
         guard length <= UInt64(remaining) else {
             throw error("file truncated in \(context): string length \(length) at offset \(offset - 8) exceeds the \(remaining) bytes left")
+        }
+        guard !name || length <= UInt64(Self.maximumNameLength) else {
+            throw error("\(context) is \(length) bytes long (at offset \(offset - 8)); names are at most \(Self.maximumNameLength)")
         }
         let n = Int(length)
         let s = String(decoding: UnsafeRawBufferPointer(start: base + offset, count: n), as: UTF8.self)

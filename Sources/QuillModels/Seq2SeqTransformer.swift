@@ -36,6 +36,8 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     let preNorm: Bool
     let encoderLayers: [EncoderLayer]
     let decoderLayers: [DecoderLayer]
+    /// Decoder blocks (each keeps its own self-attention cache while generating).
+    public var decoderLayerCount: Int { decoderLayers.count }
     let encoderFinalNorm: Norm?
     let decoderFinalNorm: Norm?
     let attentionScale: Float

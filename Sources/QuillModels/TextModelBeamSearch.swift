@@ -17,7 +17,9 @@ extension TextModel {
         let settings = Seq2SeqSettings(decoderStartToken: prompt.last!, endOfSequenceTokens: endTokens, padToken: 0,
                                        maxNewTokens: max(1, min(maxNewTokens, contextSize - prompt.count)),
                                        numBeams: max(beams, nBest), numReturnSequences: nBest)
-        let context = try model.makeContext(kvTokens: settings.numBeams * contextSize)
+        // Beams × context past Int.max: asking for Int.max positions gives the pool's one-line memory error.
+        let (kvTokens, overflow) = settings.numBeams.multipliedReportingOverflow(by: contextSize)
+        let context = try model.makeContext(kvTokens: overflow ? Int.max : kvTokens)
         let rows = try SequenceBeamRows(context: context, prompt: prompt, beams: settings.numBeams, promptChunk: model.maxBatch)
         return try Seq2SeqSearch.beam(rows: rows, sources: 1, settings: settings)[0].map {
             Seq2SeqHypothesis(tokens: Array($0.tokens.dropFirst()), score: $0.score)

@@ -11,9 +11,10 @@ import Glibc
 /// side and existing llama-bench tooling reads Quill's results.
 ///
 /// As llama-bench does: each test runs once to warm up, then `-r` times from an empty cache on
-/// random token ids; a pp test is one forward pass over `-p` tokens (logits of the last one only), a
-/// tg test `-n` single-token forward passes. Tokens per second are computed per repetition, and the
-/// mean and sample standard deviation of those are reported.
+/// random token ids; a pp test runs `-p` tokens in passes of at most 512 (llama-bench's n_ubatch;
+/// logits of each chunk's last token only), a tg test `-n` single-token forward passes. Tokens per
+/// second are computed per repetition, and the mean and sample standard deviation of those are
+/// reported. Sizes are checked before anything runs: a KV cache that cannot fit is a one-line error.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -94,8 +95,12 @@ extension Bench {
             for p in try Bench.integers(nPrompt) where p > 0 { tests.append((p, 0)) }
             for n in try Bench.integers(nGen) where n > 0 { tests.append((0, n)) }
             var results: [BenchResult] = []
-            if output == .md { print(BenchResult.markdownHeader) }
             let kvType = self.kvType ?? precision.defaultKVCacheType
+            // Before any weights are bound or a row printed: every test's cache must fit.
+            let architecture = try DecoderArchitectures.architecture(of: file)
+            try checkCacheFits(tests, layout: KVLayout(layers: architecture.layers, kvHeads: architecture.kvHeads,
+                                                       headDimension: architecture.headDimension, elementType: kvType))
+            if output == .md { print(BenchResult.markdownHeader) }
             for threadCount in try Bench.integers(threads) {
                 let model = try DecoderModel(gguf: file, threads: threadCount, precision: precision,
                                              endOfSequenceTokens: [], kvCacheType: kvType)
@@ -127,15 +132,70 @@ extension Bench {
         }
     }
 
+    /// KV positions one test needs: `parallel` sequences of depth + prompt + generated tokens (at
+    /// least `--ctx-size` each, in whole 32-token blocks), or nil when that count overflows.
+    func cacheTokens(prompt: Int, gen: Int, depth: Int, parallel: Int) -> Int? {
+        let (withPrompt, o1) = depth.addingReportingOverflow(prompt)
+        let (perSequence, o2) = withPrompt.addingReportingOverflow(max(gen, 1))
+        // Each sequence fills whole 32-token blocks of the pool: round its share up to them.
+        let (rounded, o3) = max(ctxSize, perSequence).addingReportingOverflow(31)
+        let (total, o4) = (rounded / 32 * 32).multipliedReportingOverflow(by: parallel)
+        return o1 || o2 || o3 || o4 ? nil : total
+    }
+
+    /// Throws a one-line error naming the sizes asked for and the memory available when the KV cache
+    /// of the largest test cannot be made (the check `KVBlockPool` makes when a context is created).
+    func checkCacheFits(_ tests: [(prompt: Int, gen: Int)], layout: KVLayout) throws {
+        var largest: (tokens: Int, prompt: Int, gen: Int, depth: Int, parallel: Int)?
+        for test in tests {
+            for depth in try Bench.integers(nDepth) {
+                for sequences in try Bench.integers(parallel) {
+                    let tokens = cacheTokens(prompt: test.prompt, gen: test.gen, depth: depth, parallel: sequences) ?? Int.max
+                    if tokens > largest?.tokens ?? -1 { largest = (tokens, test.prompt, test.gen, depth, sequences) }
+                }
+            }
+        }
+        guard let largest else { return }
+        let asked = "-p \(largest.prompt) -n \(largest.gen) -d \(largest.depth) --parallel \(largest.parallel)"
+            + (ctxSize > 0 ? " -c \(ctxSize)" : "")
+        do {
+            _ = try KVBlockPool(layout: layout, tokens: largest.tokens)  // address space only, released at once
+        } catch KVCacheError.insufficientMemory(let tokens, let bytes, let available) {
+            throw CommandError("\(asked) needs a KV cache of \(tokens == Int.max ? "more than \(Int.max)" : String(tokens)) tokens, "
+                + "\(MemoryBudget.describe(bytes == Int.max ? nil : bytes)), but only \(MemoryBudget.describe(available)) "
+                + "of memory is available; lower -p/-n/-d/--parallel")
+        }
+    }
+
+    /// The prompt of every sequence as passes of at most `limit` tokens in all (llama-bench's
+    /// micro-batches of 512), so a pass's activation memory does not grow with `-p` or `--parallel`.
+    /// A sequence has at most one chunk per pass; its chunks are in order.
+    static func promptPasses(_ sequences: [SequenceID], prompt: Int, limit: Int,
+                             tokens: (Int) -> [TokenID]) -> [[BatchChunk]] {
+        var passes: [[BatchChunk]] = [], current: [BatchChunk] = [], room = limit
+        for sequence in sequences {
+            var left = prompt
+            while left > 0 {
+                if room == 0 { passes.append(current); current = []; room = limit }
+                let n = min(left, room)
+                current.append(BatchChunk(sequence: sequence, tokens: tokens(n)))
+                left -= n
+                room -= n
+            }
+        }
+        if !current.isEmpty { passes.append(current) }
+        return passes
+    }
+
     /// Nanoseconds of each timed repetition (after one warm-up run). Each repetition starts from
     /// `parallel` empty sequences filled with `depth` random tokens (not timed, as llama-bench's -d);
-    /// a pp test is one pass over `prompt` tokens of every sequence, a tg test `gen` passes over one
-    /// new token of every sequence.
+    /// a pp test runs `prompt` tokens of every sequence (in passes of at most `model.maxBatch` tokens),
+    /// a tg test `gen` passes over one new token of every sequence.
     func measure(_ model: DecoderModel, prompt: Int, gen: Int, depth: Int, parallel: Int) throws -> [UInt64] {
-        let perSequence = depth + prompt + max(gen, 1)
-        let capacity = ctxSize > 0 ? max(ctxSize, perSequence) : perSequence
-        // Each sequence fills whole 32-token blocks of the pool: round its share up to them.
-        let context = try model.makeContext(kvTokens: (capacity + 31) / 32 * 32 * parallel)
+        guard let kvTokens = cacheTokens(prompt: prompt, gen: gen, depth: depth, parallel: parallel) else {
+            throw CommandError("the KV cache of -p \(prompt) -n \(gen) -d \(depth) --parallel \(parallel) overflows a token count")
+        }
+        let context = try model.makeContext(kvTokens: kvTokens)
         var random = SystemRandomNumberGenerator()
         let vocabulary = model.vocabularySize
         func tokens(_ n: Int) -> [TokenID] { (0 ..< n).map { _ in TokenID(Int.random(in: 0 ..< vocabulary, using: &random)) } }
@@ -147,8 +207,9 @@ extension Bench {
         }
         func once(gen: Int) throws -> UInt64 {
             try reset()
+            let passes = Bench.promptPasses(sequences, prompt: prompt, limit: model.maxBatch, tokens: tokens)
             let start = DispatchTime.now().uptimeNanoseconds
-            if prompt > 0 { _ = try context.forward(sequences.map { BatchChunk(sequence: $0, tokens: tokens(prompt)) }) }
+            for pass in passes { _ = try context.forward(pass) }
             for _ in 0 ..< gen { _ = try context.forward(sequences.map { BatchChunk(sequence: $0, tokens: tokens(1)) }) }
             return DispatchTime.now().uptimeNanoseconds - start
         }

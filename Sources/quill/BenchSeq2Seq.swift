@@ -107,7 +107,7 @@ struct Seq2SeqBenchOptions: ParsableArguments {
         let attributes = try? FileManager.default.attributesOfItem(atPath: weights)
         let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
         var results: [Seq2SeqBenchResult] = []
-        if bench.output == .md { print(Seq2SeqBenchResult.markdownHeader) }
+        var printedHeader = false
         for threads in try Bench.integers(bench.threads) {
             let quantized = quantize == "q8_0"
             let pipeline: Seq2SeqPipeline
@@ -123,6 +123,13 @@ struct Seq2SeqBenchOptions: ParsableArguments {
             let dtype = quantized ? "Q8_0" : byType.max { $0.value < $1.value }?.key ?? "?"
             let type = "\(pipeline.model.modelType) \(String(format: "%.0fM", Double(parameters) / 1e6)) \(dtype)"
             let sources = sources(pipeline)
+            // The largest test's decoder cache must fit before anything runs (or a row is printed).
+            let model = pipeline.model
+            try DecoderState.checkFits(layers: model.decoderLayerCount, heads: model.heads, headDimension: model.headDimension,
+                                       rows: min(try Bench.integers(batches).max() ?? 1, sources.count) * (try Bench.integers(beams).max() ?? 1),
+                                       capacity: maxLength + 1)
+            if bench.output == .md && !printedHeader { print(Seq2SeqBenchResult.markdownHeader) }
+            printedHeader = true
             for beam in try Bench.integers(beams) {
                 var settings = pipeline.model.generationDefaults
                 settings.numBeams = beam

@@ -179,6 +179,9 @@ struct Complete: ParsableCommand {
                 throw CommandError("the prompt has \(prompt.count) tokens but the context holds \(contextSize); raise -c/--ctx-size")
             }
             if let beam {
+                // The cache of every beam must fit before the warning (a context that cannot fit is one line).
+                let (kvTokens, overflow) = max(beam, nBest ?? 1).multipliedReportingOverflow(by: contextSize)
+                _ = try KVBlockPool(layout: loaded.model.kvLayout(loaded.model.kvCacheType), tokens: overflow ? Int.max : kvTokens)
                 warnBeyondTrainedContext(contextSize, loaded.model.trainedContextLength)
                 let searchStart = clock.now
                 let generated = try CompleteBeamSearch(beams: beam, nBest: nBest ?? 1, printIds: ids).run(
@@ -215,8 +218,13 @@ struct Complete: ParsableCommand {
                 }
             } }
             guard !StandardOutput.closed, !ids || StandardOutput.write("\n") else { throw closedOutputExitCode }
+            var newLine = ids ? "" : "\n"  // after the streamed text
+            if statistics.stopReason == .contextFull {
+                StandardError.write(newLine + "quill: stopped at the end of the context (\(contextSize) tokens); raise -c/--ctx-size for more\n")
+                newLine = ""
+            }
             StandardError.write(String(
-                format: (ids ? "" : "\n") + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
+                format: newLine + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
                 loadSeconds * 1000, statistics.promptTokens, statistics.promptTokensPerSecond,
                 statistics.generatedTokens, statistics.generationTokensPerSecond,
                 modelOptions.threads, modelOptions.precision.rawValue))

@@ -46,9 +46,16 @@ struct PerplexityCommand: ParsableCommand {
             guard tokens.count >= ctxSize else {
                 throw CommandError("\(file) has \(tokens.count) tokens, fewer than one window of \(ctxSize)")
             }
+            // A pass holds the logits of all its tokens (the window's are scored pass by pass).
+            let passTokens = min(batchSize, ctxSize)
+            let logitBytes = MemoryBudget.bytes([passTokens, loaded.model.vocabularySize, MemoryLayout<Float>.size])
+            guard let logitBytes, logitBytes <= MemoryBudget.availableBytes else {
+                throw CommandError("a pass of \(passTokens) tokens needs \(MemoryBudget.describe(logitBytes)) of logits but only "
+                    + "\(MemoryBudget.describe(MemoryBudget.availableBytes)) of memory is available; lower -b/--batch-size")
+            }
             let clock = ContinuousClock()
             let start = clock.now
-            let result = try Perplexity.measure(model: loaded.model, tokens: tokens, window: ctxSize)
+            let result = try Perplexity.measure(model: loaded.model, tokens: tokens, window: ctxSize, passTokens: passTokens)
             let elapsed = (clock.now - start).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
             print(String(format: "windows %d × %d tokens | PPL %.4f (all %d positions) | PPL %.4f (second halves, %d positions) | %.1f s",

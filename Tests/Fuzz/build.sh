@@ -14,7 +14,8 @@ flags=(-O -wmo -swift-version 6 -parse-as-library -sanitize=fuzzer,address -g -t
 # Modules in dependency order; each is rebuilt only when one of its sources is newer than it.
 build_module() {
   local name=$1
-  local sources=($(find "$root/Sources/$name" -name "*.swift" | sort))
+  local sources
+  mapfile -t sources < <(find "$root/Sources/$name" -name '*.swift' | sort)  # subfolders too (Architectures/)
   local lib="$out/lib$name.a"
   if [ -f "$lib" ] && [ -z "$(find "$root/Sources/$name" -newer "$lib" -name '*.swift')" ] && [ "$2" != force ]; then return; fi
   echo "building $name"

@@ -113,37 +113,46 @@ spm_pieces = []
 for _, _, p in pieces:
     sub = {f: v for f, _, v in read_fields(p)}
     spm_pieces.append((sub.get(1, b"").decode(), struct.unpack("<f", sub[2])[0] if 2 in sub else 0.0, sub.get(3, 1)))
-V, W, F, L = len(spm_pieces), 8, 16, 1
-meta = [
-    kv("general.architecture", 8, gstr("llama")),
-    kv("llama.block_count", 4, struct.pack("<I", L)), kv("llama.context_length", 4, struct.pack("<I", 32)),
-    kv("llama.embedding_length", 4, struct.pack("<I", W)), kv("llama.feed_forward_length", 4, struct.pack("<I", F)),
-    kv("llama.attention.head_count", 4, struct.pack("<I", 2)), kv("llama.attention.head_count_kv", 4, struct.pack("<I", 1)),
-    kv("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
-    kv("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+def tiny_gguf(arch, tokenizer_meta, vocabulary, layers=1, extra_meta=(), layer_extras=lambda p, W, hd: []):
+    """A GGUF decoder of width 8 (2 heads of 4, 1 KV head, feed-forward 16) with f32 weights."""
+    W, F, hd = 8, 16, 4
+    meta = [
+        kv("general.architecture", 8, gstr(arch)),
+        kv(arch + ".block_count", 4, struct.pack("<I", layers)), kv(arch + ".context_length", 4, struct.pack("<I", 32)),
+        kv(arch + ".embedding_length", 4, struct.pack("<I", W)), kv(arch + ".feed_forward_length", 4, struct.pack("<I", F)),
+        kv(arch + ".attention.head_count", 4, struct.pack("<I", 2)), kv(arch + ".attention.head_count_kv", 4, struct.pack("<I", 1)),
+        kv(arch + ".rope.freq_base", 6, struct.pack("<f", 10000.0)),
+        kv(arch + ".attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)),
+    ] + list(extra_meta) + tokenizer_meta + [
+        kv("tokenizer.chat_template", 8, gstr("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")),
+    ]
+    tensors = [("token_embd.weight", [W, vocabulary]), ("output_norm.weight", [W]), ("output.weight", [W, vocabulary])]
+    for l in range(layers):
+        p = "blk.%d." % l
+        tensors += [(p + "attn_norm.weight", [W]), (p + "attn_q.weight", [W, W]), (p + "attn_k.weight", [W, hd]),
+                    (p + "attn_v.weight", [W, hd]), (p + "attn_output.weight", [W, W]), (p + "ffn_norm.weight", [W]),
+                    (p + "ffn_gate.weight", [W, F]), (p + "ffn_up.weight", [W, F]), (p + "ffn_down.weight", [F, W])]
+        tensors += layer_extras(p, W, hd)
+    infos, data = b"", b""
+    for name, dims in tensors:
+        count = 1
+        for d in dims: count *= d
+        infos += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, len(data))
+        data += floats(count)
+        data += b"\0" * (-len(data) % 32)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta) + infos
+    head += b"\0" * (-len(head) % 32)
+    return head + data
+
+V = len(spm_pieces)
+spm_meta = [
     kv("tokenizer.ggml.model", 8, gstr("llama")),
     kv("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, V) + b"".join(gstr(p) for p, _, _ in spm_pieces)),
     kv("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, V) + b"".join(struct.pack("<f", s) for _, s, _ in spm_pieces)),
     kv("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, V) + b"".join(struct.pack("<i", t) for _, _, t in spm_pieces)),
     kv("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 1)), kv("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 2)),
-    kv("tokenizer.chat_template", 8, gstr("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")),
 ]
-tensors = [("token_embd.weight", [W, V]), ("output_norm.weight", [W]), ("output.weight", [W, V])]
-for l in range(L):
-    p = "blk.%d." % l
-    tensors += [(p + "attn_norm.weight", [W]), (p + "attn_q.weight", [W, W]), (p + "attn_k.weight", [W, W // 2]),
-                (p + "attn_v.weight", [W, W // 2]), (p + "attn_output.weight", [W, W]), (p + "ffn_norm.weight", [W]),
-                (p + "ffn_gate.weight", [W, F]), (p + "ffn_up.weight", [W, F]), (p + "ffn_down.weight", [F, W])]
-infos, data = b"", b""
-for name, dims in tensors:
-    count = 1
-    for d in dims: count *= d
-    infos += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", 0, len(data))
-    data += floats(count)
-    data += b"\0" * (-len(data) % 32)
-head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(meta)) + b"".join(meta) + infos
-head += b"\0" * (-len(head) % 32)
-corpus("gguf", "tiny-llama-spm", head + data)
+corpus("gguf", "tiny-llama-spm", tiny_gguf("llama", spm_meta, V))
 
 # --- tokenizer.json and vocab.json + merges.txt: the BART tokenizer cut to its first 300 ids.
 tj = json.load(open(os.path.join(fixtures, "tiny-bart/tokenizer.json")))
@@ -157,6 +166,23 @@ tj["model"]["merges"] = [" ".join(m) for m in merges]
 corpus("tokenizer-json", "smollm-style-300.json", json.dumps(tj, ensure_ascii=False, separators=(",", ":")))
 corpus("bpe-files", "bart-300", json.dumps(vocab, ensure_ascii=False).encode() + SEP
        + ("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n").encode())
+
+# --- gguf: Qwen2 (attention biases) with a byte-level BPE vocabulary (those 300 ids and merges), and
+# Gemma 3 (query/key norms, post-norms, sliding window) with the SentencePiece one.
+bpe_tokens = sorted((t for t in vocab if vocab[t] < 150), key=vocab.get)  # the first 150 ids keep the seed small
+bpe_merges = [m for m in merges if m[0] in bpe_tokens and m[1] in bpe_tokens and m[0] + m[1] in bpe_tokens]
+bpe_meta = [
+    kv("tokenizer.ggml.model", 8, gstr("gpt2")), kv("tokenizer.ggml.pre", 8, gstr("qwen2")),
+    kv("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(bpe_tokens)) + b"".join(gstr(t) for t in bpe_tokens)),
+    kv("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, len(bpe_merges)) + b"".join(gstr(" ".join(m)) for m in bpe_merges)),
+    kv("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 2)),
+]
+corpus("gguf", "tiny-qwen2-bpe", tiny_gguf("qwen2", bpe_meta, len(bpe_tokens), layer_extras=lambda p, W, hd: [
+    (p + "attn_q.bias", [W]), (p + "attn_k.bias", [hd]), (p + "attn_v.bias", [hd])]))
+corpus("gguf", "tiny-gemma3-spm", tiny_gguf("gemma3", spm_meta, V, layers=2,
+    extra_meta=[kv("gemma3.attention.sliding_window", 4, struct.pack("<I", 4))],
+    layer_extras=lambda p, W, hd: [(p + "attn_q_norm.weight", [hd]), (p + "attn_k_norm.weight", [hd]),
+                                   (p + "post_attention_norm.weight", [W]), (p + "post_ffw_norm.weight", [W])]))
 
 # --- chat templates: ChatML with and without a default system prompt, and two other families.
 chatml = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"

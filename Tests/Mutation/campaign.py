@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
 """Mutation campaign on real model and tokenizer files, run as a user would.
 
-Writes mutants of the SmolLM2 GGUF (metadata and tensor-table flips, integers set to 0 / max /
-negative, truncations, tensor offsets past the end) and of the seq2seq fixture folders (config.json,
+Writes mutants of the GGUF models (SmolLM2, Gemma 3 and Qwen2.5 by default: metadata and
+tensor-table flips, integers set to 0 / max / negative, truncations, tensor offsets past the end)
+and of the seq2seq fixture folders (config.json,
 generation_config.json, model.safetensors, tokenizer files), runs `quill complete -m`, `quill
 tokenize -m` or `quill translate -m` on each with a 30 s timeout, and counts the outcomes. Every run
 must exit 0 or 1 with at most one non-empty stderr line; anything else is listed (with the mutation,
 so it can be reproduced) in <work>/failures.jsonl.
 
-    Tests/Mutation/campaign.py N [--quill PATH] [--work DIR] [--jobs J] [--seed S]
+    Tests/Mutation/campaign.py N [--gguf-n M] [--gguf FILE ...] [--quill PATH] [--work DIR] [--jobs J] [--seed S]
 
-N mutants per target file. Uses QUILL_HUGE_PAGES=0 and -n 2 to keep runs short."""
+N mutants per seq2seq target file, M (default N) per GGUF file. Uses QUILL_HUGE_PAGES=0, -n 2 and
+-c 64 to keep runs short. A GGUF file of hundreds of MB is never copied per mutant: each worker keeps
+one copy, patches bytes of its header in place (only the header is read into memory) and restores
+them after the run; a truncated mutant is the header followed by a hole up to the cut (a sparse file).
+Every run is appended to <work>/results.jsonl, so an interrupted campaign is still counted."""
 import argparse, json, os, random, resource, shutil, struct, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 fixtures = os.path.join(root, "Tests/QuillModelsTests/Fixtures/seq2seq")
-gguf_path = os.path.expanduser(os.environ.get("QUILL_MODEL", "~/.cache/quill/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+models = os.path.expanduser("~/.cache/quill/models")
+default_ggufs = [os.path.join(models, f) for f in ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf",
+                                                  "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"]]
 EXTREMES = {4: [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF], 8: [0, 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1, 2**64 - 2**20]}
 
 # ---------------------------------------------------------------- GGUF structure (integer fields)
@@ -55,32 +62,46 @@ def gguf_fields(data):
     return fields, off
 
 # ---------------------------------------------------------------- mutations
-def mutate_binary(data, rng, fields=None, header_end=None):
-    """Returns (mutant bytes, description). `fields`: integer fields to aim at."""
+def mutate_binary(data, rng, fields=None, header_end=None, file_size=None):
+    """A mutant as (patches [(offset, bytes)], cut or None, description); `data` is the file (or, for
+    a large file, its header of `header_end` bytes, the whole file being `file_size` bytes long).
+    `fields`: integer fields to aim at."""
     kind = rng.choice(["flip", "flip", "int", "int", "truncate", "offset"] if fields else ["flip", "flip", "int", "truncate"])
-    b = bytearray(data)
-    limit = header_end or min(len(b), 1 << 16)
+    size_of_file = file_size or len(data)
+    limit = header_end or min(len(data), 1 << 16)
     if kind == "flip":
-        spots = []
+        # Anywhere in the header, or aimed at its first 64 KB or at the tensor table (after a long vocabulary).
+        low = 0
+        table = [f[0] for f in fields or [] if f[2] == "tensor name length"]
+        region = rng.choice(["all", "start", "table"])
+        if region == "start": limit = min(limit, 1 << 16)
+        elif region == "table" and table: low = table[0]
+        patches = {}
         for _ in range(rng.randint(1, 4)):
-            o = rng.randrange(limit); b[o] ^= 1 << rng.randrange(8) if rng.random() < .5 else rng.randrange(1, 256); spots.append(o)
-        return bytes(b), "flip bytes at %s" % spots
+            o = rng.randrange(low, limit)
+            old = patches.get(o, data[o])
+            patches[o] = old ^ (1 << rng.randrange(8) if rng.random() < .5 else rng.randrange(1, 256))
+        return [(o, bytes([v])) for o, v in sorted(patches.items())], None, "flip bytes at %s" % sorted(patches)
     if kind == "int":
         if fields:
             o, size, what = rng.choice(fields)
         else:
             size = rng.choice([4, 8]); o = rng.randrange(max(1, limit - size)); what = "bytes"
         value = rng.choice(EXTREMES[size])
-        struct.pack_into("<I" if size == 4 else "<Q", b, o, value)
-        return bytes(b), "set %s (offset %d) to %d" % (what, o, value)
+        return [(o, struct.pack("<I" if size == 4 else "<Q", value))], None, "set %s (offset %d) to %d" % (what, o, value)
     if kind == "offset":
         offsets = [f for f in fields if f[2].endswith(" offset")]
         o, size, what = rng.choice(offsets)
-        value = rng.choice([len(data), len(data) + 4096, 2**40, 2**64 - 32])
-        struct.pack_into("<Q", b, o, value)
-        return bytes(b), "set %s to %d (past the end)" % (what, value)
-    cut = rng.choice([rng.randrange(limit), rng.randrange(len(b))])
-    return bytes(b[:cut]), "truncate at %d of %d" % (cut, len(b))
+        value = rng.choice([size_of_file, size_of_file + 4096, 2**40, 2**64 - 32])
+        return [(o, struct.pack("<Q", value))], None, "set %s to %d (past the end)" % (what, value)
+    cut = rng.choice([rng.randrange(limit), rng.randrange(size_of_file)])
+    return [], cut, "truncate at %d of %d" % (cut, size_of_file)
+
+def applied(data, patches, cut):
+    """`data` with `patches` written over it and cut at `cut`."""
+    b = bytearray(data)
+    for o, v in patches: b[o:o + len(v)] = v
+    return bytes(b if cut is None else b[:cut])
 
 def mutate_json(text, rng):
     try:
@@ -88,8 +109,8 @@ def mutate_json(text, rng):
     except ValueError:
         value = None
     if value is None or rng.random() < 0.3:
-        data, what = mutate_binary(text.encode(), rng)
-        return data, "json bytes: " + what
+        patches, cut, what = mutate_binary(text.encode(), rng)
+        return applied(text.encode(), patches, cut), "json bytes: " + what
     paths = []
     def walk(v, path):
         if isinstance(v, dict):
@@ -105,6 +126,20 @@ def mutate_json(text, rng):
     for p in path[:-1]: target = target[p]
     target[path[-1]] = replacement
     return json.dumps(value).encode(), "json: set %s to %r" % ("/".join(map(str, path)), replacement)
+
+def read_gguf_header(path):
+    """The file's first bytes, enough to hold the whole header (metadata and tensor table), its
+    integer fields and the header's end; the tensor data is never read."""
+    size = 1 << 20
+    while True:
+        with open(path, "rb") as f:
+            data = f.read(size)
+        try:
+            fields, end = gguf_fields(data)
+            return data[:end], fields, end
+        except (struct.error, IndexError):
+            if len(data) < size: raise ValueError("%s: not a readable GGUF header" % path)
+            size *= 4
 
 def safetensors_fields(data):
     n = struct.unpack_from("<Q", data, 0)[0]
@@ -133,20 +168,25 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("n", type=int)
     ap.add_argument("--quill", default=os.path.join(root, ".build/release/quill"))
+    ap.add_argument("--gguf", action="append", help="GGUF file to mutate (repeatable; default: SmolLM2, Gemma 3 and Qwen2.5 in %s)" % models)
+    ap.add_argument("--gguf-n", type=int, help="mutants per GGUF file (default: N)")
     ap.add_argument("--work", default="/tmp/quill-mutants")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--only", default="", help="comma-separated: gguf, marian, bart, t5")
+    ap.add_argument("--only", default="", help="comma-separated: gguf, marian, bart, t5, t5-gated")
     ap.add_argument("--minutes", type=float, default=0, help="start no new run after this long (0: no limit)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     counts, lock = {}, threading.Lock()
     failures = open(os.path.join(a.work, "failures.jsonl"), "a")
+    results = open(os.path.join(a.work, "results.jsonl"), "a")
 
     def record(target, what, outcome, err):
         with lock:
             key = outcome if outcome in (0, 1) else "other"
             counts.setdefault(target, {0: 0, 1: 0, "other": 0})[key] += 1
+            results.write(json.dumps({"target": target, "outcome": key}) + "\n")
+            results.flush()
             done = sum(sum(c.values()) for c in counts.values())
             if done % 250 == 0:
                 print("%d runs: %s" % (done, {k: sum(c[k] for c in counts.values()) for k in (0, 1, "other")}), flush=True)
@@ -157,12 +197,17 @@ def main():
 
     tasks = []
     only = set(filter(None, a.only.split(",")))
+    ggufs = {}  # name -> (path, header bytes, integer fields, file size)
     if not only or "gguf" in only:
-        original = open(gguf_path, "rb").read()
-        fields, header_end = gguf_fields(original)
-        for i in range(a.n):
-            tasks.append(("gguf", i))
-    folders = {"marian": "tiny-marian", "bart": "tiny-bart", "t5": "tiny-t5"}
+        for path in a.gguf or default_ggufs:
+            if not os.path.exists(path):
+                sys.exit("%s is missing (Weights/fetch fetches the models)" % path)
+            header, fields, header_end = read_gguf_header(path)
+            name = os.path.basename(path)
+            ggufs[name] = (path, header, fields, os.path.getsize(path))
+            for i in range(a.gguf_n if a.gguf_n is not None else a.n):
+                tasks.append(("gguf:" + name, i))
+    folders = {"marian": "tiny-marian", "bart": "tiny-bart", "t5": "tiny-t5", "t5-gated": "tiny-t5-gated"}
     for short, name in folders.items():
         if only and short not in only: continue
         for f in sorted(os.listdir(os.path.join(fixtures, name))):
@@ -179,27 +224,31 @@ def main():
         rng = random.Random("%d %s %d" % (a.seed, target, i))
         slot = os.path.join(a.work, "w%d" % threading.get_ident())
         os.makedirs(slot, exist_ok=True)
-        if target == "gguf":
-            # One copy per worker, patched in place and restored after the run (the file is ~100 MB).
-            path = os.path.join(slot, "mutant.gguf")
-            if not os.path.exists(path) or os.path.getsize(path) != len(original):
-                shutil.copyfile(gguf_path, path)
-            data, what = mutate_binary(original, rng, fields, header_end)
-            changed = [i for i in range(min(len(data), header_end)) if data[i] != original[i]] if len(data) == len(original) else None
+        if target.startswith("gguf:"):
+            # One copy per worker and file, patched in place and restored after the run.
+            name = target[5:]
+            source, header, fields, size = ggufs[name]
+            path = os.path.join(slot, name)
+            if not os.path.exists(path) or os.path.getsize(path) != size:
+                shutil.copyfile(source, path)
+            patches, cut, what = mutate_binary(header, rng, fields, len(header), size)
+            cmd = rng.choice(["complete", "complete", "tokenize"])
+            if cut is not None:
+                # A truncated copy is the header and then a hole up to the cut: only the header and the
+                # length matter to the loader, and writing hundreds of MB per mutant would cost more
+                # than the run (tensor data inside the cut reads as zeros).
+                path = os.path.join(slot, "truncated-" + name)
+                with open(path, "wb") as f:
+                    f.write(header[:cut])
+                    f.truncate(cut)
             with open(path, "r+b") as f:
-                if changed is None:
-                    f.truncate(len(data))
-                else:
-                    for i in changed: f.seek(i); f.write(data[i:i + 1])
-            cmd = rng.choice(["complete", "tokenize"])
-            args = [a.quill, cmd, "-m", path] + (["-n", "2", "--temp", "0", "-t", "1"] if cmd == "complete" else [])
+                for o, v in patches: f.seek(o); f.write(v)
+            args = [a.quill, cmd, "-m", path] + (["-n", "2", "-c", "64", "--temp", "0", "-t", "1"] if cmd == "complete" else [])
             outcome, err = run(args, b"Hello, world")
             with open(path, "r+b") as f:
-                if changed is None:
-                    f.seek(len(data)); f.write(original[len(data):])
-                else:
-                    for i in changed: f.seek(i); f.write(original[i:i + 1])
-            record("gguf " + cmd, what, outcome, err)
+                for o, v in patches: f.seek(o); f.write(header[o:o + len(v)])
+            if cut is not None: os.remove(path)
+            record(name + " " + cmd, what, outcome, err)
             return
         name, f = target.split("/")
         folder = os.path.join(slot, name)
@@ -211,9 +260,11 @@ def main():
             data, what = mutate_json(source.decode(), rng)
         elif f.endswith(".safetensors"):
             fl, end = safetensors_fields(source)
-            data, what = mutate_binary(source, rng, None, end)
+            patches, cut, what = mutate_binary(source, rng, None, end)
+            data = applied(source, patches, cut)
         else:
-            data, what = mutate_binary(source, rng, None, None)
+            patches, cut, what = mutate_binary(source, rng, None, None)
+            data = applied(source, patches, cut)
         open(os.path.join(folder, f), "wb").write(data)
         cmd = rng.choice(["translate", "tokenize"]) if not f.endswith(".safetensors") else "translate"
         args = [a.quill, cmd, "-m", folder] + (["--max-length", "4", "-t", "1"] if cmd == "translate" else [])

@@ -202,6 +202,40 @@ func arrayCountBeyondFile(elementType: UInt32, count: UInt64) {
     expectProblem(a.bytes, "unknown value type 77")
 }
 
+/// A key length corrupted to cover hundreds of megabytes of the file (found by the mutation campaign
+/// on Qwen2.5: a metadata value type set to 0 made the reader take later bytes as a key length; the
+/// message quoted the whole "key", and escaping its line breaks took more than 30 s of CPU). Keys and
+/// tensor names longer than the GGUF specification's 2¹⁶ − 1 bytes are refused before they are read.
+@Test func aKeyOrTensorNameLongerThanTheSpecificationAllowsIsRefused() {
+    var b = GGUFBytes()
+    b.header(tensors: 0, metadata: 1)
+    b.string(String(repeating: "k", count: 65_536))
+    b.u32(4)
+    b.u32(1)
+    expectProblem(b.bytes, "key of metadata pair 0 is 65536 bytes long", "at most 65535")
+
+    let name = String(repeating: "t", count: 70_000)
+    let bytes = fileWithTensorInfos({ $0.tensorInfo(name, dims: [4], type: 0, offset: 0) }, tensorCount: 1)
+    expectProblem(bytes, "name of tensor info 0 is 70000 bytes long")
+}
+
+/// A long name that is allowed still gives a short message: its start and end, and the problem.
+@Test func aLongKeyIsShortenedInTheMessage() {
+    var b = GGUFBytes()
+    b.header(tensors: 0, metadata: 1)
+    b.string(String(repeating: "line\n", count: 13_000))  // 65,000 bytes with 13,000 line breaks
+    b.u32(13)
+    b.u64(0)
+    guard let e = ggufError(b.bytes) else {
+        Issue.record("expected a GGUFError")
+        return
+    }
+    #expect(e.problem.utf8.count < 1_000, "\(e.problem.utf8.count) bytes")
+    #expect(e.problem.hasPrefix("unknown value type 13 in value of key line\\nline"), "\(e.problem.prefix(80))")
+    #expect(e.problem.contains("bytes left out"))
+    #expect(!e.description.contains("\n"))
+}
+
 @Test func errorsStayOnOneLine() {
     var w = GGUFWriter()
     w.metadata = [("line\nbreak\r\u{2028}", .uint8(1)), ("line\nbreak\r\u{2028}", .uint8(2))]

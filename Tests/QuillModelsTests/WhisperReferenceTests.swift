@@ -43,7 +43,7 @@ import Testing
     @Test func firstStepLogitsMatchCTranslate2() throws {
         let p = try Self.pipeline.get()
         let encoder = try Self.encoder("en", p)
-        let state = DecoderState(encoder: encoder, rowSources: [0], capacity: 8)
+        let state = try DecoderState(encoder: encoder, rowSources: [0], capacity: 8)
         var logits: [Float] = []
         for token: TokenID in [50258, 50259, 50359, 50363] { logits = try p.model.transformer.decode([token], state: state) }
         let reference = try WhisperFixtures.npy("en.first_logits.npy").values

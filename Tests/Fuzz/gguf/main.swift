@@ -12,7 +12,7 @@ public func fuzzGGUF(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let model = try? TextModel(path: url.path, threads: 1) else { return 0 }
     let ids = model.encodePrompt(sampleText)
     _ = model.bytes(of: ids)
-    let cache = model.model.makeCache(capacity: 16)
+    guard let cache = try? model.model.makeCache(capacity: 16) else { return 0 }
     _ = try? model.model.forward(Array(ids.prefix(4)), cache: cache, logits: .last)
     return 0
 }
