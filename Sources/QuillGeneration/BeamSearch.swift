@@ -83,7 +83,7 @@ extension Seq2SeqSearch {
                     top.reserveCapacity(2 * beams + 1)
                     for k in 0..<beams {
                         let row = buffer.baseAddress! + (slot * beams + k) * vocabulary
-                        logSoftmaxInPlace(row, count: vocabulary)
+                        logSoftmaxVectorised(row, count: vocabulary)
                         processors.apply(row, vocabulary: vocabulary, sequence: search.sequences[k])
                         let running = search.scores[k]
                         for i in 0..<vocabulary {

@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// Settings of one encoder-decoder generation, with Hugging Face's meanings. Lengths count decoder
 /// tokens after the decoder start token (HF `max_new_tokens`; `max_length` = 1 + maxNewTokens).
 public struct Seq2SeqSettings: Sendable, Equatable {
@@ -109,6 +111,26 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
     for i in 0..<count { sum += expf(x[i] - maximum) }
     let shift = maximum + logf(sum)
     for i in 0..<count { x[i] -= shift }
+}
+
+/// `x − log Σ exp(x)` in place with 16-lane exponentials (`exp16`): what the searches run over every
+/// row of every step (Whisper's 51,865 or Marian's 58,101 logits × beams × sources), where the scalar
+/// `expf` loop of `logSoftmaxInPlace` cost as much as a large part of the forward pass.
+func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    var maximum = -Float.infinity
+    for i in 0..<count { maximum = max(maximum, x[i]) }
+    let m = SIMD16<Float>(repeating: maximum)
+    var sums = SIMD16<Float>(repeating: 0)
+    var i = 0
+    let raw = UnsafeRawPointer(x)
+    while i + 16 <= count {
+        sums += exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
+        i += 16
+    }
+    var sum = horizontalSum(sums)
+    while i < count { sum += expf(x[i] - maximum); i += 1 }
+    let shift = maximum + logf(sum)
+    for j in 0..<count { x[j] -= shift }
 }
 
 #if canImport(Glibc)

@@ -155,25 +155,6 @@ public enum WhisperSearch {
         }
     }
 
-    /// `x − log Σ exp(x)` in place with 16-lane exponentials (the vocabulary is 51865 wide and five
-    /// rows are normalised per step).
-    static func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        var maximum = -Float.infinity
-        for i in 0..<count { maximum = max(maximum, x[i]) }
-        let m = SIMD16<Float>(repeating: maximum)
-        var sums = SIMD16<Float>(repeating: 0)
-        var i = 0
-        let raw = UnsafeRawPointer(x)
-        while i + 16 <= count {
-            sums += exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
-            i += 16
-        }
-        var sum = horizontalSum(sums)
-        while i < count { sum += expf(x[i] - maximum); i += 1 }
-        let shift = maximum + logf(sum)
-        for j in 0..<count { x[j] -= shift }
-    }
-
     struct Candidate {
         var score: Float
         var row: Int

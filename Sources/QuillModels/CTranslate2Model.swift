@@ -213,7 +213,9 @@ public final class CTranslate2File: @unchecked Sendable {
 
     /// The `_scale` of a quantised matrix: one per row (int8) or a single one (int16).
     private func quantisationScale(of name: String, _ v: Variable, rows: Int) throws -> [Float] {
-        let scaleName = name + "_scale"
+        // An alias (encoder/embeddings_0/weight → decoder/embeddings/weight) has its scale under the
+        // target's name.
+        let scaleName = v.name + "_scale"
         guard let s = variable(scaleName) else {
             throw CheckpointError(path: path, problem: "\(v.dtype) variable \(name) has no \(scaleName)")
         }

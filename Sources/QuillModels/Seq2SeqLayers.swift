@@ -5,8 +5,14 @@ import QuillKernels
 struct Linear {
     let weight: WeightMatrix     // (out, in)
     let bias: [Float]?           // (out)
+    /// The same weights in CTranslate2's int8 format (per-row scales), for products over many tokens
+    /// (Whisper's encoder on the q8_0 path); nil keeps every product on the paths below.
+    var rowScaled: RowScaledInt8Matrix? = nil
 
     var outputs: Int { weight.rows }
+
+    /// From this many tokens on, `rowScaled` weights take the int8 GEMM.
+    static let rowScaledTokens = 64
 
     /// Up to this many rows, quantised weights with `.int8` precision take the batched int8 mat-vec
     /// (each weight block read once for all rows; every row bitwise what it gets alone).
@@ -17,7 +23,9 @@ struct Linear {
     ///   - y: (tokens, out)
     func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
         guard tokens > 0 else { return }
-        if tokens == 1 {
+        if let rowScaled, tokens >= Linear.rowScaledTokens {
+            RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
+        } else if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
             MatVec.multiply(weight, x, into: y, precision: context.matVecPrecision, pool: context.pool)
         } else if context.matVecPrecision == .int8, MatVec.hasBatchedInt8Kernel(weight.type), tokens <= Linear.int8Tokens {

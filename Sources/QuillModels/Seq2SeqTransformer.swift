@@ -50,6 +50,9 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     let storage: WeightStorage           // keeps quantised copies alive
     /// Source token used for padding positions (masked out, so any valid id works).
     let paddingToken: TokenID
+    /// CTranslate2's `start_from_zero_embedding`: the first decoder input embeds as zeros (plus its
+    /// position), whatever the start token.
+    let zeroFirstDecoderEmbedding: Bool
 
     struct Parts {
         var modelType: String, width: Int, heads: Int, headDimension: Int, vocabularySize: Int
@@ -62,6 +65,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var encoderFinalNorm: Norm?, decoderFinalNorm: Norm?
         var attentionScale: Float, outputScale: Float
         var lmHead: WeightMatrix, finalLogitsBias: [Float]?
+        var zeroFirstDecoderEmbedding = false
     }
 
     init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool) {
@@ -74,6 +78,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
         lmHead = p.lmHead; finalLogitsBias = p.finalLogitsBias
+        zeroFirstDecoderEmbedding = p.zeroFirstDecoderEmbedding
         weightFile = file
         self.storage = storage
         context = LayerContext(pool: ThreadPool(threads: max(1, threads)), matVecPrecision: quantized ? .int8 : .f32)
@@ -203,7 +208,8 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var k = [Float](repeating: 0, count: n * inner)      // (rows, heads, hd)
         var v = [Float](repeating: 0, count: n * inner)      // (rows, heads, hd)
         var attention = [Float](repeating: 0, count: n * inner)  // (rows, heads, hd)
-        embed(tokens, table: decoderEmbedding, firstPosition: position, encoder: false, into: &x, offset: 0, samePosition: true)
+        embed(tokens, table: decoderEmbedding, firstPosition: position, encoder: false, into: &x, offset: 0, samePosition: true,
+              zeroEmbedding: zeroFirstDecoderEmbedding && position == 0)
         if let norm = decoderEmbeddingNorm { norm.apply(x, into: &x, rows: n, width: w) }
         let bias = relativeBias(encoder: false)
         let encoder = state.encoder
@@ -269,12 +275,16 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     /// Embeddings × scale (+ absolute positions) of `tokens` into `x[offset...]`: token t at position
     /// `firstPosition + t`, or every token at `firstPosition` when `samePosition` (one step of many rows).
     private func embed(_ tokens: [TokenID], table: WeightMatrix, firstPosition: Int, encoder: Bool,
-                       into x: inout [Float], offset: Int, samePosition: Bool = false) {
+                       into x: inout [Float], offset: Int, samePosition: Bool = false, zeroEmbedding: Bool = false) {
         let w = width
         x.withUnsafeMutableBufferPointer { xb in
             for (t, token) in tokens.enumerated() {
                 let row = xb.baseAddress! + offset + t * w
-                ReferenceDequantizer.dequantize(table.type, table.row(Int(token)), count: w, into: row)
+                if zeroEmbedding {
+                    row.update(repeating: 0, count: w)
+                } else {
+                    ReferenceDequantizer.dequantize(table.type, table.row(Int(token)), count: w, into: row)
+                }
                 if embeddingScale != 1 { for i in 0..<w { row[i] *= embeddingScale } }
                 if case let .absolute(encoderTable, decoderTable, _, positionOffset) = positions {
                     let p = (samePosition ? firstPosition : firstPosition + t) + positionOffset

@@ -21,7 +21,9 @@ public final class WhisperModel: @unchecked Sendable {
         case f32
         /// The decoder's per-step matrices (self-attention, cross-attention query/output, feed-forward,
         /// the tied output projection) quantised to Q8_0 at load time and used with int8 dot products;
-        /// the encoder stays as stored.
+        /// the products over all 1500 frames (encoder projections and feed-forward, the second
+        /// convolution, cross-attention keys/values) quantised as CTranslate2's int8 does (per-row
+        /// scales for weights and inputs) for a VNNI int8 GEMM. Attention itself stays f32.
         case q8_0
     }
 
@@ -107,14 +109,22 @@ public final class WhisperModel: @unchecked Sendable {
                 return WeightMatrix(type: .f32, rows: m.rows, columns: m.columns, data: UnsafeRawPointer(floats))
             }
         }
+        /// On the q8_0 path the products over all 1500 frames (encoder, cross-attention keys/values,
+        /// the second convolution) also get CTranslate2-style int8 weights for the VNNI GEMM.
+        func overFrames(_ name: String) -> Bool {
+            format == .q8_0 && (name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1"))
+        }
         func linear(_ name: String, rows: Int, columns: Int) throws -> Linear {
-            Linear(weight: try matrix(name + "/weight", [rows, columns]), bias: try file.vector(name + "/bias", count: rows))
+            let weight = try matrix(name + "/weight", [rows, columns])
+            return Linear(weight: weight, bias: try file.vector(name + "/bias", count: rows),
+                          rowScaled: overFrames(name) ? RowScaledInt8Matrix(weight) : nil)
         }
         /// Rows `part·rows ..< (part+1)·rows` of a fused projection, as its own Linear (no copy).
         func slice(_ fused: Linear, part: Int, rows: Int) -> Linear {
             let m = fused.weight
-            return Linear(weight: WeightMatrix(type: m.type, rows: rows, columns: m.columns, data: m.row(part * rows)),
-                          bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]))
+            let weight = WeightMatrix(type: m.type, rows: rows, columns: m.columns, data: m.row(part * rows))
+            return Linear(weight: weight, bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]),
+                          rowScaled: fused.rowScaled != nil ? RowScaledInt8Matrix(weight) : nil)
         }
         func norm(_ name: String) throws -> Norm {
             .layer(weight: try file.vector(name + "/gamma", count: w), bias: try file.vector(name + "/beta", count: w), epsilon: 1e-5)
@@ -155,8 +165,9 @@ public final class WhisperModel: @unchecked Sendable {
         conv1 = Conv1D(linear: Linear(weight: try matrix("encoder/conv1/weight", [w, melBins, 3]),
                                       bias: try file.vector("encoder/conv1/bias", count: w)),
                        inputChannels: melBins, kernel: 3, stride: 1, padding: 1)
-        conv2 = Conv1D(linear: Linear(weight: try matrix("encoder/conv2/weight", [w, w, 3]),
-                                      bias: try file.vector("encoder/conv2/bias", count: w)),
+        let conv2Weight = try matrix("encoder/conv2/weight", [w, w, 3])
+        conv2 = Conv1D(linear: Linear(weight: conv2Weight, bias: try file.vector("encoder/conv2/bias", count: w),
+                                      rowScaled: overFrames("encoder/conv2") ? RowScaledInt8Matrix(conv2Weight) : nil),
                        inputChannels: w, kernel: 3, stride: 2, padding: 1)
         let settings = Seq2SeqSettings(decoderStartToken: config.startOfTranscript, endOfSequenceTokens: [config.endOfText],
                                        padToken: config.endOfText, maxNewTokens: decoderPositions - 1)

@@ -136,11 +136,11 @@ struct Seq2SeqBenchOptions: ParsableArguments {
                 settings.numReturnSequences = 1
                 settings.maxNewTokens = maxLength
                 for batch in try Bench.integers(batches) {
-                    let (ns, tokens) = try measure(pipeline, sources: sources, settings: settings, batch: batch,
-                                                   repetitions: bench.repetitions)
+                    let (ns, cpuNs, tokens) = try measure(pipeline, sources: sources, settings: settings, batch: batch,
+                                                          repetitions: bench.repetitions)
                     let result = Seq2SeqBenchResult(modelType: type, path: path, sizeBytes: size, parameters: parameters,
                                                     threads: threads, beams: beam, batch: batch, sentences: sources.count,
-                                                    maxNewTokens: maxLength, samplesNs: ns, tokens: tokens)
+                                                    maxNewTokens: maxLength, samplesNs: ns, samplesCpuNs: cpuNs, tokens: tokens)
                     switch bench.output {
                     case .md: print(result.markdownRow)
                     case .jsonl: print(result.json(indent: ""))
@@ -159,9 +159,10 @@ struct Seq2SeqBenchOptions: ParsableArguments {
         StandardError.write("quill bench: peak RSS \(usage.ru_maxrss / 1024) MiB (ru_maxrss), weights \(quantize ?? "as stored")\n")
     }
 
-    /// Nanoseconds and decoded tokens of each timed repetition (after a warm-up batch).
+    /// Nanoseconds (wall clock and processor time of all threads) and decoded tokens of each timed
+    /// repetition (after a warm-up batch).
     func measure(_ pipeline: Seq2SeqPipeline, sources: [[TokenID]], settings: Seq2SeqSettings, batch: Int,
-                 repetitions: Int) throws -> ([UInt64], [Int]) {
+                 repetitions: Int) throws -> ([UInt64], [UInt64], [Int]) {
         func once(_ sources: [[TokenID]]) throws -> Int {
             var tokens = 0
             var start = 0
@@ -175,13 +176,22 @@ struct Seq2SeqBenchOptions: ParsableArguments {
             return tokens
         }
         _ = try once(Array(sources.prefix(batch)))
-        var samples: [UInt64] = [], counts: [Int] = []
+        var samples: [UInt64] = [], cpuSamples: [UInt64] = [], counts: [Int] = []
         for _ in 0..<repetitions {
-            let start = DispatchTime.now().uptimeNanoseconds
+            let start = DispatchTime.now().uptimeNanoseconds, cpuStart = Self.processorNanoseconds()
             counts.append(try once(sources))
             samples.append(DispatchTime.now().uptimeNanoseconds - start)
+            cpuSamples.append(Self.processorNanoseconds() - cpuStart)
         }
-        return (samples, counts)
+        return (samples, cpuSamples, counts)
+    }
+
+    /// Processor time of the whole process (every thread), which other processes' load inflates far
+    /// less than the wall clock on a shared machine.
+    static func processorNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_nsec)
     }
 }
 
@@ -198,6 +208,8 @@ struct Seq2SeqBenchResult {
     let sentences: Int
     let maxNewTokens: Int
     let samplesNs: [UInt64]
+    /// Processor time of each repetition (all threads).
+    let samplesCpuNs: [UInt64]
     /// Decoded tokens (best hypotheses) of each repetition.
     let tokens: [Int]
 
@@ -246,6 +258,8 @@ struct Seq2SeqBenchResult {
             ("samples_ns", "[ " + samplesNs.map(String.init).joined(separator: ", ") + " ]"),
             ("samples_tokens", "[ " + tokens.map(String.init).joined(separator: ", ") + " ]"),
             ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
+            ("samples_cpu_ns", "[ " + samplesCpuNs.map(String.init).joined(separator: ", ") + " ]"),
+            ("avg_cpu_ts", String(format: "%.6f", BenchResult.mean(zip(samplesCpuNs, tokens).map { Double($1) * 1e9 / Double($0) }))),
         ]
         return jsonObject(fields, indent: indent)
     }
