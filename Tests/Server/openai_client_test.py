@@ -94,6 +94,17 @@ def main():
         assert together == alone, (alone, together)
         print("seed: same text alone and among 8 concurrent requests")
 
+        # Logprobs: one entry per token, the chosen token's among the top alternatives under greedy decoding.
+        scored = client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=8,
+                                                logprobs=True, top_logprobs=3)
+        content = scored.choices[0].logprobs.content
+        assert len(content) == scored.usage.completion_tokens, (len(content), scored.usage)
+        for entry in content:
+            assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+            assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob >= entry.top_logprobs[2].logprob
+            assert entry.token == entry.top_logprobs[0].token and entry.logprob == entry.top_logprobs[0].logprob
+        print("logprobs:", [(e.token, round(e.logprob, 3)) for e in content[:3]])
+
         # An error is OpenAI's error object, which the client raises as BadRequestError.
         try:
             client.chat.completions.create(model=model, messages=messages, temperature=5)
