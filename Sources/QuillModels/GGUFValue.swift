@@ -1,6 +1,10 @@
 /// One GGUF metadata value. Arrays may nest and may mix nothing: every element of a GGUF array has
 /// the array's single element type (an empty array keeps no element type).
-public indirect enum GGUFValue: Sendable, Equatable {
+///
+/// Not `indirect`: the array case already holds its elements in a heap buffer, and an indirect enum
+/// boxes every value on the heap — for a vocabulary's tokens, merges and token types (~147k values
+/// for SmolLM2, kept with the file for the model's lifetime) that was several MB of resident memory.
+public enum GGUFValue: Sendable, Equatable {
     case uint8(UInt8)
     case int8(Int8)
     case uint16(UInt16)
