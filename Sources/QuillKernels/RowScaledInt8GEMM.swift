@@ -131,6 +131,16 @@ public enum RowScaledInt8GEMM {
     /// weight tile passes over them.
     static let chunkTokens = 96
 
+    /// Whether the VNNI kernel runs here (else `multiply` falls back to the plain twin, far slower than
+    /// an f32 sgemm: callers should keep their float path then).
+    public static var hasFastKernel: Bool {
+        #if canImport(COpenBLAS.AVX512VNNI)
+        return !MatVec.usePortableKernels
+        #else
+        return false
+        #endif
+    }
+
     /// - Parameters:
     ///   - x: (tokens, w.columns) row-major
     ///   - y: (tokens, ldy) row-major; columns `0..<w.rows` are written

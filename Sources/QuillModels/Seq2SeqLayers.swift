@@ -23,7 +23,7 @@ struct Linear {
     ///   - y: (tokens, out)
     func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
         guard tokens > 0 else { return }
-        if let rowScaled, tokens >= Linear.rowScaledTokens {
+        if let rowScaled, tokens >= Linear.rowScaledTokens, RowScaledInt8GEMM.hasFastKernel {
             RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
         } else if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
