@@ -37,11 +37,19 @@ public enum Activation: String, Sendable, CaseIterable {
             }
             while i < count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)); i += 1 }
         case .geluTanh:
+            let raw = UnsafeMutableRawPointer(x)
+            var i = 0
+            while i + 16 <= count {
+                let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+                raw.storeBytes(of: geluTanh16(v), toByteOffset: 4 * i, as: SIMD16<Float>.self)
+                i += 16
+            }
             // Same association as transformers' NewGELUActivation: 0.5·x·(1 + tanh(c·(x + 0.044715·x³))).
             let c: Float = 0.7978845608028654
-            for i in 0..<count {
+            while i < count {
                 let v = x[i]
                 x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * (v * v * v))))
+                i += 1
             }
         case .silu:
             for i in 0..<count { x[i] = x[i] / (1 + expf(-x[i])) }
@@ -50,9 +58,30 @@ public enum Activation: String, Sendable, CaseIterable {
 
     /// `gate[i] = act(gate[i]) · up[i]`: the gated feed-forward of T5 v1.1 (`wi_0`, `wi_1`).
     public func applyGated(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
-        apply(gate, count: count)
-        for i in 0..<count { gate[i] *= up[i] }
+        // GeGLU (Gemma 3) in one pass over 16-lane blocks; other activations, and the tail, in two.
+        var done = 0
+        if self == .geluTanh {
+            let g = UnsafeMutableRawPointer(gate), u = UnsafeRawPointer(up)
+            while done + 16 <= count {
+                let v = g.loadUnaligned(fromByteOffset: 4 * done, as: SIMD16<Float>.self)
+                let w = u.loadUnaligned(fromByteOffset: 4 * done, as: SIMD16<Float>.self)
+                g.storeBytes(of: geluTanh16(v) * w, toByteOffset: 4 * done, as: SIMD16<Float>.self)
+                done += 16
+            }
+        }
+        apply(gate + done, count: count - done)
+        for i in done..<count { gate[i] *= up[i] }
     }
+}
+
+/// GELU's tanh approximation for 16 lanes, through the identity `1 + tanh(y) = 2 / (1 + e^(−2y))`:
+/// `x/2 · (1 + tanh(y)) = x / (1 + e^(−2y))`, y = √(2/π)(x + 0.044715x³), with `exp16` (relative
+/// error ~1e-7; no cancellation near y = 0 because the sum 1 + tanh is formed exactly). Vectorised
+/// because scalar `tanhf` took ~18% of Gemma 3's prompt processing.
+@inlinable @inline(__always)
+public func geluTanh16(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let y = 0.797_884_560_802_865_4 * (x + 0.044715 * (x * x * x))
+    return x / (1 + exp16(-2 * y))
 }
 
 /// Exact GELU for 16 lanes through erfc (Numerical Recipes' `erfcc` Chebyshev fit, fractional error

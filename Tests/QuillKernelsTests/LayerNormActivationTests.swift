@@ -32,6 +32,16 @@ import Testing
         #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
     }
 
+    @Test(arguments: Activation.allCases)
+    func gatedActivationMatchesReference(_ activation: Activation) {
+        let gate = random(1000, seed: 5, scale: 6), up = random(1000, seed: 6, scale: 2)
+        var fast = gate, slow = gate
+        activation.applyGated(gate: &fast, up: up, count: gate.count)
+        ReferenceActivation.apply(activation, &slow, count: gate.count)
+        let worst = (0..<gate.count).map { abs(fast[$0] - slow[$0] * up[$0]) / max(1, abs(slow[$0] * up[$0])) }.max()!
+        #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
+    }
+
     @Test func activationNames() {
         #expect(Activation(huggingFaceName: "swish") == .silu)
         #expect(Activation(huggingFaceName: "gelu_new") == .geluTanh)
