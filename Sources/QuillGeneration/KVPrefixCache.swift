@@ -110,18 +110,14 @@ extension KVBlockPool {
     /// - Returns: the sequence and how many leading tokens of `tokens` it already holds.
     public func createSequence(reusingPrefixOf tokens: [TokenID], granularity: Int? = nil) -> (sequence: SequenceID, reusedTokens: Int) {
         let sequence = createSequence()
-        let usable = cachedPrefixLength(of: tokens, granularity: granularity)
-        guard usable > 0 else { return (sequence, 0) }
+        let found = cachedPrefix(of: tokens, granularity: granularity)
+        guard !found.isEmpty else { return (sequence, 0) }
         var state = Sequence()
-        var parent: UInt64 = 0
-        for b in 0 ..< usable / blockTokens {
-            let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
-            guard let block = prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) else { break }
+        for (block, hash) in found {
             if referenceCounts[Int(block)] == 0 { prefixIndex.markUsed(block) }
             referenceCounts[Int(block)] += 1
-            parent = PrefixIndex.hash(parent: parent, tokens: slice)
             state.blocks.append(block)
-            state.prefixHashes.append(parent)
+            state.prefixHashes.append(hash)
         }
         state.length = state.blocks.count * blockTokens
         sequences[sequence.rawValue] = state
@@ -131,17 +127,24 @@ extension KVBlockPool {
     /// How many leading tokens of `tokens` `createSequence(reusingPrefixOf:granularity:)` would take
     /// from the cache now.
     public func cachedPrefixLength(of tokens: [TokenID], granularity: Int? = nil) -> Int {
+        cachedPrefix(of: tokens, granularity: granularity).count * blockTokens
+    }
+
+    /// The cached blocks that hold the leading tokens of `tokens`, with the prefix hash through each,
+    /// cut to a multiple of `granularity` tokens and leaving at least one token uncovered.
+    private func cachedPrefix(of tokens: [TokenID], granularity: Int?) -> [(block: Int32, hash: UInt64)] {
         let unit = granularity ?? blockTokens
         precondition(unit > 0 && unit % blockTokens == 0, "the granularity is a multiple of the block size")
-        guard prefixCaching, tokens.count > 1 else { return 0 }
-        var parent: UInt64 = 0, blocks = 0
+        guard prefixCaching, tokens.count > 1 else { return [] }
+        var parent: UInt64 = 0
+        var found: [(block: Int32, hash: UInt64)] = []
         for b in 0 ..< (tokens.count - 1) / blockTokens {
             let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
-            guard prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) != nil else { break }
+            guard let block = prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) else { break }
             parent = PrefixIndex.hash(parent: parent, tokens: slice)
-            blocks += 1
+            found.append((block, parent))
         }
-        return blocks * blockTokens / unit * unit
+        return Array(found.prefix(found.count * blockTokens / unit * unit / blockTokens))
     }
 
     /// Registers the full blocks of `sequence` that are not registered yet, so that later sequences
