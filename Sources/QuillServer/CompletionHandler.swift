@@ -58,9 +58,7 @@ struct CompletionHandler: Sendable {
     /// Runs a prepared request to the end and returns the whole response body.
     func respond(_ p: Prepared, submission: Submission, arrival: ContinuousClock.Instant) async throws(APIError) -> [String: Any] {
         let (jobID, events) = submission
-        var choices = (0 ..< p.job.sampling.count).map { _ in
-            ChoiceText(model: model, stop: p.request.stop, hideEndOfSequence: !p.request.ignoreEOS)
-        }
+        var choices = choiceTexts(p)
         var cached = 0, first = true, failure: APIError?
         // A client that goes away cancels this task: stop its generation too.
         await withTaskCancellationHandler {
@@ -88,6 +86,13 @@ struct CompletionHandler: Sendable {
         ]
     }
 
+    /// The text state of each choice of a request, before its first token.
+    private func choiceTexts(_ p: Prepared) -> [ChoiceText] {
+        (0 ..< p.job.sampling.count).map { _ in
+            ChoiceText(model: model, stop: p.request.stop, hideEndOfSequence: !p.request.ignoreEOS)
+        }
+    }
+
     private func choiceBody(_ p: Prepared, index: Int, choice c: ChoiceText) -> [String: Any] {
         let wantsLogprobs = p.request.logprobs != nil
         switch p.request.kind {
@@ -112,9 +117,7 @@ struct CompletionHandler: Sendable {
     func stream(_ p: Prepared, submission: Submission, arrival: ContinuousClock.Instant,
                 send: (String) async throws -> Void) async throws {
         let (jobID, events) = submission
-        var choices = (0 ..< p.job.sampling.count).map { _ in
-            ChoiceText(model: model, stop: p.request.stop, hideEndOfSequence: !p.request.ignoreEOS)
-        }
+        var choices = choiceTexts(p)
         let isChat = p.request.kind == .chat
         var cached = 0, first = true
         func chunk(_ choiceList: [[String: Any]], usage: [String: Any]? = nil) -> String {
