@@ -146,35 +146,43 @@ public enum BlockInt8GEMM {
         let quads = products.map { ($0.matrix.rows + tileRows - 1) / tileRows }
         let total = quads.reduce(0, +)
         let portable = !hasFastKernel
+        // Token vectors per pass over the rows: their bytes (≤ 512 KiB) stay in L2 while every row
+        // quad of the thread's range streams past them; the quads are unpacked again per pass.
+        let passVectors = max(2, min(x.vectors, (512 * 1024 / (16 * x.columns)) / 2 * 2))
         pool.parallelRanges(total: total, minimumChunk: 4) { range in
             var panel = RowPanel(columns: x.columns, groupSize: 32)
-            var start = 0
-            for ((w, y), count) in zip(products, quads) {
-                let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + count)
-                if lo < hi {
-                    if panel.groupSize != UnsignedWeightRows.groupSize(w.type) {
-                        panel = RowPanel(columns: x.columns, groupSize: UnsignedWeightRows.groupSize(w.type))
+            for firstVector in stride(from: 0, to: x.vectors, by: passVectors) {
+                let vectors = firstVector..<min(x.vectors, firstVector + passVectors)
+                var start = 0
+                for ((w, y), count) in zip(products, quads) {
+                    let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + count)
+                    if lo < hi {
+                        if panel.groupSize != UnsignedWeightRows.groupSize(w.type) {
+                            panel = RowPanel(columns: x.columns, groupSize: UnsignedWeightRows.groupSize(w.type))
+                        }
+                        for quad in (lo - start)..<(hi - start) {
+                            panel.unpack(w, firstRow: quad * tileRows, portable: portable)
+                            multiplyPanel(panel, w, firstRow: quad * tileRows, x, vectors: vectors, into: y, portable: portable)
+                        }
                     }
-                    for quad in (lo - start)..<(hi - start) {
-                        panel.unpack(w, firstRow: quad * tileRows, portable: portable)
-                        multiplyPanel(panel, w, firstRow: quad * tileRows, x, into: y, portable: portable)
-                    }
+                    start += count
                 }
-                start += count
             }
         }
     }
 
-    /// All tokens against one unpacked row quad.
+    /// The tokens of `vectors` (pairs of token vectors) against one unpacked row quad.
     static func multiplyPanel(_ panel: RowPanel, _ w: WeightMatrix, firstRow: Int, _ x: InterleavedActivations,
-                              into y: UnsafeMutablePointer<Float>, portable: Bool) {
+                              vectors: Range<Int>, into y: UnsafeMutablePointer<Float>, portable: Bool) {
         let rows = min(tileRows, w.rows - firstRow)
         var tile = [Float](repeating: 0, count: tileRows * 32)
         tile.withUnsafeMutableBufferPointer { t in
-            for v in stride(from: 0, to: x.vectors, by: 2) {
+            for v in stride(from: vectors.lowerBound, to: vectors.upperBound, by: 2) {
                 #if canImport(COpenBLAS.AVX512VNNI)
-                if !portable {
-                    tile4x2(panel, x, vector: v, into: t.baseAddress!)
+                if !portable && panel.groupSize == 32 {
+                    tile4x2(panel, x, vector: v, steps: 8, into: t.baseAddress!)
+                } else if !portable {
+                    tile4x2(panel, x, vector: v, steps: 4, into: t.baseAddress!)
                 } else {
                     ReferenceBlockInt8GEMM.tile(panel, x, vector: v, into: t.baseAddress!)
                 }
@@ -193,10 +201,11 @@ public enum BlockInt8GEMM {
     #if canImport(COpenBLAS.AVX512VNNI)
     /// 4 rows × 32 tokens: 8 int32 and 8 float accumulators as named locals (an array of them would
     /// live on the stack). Writes `out[r·32 + lane]`.
+    /// `steps`: 4-column steps per group (8 or 4), a constant at each call site so the loop unrolls.
     @inline(__always)
-    static func tile4x2(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, into out: UnsafeMutablePointer<Float>) {
-        let columns = x.columns, steps = columns / 4, size = panel.groupSize, groups = columns / size
-        let a = x.bytes + v * steps * 64, stride = steps * 64  // vector v, then v + 1
+    static func tile4x2(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, steps: Int, into out: UnsafeMutablePointer<Float>) {
+        let columns = x.columns, size = 4 * steps, groups = columns / size
+        let a = x.bytes + v * columns * 16, stride = columns * 16  // vector v, then v + 1
         let q = UnsafeRawPointer(panel.q), sc = panel.scales, off = panel.offsets
         let blocks = columns / 32
         let dx = x.scales + v * blocks * 16
@@ -205,9 +214,12 @@ public enum BlockInt8GEMM {
         var f00 = _mm512_setzero_ps(), f01 = f00, f10 = f00, f11 = f00, f20 = f00, f21 = f00, f30 = f00, f31 = f00
         var k = 0
         for g in 0..<groups {
-            let zero = _mm512_setzero_si512()
+            // The int32 sums start from the bits of 1.5·2²³: as long as |Σ| < 2²², the sum's bits are
+            // the float 1.5·2²³ + Σ exactly (here |Σ| ≤ 255·127·32 < 2²⁰), and one subtraction gives Float(Σ) — an add on either
+            // FMA port instead of vcvtdq2ps, which competes with vpdpbusd for port 0.
+            let zero = _mm512_set1_epi32(0x4B40_0000)
             var i00 = zero, i01 = zero, i10 = zero, i11 = zero, i20 = zero, i21 = zero, i30 = zero, i31 = zero
-            for _ in 0..<(size / 4) {
+            for _ in 0..<steps {
                 let x0 = a.load(fromByteOffset: k * 16, as: __m512i.self)
                 let x1 = a.load(fromByteOffset: stride + k * 16, as: __m512i.self)
                 let w0 = _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: k, as: Int32.self))
@@ -231,7 +243,8 @@ public enum BlockInt8GEMM {
             let s1 = UnsafeRawPointer(sums + sumStride + g * 16).load(as: __m512.self)
             let p = 4 * g
             @inline(__always) func step(_ f: inout __m512, _ i: __m512i, _ d: __m512, _ s: __m512, _ r: Int) {
-                f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(d, _mm512_set1_ps(sc[p + r])), f)
+                let sum = _mm512_sub_ps(_mm512_castsi512_ps(i), _mm512_set1_ps(12_582_912))
+                f = _mm512_fmadd_ps(sum, _mm512_mul_ps(d, _mm512_set1_ps(sc[p + r])), f)
                 f = _mm512_fmadd_ps(s, _mm512_set1_ps(off[p + r]), f)
             }
             step(&f00, i00, d0, s0, 0)
@@ -320,7 +333,7 @@ public enum ReferenceBlockInt8GEMM {
         for quad in 0..<(w.rows + 3) / 4 {
             let panel = RowPanel(columns: w.columns, groupSize: UnsignedWeightRows.groupSize(w.type))
             panel.unpack(w, firstRow: 4 * quad, portable: true)
-            BlockInt8GEMM.multiplyPanel(panel, w, firstRow: 4 * quad, x, into: y, portable: true)
+            BlockInt8GEMM.multiplyPanel(panel, w, firstRow: 4 * quad, x, vectors: 0..<x.vectors, into: y, portable: true)
         }
     }
 
