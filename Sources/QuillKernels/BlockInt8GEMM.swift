@@ -280,16 +280,14 @@ struct RowPanel {
     private let owner: Owner
 
     final class Owner {
-        let q: UnsafeMutablePointer<UInt8>, floats: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+        let q: UnsafeMutablePointer<UInt8>, floats: UnsafeMutablePointer<Float>
         init(columns: Int) {
             q = .allocate(capacity: max(4 * columns, 64))
             floats = .allocate(capacity: max(4 * columns / 8, 8))  // 2 × 4 × columns/16
-            scratch = .allocate(capacity: max(columns / 8, 2))
         }
         deinit {
             q.deallocate()
             floats.deallocate()
-            scratch.deallocate()
         }
     }
 
@@ -304,15 +302,10 @@ struct RowPanel {
 
     func unpack(_ w: WeightMatrix, firstRow: Int, portable: Bool) {
         let groups = columns / groupSize
-        let rowScales = owner.scratch, rowOffsets = owner.scratch + groups
         for r in 0..<BlockInt8GEMM.tileRows {
             if firstRow + r < w.rows {
                 UnsignedWeightRows.unpack(w.type, w.row(firstRow + r), columns: columns, q: q + r * columns,
-                                          scales: rowScales, offsets: rowOffsets, portable: portable)
-                for g in 0..<groups {
-                    scales[4 * g + r] = rowScales[g]
-                    offsets[4 * g + r] = rowOffsets[g]
-                }
+                                          scales: scales + r, offsets: offsets + r, stride: BlockInt8GEMM.tileRows, portable: portable)
             } else {
                 (q + r * columns).initialize(repeating: 0, count: columns)
                 for g in 0..<groups {

@@ -22,13 +22,15 @@ public enum UnsignedWeightRows {
     /// Unpacks one row of `columns` elements (whole blocks of `type`).
     /// - Parameters:
     ///   - q: (columns) unsigned values
-    ///   - scales: (columns / groupSize) `scale[g]`
-    ///   - offsets: (columns / groupSize) `offset[g]`
+    ///   - scales: `scale[g]` at `scales[g · stride]`, g < columns / groupSize
+    ///   - offsets: `offset[g]` at `offsets[g · stride]`
+    ///   - stride: distance between consecutive groups' scales (a panel of rows interleaves them)
     ///   - portable: the scalar code (the reference) instead of the AVX-512 one; both give the same bytes and floats.
     public static func unpack(_ type: TensorType, _ row: UnsafeRawPointer, columns: Int, q: UnsafeMutablePointer<UInt8>,
-                              scales: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Float>, portable: Bool) {
+                              scales: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Float>, stride: Int = 1,
+                              portable: Bool) {
         precondition(supports(type) && columns % type.blockSize == 0, "unpack needs a quantised row of whole blocks")
-        unpackScales(type, row, columns: columns, scales: scales, offsets: offsets)
+        unpackScales(type, row, columns: columns, scales: scales, offsets: offsets, stride: stride)
         #if canImport(COpenBLAS.AVX512VNNI)
         if !portable {
             unpackValuesAVX512(type, row, columns: columns, q: q)
@@ -40,32 +42,41 @@ public enum UnsignedWeightRows {
 
     /// The per-group scale and offset (scalar in both variants: one pair per 16 or 32 values).
     static func unpackScales(_ type: TensorType, _ row: UnsafeRawPointer, columns: Int,
-                             scales: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Float>) {
-        let stride = type.bytesPerBlock
-        for b in 0..<columns / type.blockSize {
-            let block = row + b * stride
-            let d = halfBitsToFloat(block.loadUnaligned(as: UInt16.self))
-            switch type {
-            case .q8_0: (scales[b], offsets[b]) = (d, -128 * d)
-            case .q4_0: (scales[b], offsets[b]) = (d, -8 * d)
-            case .q5_0: (scales[b], offsets[b]) = (d, -16 * d)
-            case .q4_1, .q5_1: (scales[b], offsets[b]) = (d, halfBitsToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-            case .q4_K, .q5_K:
-                let dmin = halfBitsToFloat(block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-                for j in 0..<8 {
-                    let (sc, m) = ReferenceDequantizer.q4KScaleMin(block + 4, j)
-                    scales[8 * b + j] = d * Float(sc)
-                    offsets[8 * b + j] = -(dmin * Float(m))
-                }
-            case .q6_K:
-                let d6 = halfBitsToFloat(block.loadUnaligned(fromByteOffset: 208, as: UInt16.self))
-                for j in 0..<16 {
-                    let scale = d6 * Float(block.load(fromByteOffset: 192 + j, as: Int8.self))
-                    scales[16 * b + j] = scale
-                    offsets[16 * b + j] = -32 * scale
-                }
-            case .f32, .f16, .bf16: preconditionFailure("not a quantised type")
+                             scales: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Float>, stride s: Int) {
+        let bytes = type.bytesPerBlock, blocks = columns / type.blockSize
+        func half(_ b: Int, _ offset: Int) -> Float { halfBitsToFloat(row.loadUnaligned(fromByteOffset: b * bytes + offset, as: UInt16.self)) }
+        switch type {
+        case .q8_0, .q4_0, .q5_0:
+            let zero: Float = type == .q8_0 ? -128 : type == .q4_0 ? -8 : -16
+            for b in 0..<blocks {
+                let d = half(b, 0)
+                scales[b * s] = d
+                offsets[b * s] = zero * d
             }
+        case .q4_1, .q5_1:
+            for b in 0..<blocks {
+                scales[b * s] = half(b, 0)
+                offsets[b * s] = half(b, 2)
+            }
+        case .q4_K, .q5_K:
+            for b in 0..<blocks {
+                let d = half(b, 0), dmin = half(b, 2)
+                for j in 0..<8 {
+                    let (sc, m) = ReferenceDequantizer.q4KScaleMin(row + b * bytes + 4, j)
+                    scales[(8 * b + j) * s] = d * Float(sc)
+                    offsets[(8 * b + j) * s] = -(dmin * Float(m))
+                }
+            }
+        case .q6_K:
+            for b in 0..<blocks {
+                let d = half(b, 208)
+                for j in 0..<16 {
+                    let scale = d * Float(row.load(fromByteOffset: b * bytes + 192 + j, as: Int8.self))
+                    scales[(16 * b + j) * s] = scale
+                    offsets[(16 * b + j) * s] = -32 * scale
+                }
+            }
+        case .f32, .f16, .bf16: preconditionFailure("not a quantised type")
         }
     }
 
