@@ -118,13 +118,7 @@ public struct InterleavedActivations: @unchecked Sendable {
 public enum BlockInt8GEMM {
     /// Whether the VNNI kernel is compiled in and enabled (else callers keep their f32 path: the
     /// plain twin is far slower than sgemm).
-    public static var hasFastKernel: Bool {
-        #if canImport(COpenBLAS.AVX512VNNI)
-        return !MatVec.usePortableKernels
-        #else
-        return false
-        #endif
-    }
+    public static var hasFastKernel: Bool { MatVec.hasAVX512Kernels && !MatVec.usePortableKernels }
 
     /// Whether `w` can go through the GEMM: a quantised type whose blocks fill the row.
     public static func supports(_ w: WeightMatrix) -> Bool {
