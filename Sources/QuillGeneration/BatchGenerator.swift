@@ -29,9 +29,10 @@ public protocol BatchLanguageModelContext: AnyObject {
 ///
 /// Prompts are cut into chunks of `promptChunk` tokens counted from their start, and a step takes
 /// the running requests' tokens plus whole chunks of up to `tokenBudget` prompt tokens (at least one
-/// chunk), so a long prompt never stalls the running streams for more than one chunk. Because chunk boundaries do not
-/// depend on the other requests and the context's kernels are batch-invariant, a request's tokens
-/// are the same whatever else is running.
+/// chunk; waiting prompts in arrival order, a later prompt's smaller chunk filling what an earlier
+/// one's does not), so a long prompt never stalls the running streams for more than one chunk.
+/// Because chunk boundaries do not depend on the other requests and the context's kernels are
+/// batch-invariant, a request's tokens are the same whatever else is running.
 ///
 /// Prefix cache (when the context's pool has `prefixCaching` on and `promptChunk` is a multiple of
 /// the block size): a request starts from cached blocks of an earlier prompt in whole chunks, and
@@ -220,7 +221,9 @@ public final class BatchGenerator {
             let request = requests[id]!
             let done = kv.length(of: request.sequence)
             let size = min(promptChunk - done % promptChunk, request.pending.count)
-            guard size <= budget || budget == tokenBudget else { break }
+            // A chunk that does not fit the rest of the budget waits (first in line next step); a later,
+            // smaller one (a prompt's last, partial chunk) may still fill the step.
+            guard size <= budget || budget == tokenBudget else { continue }
             let chunkKey = shareableChunkKey(request, computed: done, chunk: size)
             if let chunkKey, computing.contains(chunkKey) {
                 chunksWaitedFor += 1

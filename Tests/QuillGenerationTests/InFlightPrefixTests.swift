@@ -105,4 +105,18 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         #expect(tokens[waiter] == (try reference.run())[id])
         #expect(context.kv.freeBlocks == context.kv.capacityBlocks)
     }
+
+    @Test func aPromptsSmallLastChunkFillsTheBudgetThatAnEarlierWholeChunkLeaves() throws {
+        let context = try PrefixHashingContext(blocks: 64, prefixCaching: false)
+        let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: 12)
+        let options = GenerationOptions(maxNewTokens: 1, stopAtEndOfSequence: false)
+        let long: [TokenID] = Array(1 ... 16), other: [TokenID] = Array(21 ... 36), short: [TokenID] = [41, 42, 43, 44]
+        for prompt in [long, other, short] {
+            _ = try generator.submit(prompt: prompt, options: options, sampling: .greedy, contextSize: 64)
+        }
+        _ = try generator.step()
+        #expect(context.computedChunks == [Array(long.prefix(8)), short], "8 + 4 tokens: the second whole chunk waits")
+        _ = try generator.step()
+        #expect(context.computedChunks.suffix(1) == [Array(long.suffix(8))], "the first prompt keeps its place")
+    }
 }
