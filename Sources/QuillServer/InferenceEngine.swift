@@ -31,6 +31,7 @@ struct EngineSnapshot: Sendable {
     var kvBlocksInUse = 0
     var kvBlocksTotal = 0
     var kvBlocksCached = 0
+    var kvBlocksResident = 0
     var steps = 0
     var preemptions = 0
 }
@@ -248,6 +249,7 @@ final class InferenceEngine: @unchecked Sendable {
         latest.runningSequences = owner.count
         latest.kvBlocksInUse = context.kv.capacityBlocks - context.kv.freeBlocks
         latest.kvBlocksCached = context.kv.cachedPrefixBlocks
+        latest.kvBlocksResident = context.kv.residentBlocks
         latest.steps += 1
         latest.preemptions = generator.preemptions
         condition.unlock()
