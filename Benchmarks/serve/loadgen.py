@@ -80,7 +80,9 @@ async def one_request(client, url, prompt, max_tokens, abort_after, stats):
 
 async def run(args):
     rng = random.Random(args.seed)
-    system = text_of(int(args.shared_prefix * 0.75), rng) + "\n\n" if args.shared_prefix else ""
+    # Each of WORDS is one token for SmolLM2's tokenizer (checked with /tokenize: 100, 375 and 500
+    # words give 100, 375 and 500 tokens), so N words make an N-token text.
+    system = text_of(args.shared_prefix, rng) + "\n\n" if args.shared_prefix else ""
     stats = {"ttft": [], "itl": [], "failed": 0, "completed": 0, "aborted": 0, "output_tokens": 0, "errors": []}
     limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
     deadline = time.perf_counter() + args.duration if args.duration else None
@@ -99,8 +101,7 @@ async def run(args):
             if args.shared_prefix:
                 prompt = system + "Question: " + text_of(crng.randint(10, 30), crng) + "?\nAnswer:"
             else:
-                # ~0.75 words per token: 128-512 tokens of text.
-                prompt = text_of(int(crng.randint(128, 512) * 0.75), crng)
+                prompt = text_of(crng.randint(128, 512), crng)   # 128-512 tokens
             abort_after = 8 if args.abort and crng.random() < args.abort else 0
             await one_request(client, args.url, prompt, args.max_tokens, abort_after, stats)
 

@@ -41,8 +41,13 @@ run_load() {  # label concurrency [extra loadgen args]
         --requests $((c * REQUESTS_PER_CLIENT)) --label "$label" "$@"
 }
 
-for c in 1 4 8 16; do
-    "$QUILL" serve -m "$MODEL_PATH" --port "$PORT" -t "$THREADS" --parallel "$c" -c 16384 2>"$WORK/quill.log" &
+# SCENARIOS: "load" (the concurrency sweep) and/or "shared-prefix"; ROUNDS: how many times the
+# shared-prefix pair (cache on, then off) is repeated, interleaved.
+SCENARIOS=${SCENARIOS:-load shared-prefix}
+ROUNDS=${ROUNDS:-1}
+QUILL_ARGS=${QUILL_ARGS:-}          # extra options for quill serve, e.g. "--prompt-chunk 64"
+[[ " $SCENARIOS " == *" load "* ]] && for c in 1 4 8 16; do
+    "$QUILL" serve -m "$MODEL_PATH" --port "$PORT" -t "$THREADS" $QUILL_ARGS --parallel "$c" -c 16384 2>"$WORK/quill.log" &
     pid=$!; wait_healthy
     run_load "quill t$THREADS" "$c"
     kill -TERM $pid; wait $pid || true
@@ -55,9 +60,11 @@ for c in 1 4 8 16; do
     fi
 done
 
-for cache in prefix-cache no-prefix-cache; do
-    "$QUILL" serve -m "$MODEL_PATH" --port "$PORT" -t "$THREADS" --parallel 16 -c 16384 "--$cache" 2>"$WORK/quill.log" &
+[[ " $SCENARIOS " == *" shared-prefix "* ]] && for round in $(seq "$ROUNDS"); do for cache in prefix-cache no-prefix-cache; do
+    "$QUILL" serve -m "$MODEL_PATH" --port "$PORT" -t "$THREADS" $QUILL_ARGS --parallel 16 -c 16384 "--$cache" 2>"$WORK/quill.log" &
     pid=$!; wait_healthy
     run_load "quill shared-prefix $cache" 16 --shared-prefix 500
+    echo "{\"label\": \"metrics $cache\", $(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^quill_prompt_tokens/ { printf "\"%s\": %s, ", $1, $2 }') \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}"
     kill -TERM $pid; wait $pid || true
-done
+done; done
+true

@@ -24,13 +24,14 @@ rss() { awk '/^VmRSS/ { print $2 }' "/proc/$pid/status"; }
 metric() { curl -s "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 
 "$PY" Benchmarks/serve/loadgen.py --url "http://127.0.0.1:$PORT" --concurrency 16 --duration 60 --abort 0.2 --label warm-up
-rss_warm=$(rss)
+rss_warm=$(rss); resident_warm=$(metric quill_kv_blocks_resident)
 "$PY" Benchmarks/serve/loadgen.py --url "http://127.0.0.1:$PORT" --concurrency 16 --duration "$DURATION" --abort 0.2 \
     --seed 2 --label soak | tee "$WORK/soak.json"
 sleep 1
 rss_end=$(rss); in_use=$(metric quill_kv_blocks_in_use); running=$(metric quill_running_sequences)
+resident_end=$(metric quill_kv_blocks_resident)
 failed=$("$PY" -c "import json,sys; print(json.load(open('$WORK/soak.json'))['failed'])")
-echo "RSS after warm-up ${rss_warm} kB, at the end ${rss_end} kB; KV blocks in use ${in_use}; running ${running}; failed ${failed}"
-growth=$(( (rss_end - rss_warm) * 100 / rss_warm ))
-[ "$failed" = 0 ] && [ "$in_use" = 0 ] && [ "$running" = 0 ] && [ "$growth" -le 5 ] \
+echo "RSS after warm-up ${rss_warm} kB, at the end ${rss_end} kB; KV blocks written ${resident_warm} -> ${resident_end}; KV blocks in use ${in_use}; running ${running}; failed ${failed}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+growth=$(awk -v a="$rss_warm" -v b="$rss_end" 'BEGIN { printf "%.1f", (b - a) * 100 / a }')
+[ "$failed" = 0 ] && [ "$in_use" = 0 ] && [ "$running" = 0 ] && awk -v g="$growth" 'BEGIN { exit !(g <= 5) }' \
     && echo "soak passed (RSS growth ${growth} %)" || { echo "soak FAILED (RSS growth ${growth} %)"; exit 1; }

@@ -29,9 +29,10 @@ public protocol BatchLanguageModelContext: AnyObject {
 ///
 /// Prompts are cut into chunks of `promptChunk` tokens counted from their start, and a step takes
 /// the running requests' tokens plus whole chunks of up to `tokenBudget` prompt tokens (at least one
-/// chunk), so a long prompt never stalls the running streams for more than one chunk. Because chunk boundaries do not
-/// depend on the other requests and the context's kernels are batch-invariant, a request's tokens
-/// are the same whatever else is running.
+/// chunk; waiting prompts in arrival order, a later prompt's smaller chunk filling what an earlier
+/// one's does not), so a long prompt never stalls the running streams for more than one chunk.
+/// Because chunk boundaries do not depend on the other requests and the context's kernels are
+/// batch-invariant, a request's tokens are the same whatever else is running.
 ///
 /// Prefix cache (when the context's pool has `prefixCaching` on and `promptChunk` is a multiple of
 /// the block size): a request starts from cached blocks of an earlier prompt in whole chunks, and
@@ -39,6 +40,14 @@ public protocol BatchLanguageModelContext: AnyObject {
 /// computed exactly as this request would compute it (the same chunk at the same offset, over the
 /// same earlier positions), and reusing it changes no bit of the result. Positions computed while
 /// decoding, or in a prompt's last partial chunk, are not shared.
+///
+/// In-flight sharing: prompts that arrive together find nothing cached yet. So before each chunk a
+/// waiting prompt takes any whole chunks that others registered since it started, and a prompt
+/// whose next whole chunk (same tokens from position 0) another prompt computes in this very step
+/// waits one step instead of computing it too, then takes the registered blocks (vLLM's and
+/// SGLang's deduplication of concurrent prefills). A prompt only waits for a chunk that is in the
+/// current forward pass, so it never waits for a producer that was cancelled or preempted: if the
+/// blocks are gone by the next step, it computes them itself.
 ///
 /// Memory: a prompt starts only when the KV pool can hold all of it (and its first new position)
 /// beside what the running requests need this step, so a started prompt always finishes. When the
@@ -57,6 +66,9 @@ public final class BatchGenerator {
         public var finished: GenerationStatistics.StopReason?
         /// The token's log-probability and the most likely alternatives, when the request asked for them.
         public var logprobs: TokenLogprobs?
+        /// Set on the request's first token: its prompt tokens taken from the prefix cache instead
+        /// of computed (at submission or while waiting for chunks that other prompts computed).
+        public var cachedPromptTokens: Int?
     }
 
     /// What `submit` queued.
@@ -82,6 +94,8 @@ public final class BatchGenerator {
         var prefilling = true
         /// Leading positions computed by whole prompt chunks, which the prefix cache may share.
         var shareable = 0
+        /// Prompt tokens taken from the prefix cache rather than computed.
+        var cachedPromptTokens = 0
         /// Further choices of the same prompt, started from its logits once the prompt has run.
         var siblings: [(id: RequestID, selector: TokenSelector)] = []
     }
@@ -115,6 +129,10 @@ public final class BatchGenerator {
     public var waitingRequests: Int { requests.values.reduce(0) { $0 + ($1.prefilling ? 1 + $1.siblings.count : 0) } }
     /// Times a running request was preempted for lack of KV memory.
     public private(set) var preemptions = 0
+    /// Prompt tokens run through the model (recomputed ones included; cached ones not).
+    public private(set) var computedPromptTokens = 0
+    /// Prompt chunks that waited a step because another prompt was computing the same chunk.
+    public private(set) var chunksWaitedFor = 0
 
     /// Queues a request; its sequence lives in the context's KV pool until it finishes or is cancelled.
     /// - Parameter contextSize: the most positions its sequence may hold (prompt + generated).
@@ -152,6 +170,7 @@ public final class BatchGenerator {
                               selector: TokenSelector(options: sampling[0], history: prompt), options: options,
                               logprobs: logprobs, capacity: contextSize, tokens: prompt)
         request.shareable = reused
+        request.cachedPromptTokens = reused
         request.siblings = zip(ids.dropFirst(), sampling.dropFirst()).map { ($0, TokenSelector(options: $1, history: prompt)) }
         requests[ids[0]] = request
         order.append(ids[0])
@@ -192,15 +211,28 @@ public final class BatchGenerator {
         }
         // Then prompt chunks in arrival order, each only if the pool can hold the rest of its prompt.
         var available = kv.freeBlocks - needed
+        // Prefix hashes of the whole chunks this step computes, which other prompts wait for.
+        var computing: Set<UInt64> = []
         for id in order where requests[id]!.prefilling {
+            let freeBefore = kv.freeBlocks
             reuseCachedPrefixIfPreempted(id, available: available)
+            takeChunksComputedByOthers(id)
+            available -= freeBefore - kv.freeBlocks     // idle cached blocks just taken
             let request = requests[id]!
             let done = kv.length(of: request.sequence)
             let size = min(promptChunk - done % promptChunk, request.pending.count)
-            guard size <= budget || budget == tokenBudget else { break }
+            // A chunk that does not fit the rest of the budget waits (first in line next step); a later,
+            // smaller one (a prompt's last, partial chunk) may still fill the step.
+            guard size <= budget || budget == tokenBudget else { continue }
+            let chunkKey = shareableChunkKey(request, computed: done, chunk: size)
+            if let chunkKey, computing.contains(chunkKey) {
+                chunksWaitedFor += 1
+                continue
+            }
             let whole = kv.blocksNeeded(appending: request.pending.count + 1, to: request.sequence)
             guard whole <= available else { continue }
             available -= whole
+            if let chunkKey { computing.insert(chunkKey) }
             chunks.append(BatchChunk(sequence: request.sequence, tokens: Array(request.pending.prefix(size))))
             ids.append(id)
             budget -= size
@@ -217,6 +249,7 @@ public final class BatchGenerator {
         var events: [Event] = []
         for (i, id) in ids.enumerated() {
             var request = requests[id]!
+            if request.prefilling { computedPromptTokens += chunks[i].tokens.count }
             request.pending.removeFirst(chunks[i].tokens.count)
             if request.prefilling, reuseGranularity != nil, kv.length(of: request.sequence) % promptChunk == 0 {
                 request.shareable = kv.length(of: request.sequence)
@@ -232,13 +265,37 @@ public final class BatchGenerator {
                 choice.sequence = try kv.fork(request.sequence)
                 requests[sibling.id] = choice
                 order.append(sibling.id)
-                events.append(advance(sibling.id, logits: logits[i]))
+                events.append(advance(sibling.id, logits: logits[i], firstToken: true))
             }
             request.siblings = []
             requests[id] = request
-            events.append(advance(id, logits: logits[i]))
+            events.append(advance(id, logits: logits[i], firstToken: request.generated == 0))
         }
         return events
+    }
+
+    /// The prefix hash through the end of a prompt chunk of `chunk` tokens after `computed` positions,
+    /// when finishing it registers a whole chunk that another prompt could take from the cache (not
+    /// the prompt's last token, which the cache never covers); nil otherwise.
+    private func shareableChunkKey(_ request: Request, computed: Int, chunk: Int) -> UInt64? {
+        let end = computed + chunk
+        guard reuseGranularity != nil, end % promptChunk == 0, end < request.tokens.count else { return nil }
+        return context.kv.prefixHash(of: request.tokens[..<end])
+    }
+
+    /// A waiting prompt whose positions so far are all whole cached chunks takes the chunks that
+    /// follow from the cache, if other prompts have registered them since.
+    private func takeChunksComputedByOthers(_ id: RequestID) {
+        guard let granularity = reuseGranularity, var request = requests[id], request.prefilling else { return }
+        let kv = context.kv
+        let done = kv.length(of: request.sequence)
+        guard done == request.shareable, request.tokens.count - request.pending.count == done else { return }
+        let length = kv.extendFromCache(request.sequence, tokens: request.tokens, granularity: granularity)
+        guard length > done else { return }
+        request.pending = Array(request.tokens[length...])
+        request.shareable = length
+        request.cachedPromptTokens += length - done
+        requests[id] = request
     }
 
     /// Frees a running request's blocks; it waits, first in line, to recompute its tokens.
@@ -249,6 +306,7 @@ public final class BatchGenerator {
         request.pending = request.tokens
         request.prefilling = true
         request.shareable = 0
+        request.cachedPromptTokens = 0
         requests[id] = request
         order.removeAll { $0 == id }
         let firstWaiting = order.firstIndex { requests[$0]!.prefilling } ?? order.endIndex
@@ -269,11 +327,12 @@ public final class BatchGenerator {
         request.sequence = sequence
         request.pending = Array(request.tokens[reused...])
         request.shareable = reused
+        request.cachedPromptTokens = reused
         requests[id] = request
     }
 
     /// Samples the next token of request `id` from `logits` and finishes it if that was its last.
-    private func advance(_ id: RequestID, logits: [Float]) -> Event {
+    private func advance(_ id: RequestID, logits: [Float], firstToken: Bool) -> Event {
         var request = requests[id]!
         let token = request.selector.select(logits)
         request.generated += 1
@@ -290,7 +349,8 @@ public final class BatchGenerator {
         request.tokens.append(token)
         requests[id] = request
         if finished != nil { cancel(id) }
-        return Event(request: id, token: token, finished: finished, logprobs: logprobs)
+        return Event(request: id, token: token, finished: finished, logprobs: logprobs,
+                     cachedPromptTokens: firstToken ? request.cachedPromptTokens : nil)
     }
 
     /// Runs steps until every request has finished; the tokens of each, by request id.

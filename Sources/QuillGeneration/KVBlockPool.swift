@@ -97,7 +97,11 @@ public final class KVBlockPool {
     private let storage: UnsafeMutableRawPointer
     private let mappedBytes: Int
     var referenceCounts: [Int32]
-    var freeList: [Int32]
+    /// Free blocks that have been written before, the most recently freed last (taken first).
+    var freeList: [Int32] = []
+    /// Blocks `0 ..< touchedBlocks` have been handed out at least once; the rest were never written,
+    /// so their pages are not resident yet.
+    private(set) var touchedBlocks = 0
     var sequences: [Int: Sequence] = [:]
     var nextSequence = 0
     /// Full blocks found again by their token prefix (see `KVPrefixCache.swift`); empty unless
@@ -138,7 +142,6 @@ public final class KVBlockPool {
         storage = address
         mappedBytes = bytes
         referenceCounts = [Int32](repeating: 0, count: capacityBlocks)
-        freeList = (0 ..< Int32(capacityBlocks)).reversed()
         prefixIndex = PrefixIndex(capacityBlocks: capacityBlocks)
     }
 
@@ -159,7 +162,9 @@ public final class KVBlockPool {
 
     /// Blocks a sequence can get: those no sequence uses, including cached prefix blocks that are
     /// evicted (least recently used first) when needed.
-    public var freeBlocks: Int { freeList.count + prefixIndex.idleCount }
+    public var freeBlocks: Int { freeList.count + prefixIndex.idleCount + capacityBlocks - touchedBlocks }
+    /// Blocks whose memory has been written at least once (the pool's share of the resident set).
+    public var residentBlocks: Int { touchedBlocks }
     /// Sequences alive.
     public var sequenceCount: Int { sequences.count }
 
@@ -251,9 +256,27 @@ public final class KVBlockPool {
         sequences[sequence.rawValue] = state
     }
 
-    /// A free block, or else the least recently used idle cached block (forgetting its prefix).
+    /// A block for new positions. Memory already written comes first, so that the resident set
+    /// grows only with the most blocks ever in use at once and then stays flat (a server's RSS
+    /// plateaus after warm-up instead of creeping up to the budget):
+    /// 1. a free block written before, the most recently freed first (its pages are resident and
+    ///    likely still in the CPU cache);
+    /// 2. else the least recently used idle cached block, forgetting its prefix: the prefix cache
+    ///    lives in memory that the working set has already committed and never grows it;
+    /// 3. else a never-written block, which commits new pages (the budget still bounds them).
+    /// The cost: once the sequences in use shrink, the cache can hold only the blocks they freed,
+    /// not the whole budget. A cached prefix that is in use is never evicted.
     private func allocateBlock() -> Int32 {
-        let block = freeList.popLast() ?? prefixIndex.evictLeastRecentlyUsed()
+        let block: Int32
+        if let recycled = freeList.popLast() {
+            block = recycled
+        } else if prefixIndex.idleCount > 0 {
+            block = prefixIndex.evictLeastRecentlyUsed()
+        } else {
+            precondition(touchedBlocks < capacityBlocks, "no free KV block")
+            block = Int32(touchedBlocks)
+            touchedBlocks += 1
+        }
         referenceCounts[Int(block)] = 1
         return block
     }

@@ -110,10 +110,24 @@ extension KVBlockPool {
     /// - Returns: the sequence and how many leading tokens of `tokens` it already holds.
     public func createSequence(reusingPrefixOf tokens: [TokenID], granularity: Int? = nil) -> (sequence: SequenceID, reusedTokens: Int) {
         let sequence = createSequence()
-        let found = cachedPrefix(of: tokens, granularity: granularity)
-        guard !found.isEmpty else { return (sequence, 0) }
-        var state = Sequence()
-        for (block, hash) in found {
+        return (sequence, extendFromCache(sequence, tokens: tokens, granularity: granularity))
+    }
+
+    /// Appends to `sequence` the cached full blocks that hold its next tokens of `tokens` (its tokens
+    /// from position 0), with the same rules as `createSequence(reusingPrefixOf:granularity:)`: whole
+    /// units of `granularity` tokens, at least one token left to compute. Used for blocks that another
+    /// sequence registered after this one started (in-flight prefix sharing). Takes nothing unless every
+    /// position of `sequence` lies in full blocks registered in (or taken from) the cache, ending on a
+    /// multiple of `granularity`.
+    /// - Returns: the length of `sequence` afterwards.
+    @discardableResult
+    public func extendFromCache(_ sequence: SequenceID, tokens: [TokenID], granularity: Int? = nil) -> Int {
+        guard var state = sequences[sequence.rawValue] else { return 0 }
+        let unit = granularity ?? blockTokens
+        guard state.length == state.blocks.count * blockTokens, state.prefixHashes.count == state.blocks.count,
+              state.length % unit == 0 else { return state.length }
+        for (block, hash) in cachedPrefix(of: tokens, granularity: unit, fromBlock: state.blocks.count,
+                                          parent: state.prefixHashes.last ?? 0) {
             if referenceCounts[Int(block)] == 0 { prefixIndex.markUsed(block) }
             referenceCounts[Int(block)] += 1
             state.blocks.append(block)
@@ -121,30 +135,43 @@ extension KVBlockPool {
         }
         state.length = state.blocks.count * blockTokens
         sequences[sequence.rawValue] = state
-        return (sequence, state.length)
+        return state.length
     }
 
     /// How many leading tokens of `tokens` `createSequence(reusingPrefixOf:granularity:)` would take
     /// from the cache now.
     public func cachedPrefixLength(of tokens: [TokenID], granularity: Int? = nil) -> Int {
-        cachedPrefix(of: tokens, granularity: granularity).count * blockTokens
+        cachedPrefix(of: tokens, granularity: granularity ?? blockTokens, fromBlock: 0, parent: 0).count * blockTokens
     }
 
-    /// The cached blocks that hold the leading tokens of `tokens`, with the prefix hash through each,
-    /// cut to a multiple of `granularity` tokens and leaving at least one token uncovered.
-    private func cachedPrefix(of tokens: [TokenID], granularity: Int?) -> [(block: Int32, hash: UInt64)] {
-        let unit = granularity ?? blockTokens
+    /// The cached blocks that hold the tokens of `tokens` from block `fromBlock` on (whose prefix
+    /// before it hashes to `parent`), with the prefix hash through each, cut to a multiple of `unit`
+    /// tokens and leaving at least one token uncovered.
+    private func cachedPrefix(of tokens: [TokenID], granularity unit: Int, fromBlock start: Int,
+                              parent: UInt64) -> [(block: Int32, hash: UInt64)] {
         precondition(unit > 0 && unit % blockTokens == 0, "the granularity is a multiple of the block size")
         guard prefixCaching, tokens.count > 1 else { return [] }
-        var parent: UInt64 = 0
+        var parent = parent
         var found: [(block: Int32, hash: UInt64)] = []
-        for b in 0 ..< (tokens.count - 1) / blockTokens {
+        for b in start ..< max(start, (tokens.count - 1) / blockTokens) {
             let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
             guard let block = prefixIndex.block(for: .init(parent: parent, tokens: Array(slice))) else { break }
             parent = PrefixIndex.hash(parent: parent, tokens: slice)
             found.append((block, parent))
         }
         return Array(found.prefix(found.count * blockTokens / unit * unit / blockTokens))
+    }
+
+    /// The prefix hash of `tokens` taken in whole blocks (the key under which the last of those
+    /// blocks is cached, as far as the earlier ones go): equal prompts' chunks get equal hashes.
+    public func prefixHash(of tokens: ArraySlice<TokenID>) -> UInt64 {
+        var parent: UInt64 = 0
+        var start = tokens.startIndex
+        while start + blockTokens <= tokens.endIndex {
+            parent = PrefixIndex.hash(parent: parent, tokens: tokens[start ..< start + blockTokens])
+            start += blockTokens
+        }
+        return parent
     }
 
     /// Registers the full blocks of `sequence` that are not registered yet, so that later sequences

@@ -64,7 +64,7 @@ struct CompletionHandler: Sendable {
         await withTaskCancellationHandler {
             for await event in events {
                 switch event {
-                case let .admitted(cachedTokens): cached = cachedTokens
+                case let .admitted(cachedTokens), let .promptCached(cachedTokens): cached = cachedTokens
                 case let .failed(error): failure = error
                 case let .token(choice, token, logprobs, finished):
                     if first { metrics.observeTimeToFirstToken(seconds(since: arrival)); first = false }
@@ -137,6 +137,8 @@ struct CompletionHandler: Sendable {
                             ["index": $0, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]
                         }))
                     }
+                case let .promptCached(tokens):
+                    cached = tokens
                 case let .failed(error):
                     try await send(Self.json(error.body))
                     return

@@ -6,6 +6,9 @@ import QuillModels
 enum EngineEvent: Sendable {
     /// The job got its KV memory and its prompt is running; `cachedTokens` came from the prefix cache.
     case admitted(cachedTokens: Int)
+    /// The prompt has run: `tokens` of it came from the prefix cache in the end (those found at
+    /// admission plus chunks that requests running beside it computed meanwhile).
+    case promptCached(tokens: Int)
     /// A new token of choice `choice`.
     case token(choice: Int, token: TokenID, logprobs: TokenLogprobs?, finished: GenerationStatistics.StopReason?)
     /// The job failed; no more events follow.
@@ -28,6 +31,7 @@ struct EngineSnapshot: Sendable {
     var kvBlocksInUse = 0
     var kvBlocksTotal = 0
     var kvBlocksCached = 0
+    var kvBlocksResident = 0
     var steps = 0
     var preemptions = 0
 }
@@ -201,6 +205,7 @@ final class InferenceEngine: @unchecked Sendable {
     private func deliver(_ events: [BatchGenerator.Event]) {
         for event in events {
             guard let (job, choice) = owner[event.request], let state = running[job] else { continue }
+            if choice == 0, let cached = event.cachedPromptTokens { state.continuation.yield(.promptCached(tokens: cached)) }
             state.continuation.yield(.token(choice: choice, token: event.token, logprobs: event.logprobs, finished: event.finished))
             if event.finished != nil { close(job, request: event.request) }
         }
@@ -244,6 +249,7 @@ final class InferenceEngine: @unchecked Sendable {
         latest.runningSequences = owner.count
         latest.kvBlocksInUse = context.kv.capacityBlocks - context.kv.freeBlocks
         latest.kvBlocksCached = context.kv.cachedPrefixBlocks
+        latest.kvBlocksResident = context.kv.residentBlocks
         latest.steps += 1
         latest.preemptions = generator.preemptions
         condition.unlock()

@@ -55,6 +55,8 @@ final class ServerMetrics: @unchecked Sendable {
             metric("quill_kv_blocks_in_use", "gauge", "KV blocks held by sequences.", [("", "\(engine.kvBlocksInUse)")])
             metric("quill_kv_blocks_cached", "gauge", "KV blocks findable in the prefix cache.", [("", "\(engine.kvBlocksCached)")])
             metric("quill_kv_blocks_total", "gauge", "KV blocks in the budget.", [("", "\(engine.kvBlocksTotal)")])
+            metric("quill_kv_blocks_resident", "gauge", "KV blocks written at least once (their memory is resident).",
+                   [("", "\(engine.kvBlocksResident)")])
             metric("quill_engine_steps_total", "counter", "Forward passes run.", [("", "\(engine.steps)")])
             metric("quill_preemptions_total", "counter", "Running sequences preempted for KV memory (recomputed later).",
                    [("", "\(engine.preemptions)")])

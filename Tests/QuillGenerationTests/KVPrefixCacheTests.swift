@@ -77,6 +77,40 @@ import Testing
         #expect(pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5, 6, 7, 8, 9]).reusedTokens == 4)
     }
 
+    @Test func idleCachedBlocksAreReusedBeforeMemoryThatWasNeverWritten() throws {
+        let pool = try pool(blocks: 8)
+        let (a, _) = try run(pool, Array(1 ... 9), tag: 0)        // 2 cached full blocks and a partial one
+        pool.release(a)
+        #expect(pool.residentBlocks == 3 && pool.cachedPrefixBlocks == 2 && pool.freeBlocks == 8)
+        let (b, _) = try run(pool, Array(20 ... 30), tag: 0)      // 3 blocks: the freed one, then 2 evictions
+        #expect(pool.residentBlocks == 3, "no new memory while written blocks are free or idle")
+        #expect(pool.createSequence(reusingPrefixOf: Array(1 ... 9)).reusedTokens == 0, "the idle blocks were evicted")
+        let (c, _) = try run(pool, Array(40 ... 52), tag: 0)      // 4 more blocks while b holds 3
+        #expect(pool.residentBlocks == 7)
+        pool.release(b)
+        pool.release(c)
+        #expect(pool.freeBlocks == 8)
+    }
+
+    @Test func theResidentBlocksFollowThePeakInUseWhileSequencesComeAndGo() throws {
+        let pool = try pool(blocks: 64)
+        var generator = Xoshiro256StarStar(seed: 3)
+        var live: [SequenceID] = [], peak = 0
+        for round in 0 ..< 400 {
+            if live.count >= 6 || (!live.isEmpty && generator.next() % 3 == 0) {
+                pool.release(live.remove(at: Int(generator.next() % UInt64(live.count))))
+            }
+            // Prompts from a few families, so that some blocks are found again and some go idle.
+            let family = TokenID(generator.next() % 4), length = 3 + Int(generator.next() % 30)
+            let tokens = (0 ..< length).map { family * 100 + TokenID($0 < 12 ? $0 : $0 + round) }
+            live.append(try run(pool, tokens, tag: 0).0)
+            peak = max(peak, pool.capacityBlocks - pool.freeBlocks)
+            #expect(pool.residentBlocks == peak, "round \(round): memory written beyond the most blocks ever in use")
+        }
+        for sequence in live { pool.release(sequence) }
+        #expect(pool.freeBlocks == pool.capacityBlocks)
+    }
+
     @Test func withoutPrefixCachingNothingIsShared() throws {
         let pool = try KVBlockPool(layout: layout, tokens: 16, blockTokens: 4)
         let (s, reused) = pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5])
@@ -84,3 +118,4 @@ import Testing
         #expect(reused == 0 && pool.cachedPrefixBlocks == 0)
     }
 }
+

@@ -57,6 +57,26 @@ import Testing
                 "every block is free or idle in the cache once the requests end")
     }
 
+    @Test func promptsSubmittedTogetherShareTheirCommonChunksAndGiveTheSameTokens() throws {
+        let model = try RealModel.load(precision: .quantized)
+        let common = try Self.longPrompt(model, tokens: 128)                 // two whole 64-token chunks
+        let tails: [[TokenID]] = [[504, 3575, 282], [4649, 314, 504, 3575], [282, 4649]]
+        let context = try model.model.makeContext(kvTokens: 2048)
+        context.kv.prefixCaching = true
+        let generator = BatchGenerator(context: context, promptChunk: 64, tokenBudget: 192)
+        let options = GenerationOptions(maxNewTokens: 8, stopAtEndOfSequence: false)
+        let ids = try tails.enumerated().map { i, tail in
+            try generator.submit(prompt: common + tail, options: options, sampling: [sampling(seed: UInt64(20 + i))],
+                                 contextSize: 1024).requests[0]
+        }
+        let tokens = try generator.run()
+        #expect(generator.computedPromptTokens == 128 + tails.reduce(0) { $0 + $1.count }, "the common chunks ran once")
+        for (i, tail) in tails.enumerated() {
+            #expect(tokens[ids[i]] == (try alone(model, common + tail, sampling: sampling(seed: UInt64(20 + i)), newTokens: 8)),
+                    "prompt \(i): taking another prompt's chunks changed its tokens")
+        }
+    }
+
     @Test func choicesShareThePromptsBlocksAndEachMatchesASingleRun() throws {
         let model = try RealModel.load(precision: .quantized)
         let prompt = try Self.longPrompt(model, tokens: 70)        // 2 full blocks and a partial one
