@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs the whole test suite under AddressSanitizer and then ThreadSanitizer (release build, so the
 # model tests finish in minutes), each in its own scratch directory so the normal .build is untouched.
-#   Tests/Sanitizers/run.sh [address|thread]...   (default: both)
+#   Tests/Sanitizers/run.sh [address|thread]... [-- swift-test-arguments...]   (default: both, whole suite)
+# e.g. `Tests/Sanitizers/run.sh address -- --filter ServeCommandLineTests` reruns one suite.
 # Prints each run's wall time; the exit status is non-zero if any run failed or a sanitizer reported.
 cd "$(dirname "$0")/../.." || exit 1
 # The whole run (compiler, test runner and every process they start) at nice 19: the runs take many
@@ -23,21 +24,23 @@ keep_nice() {
 keep_nice &
 watcher=$!
 trap 'kill $watcher 2>/dev/null' EXIT
+sanitizers=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do sanitizers+=("$1"); shift; done
+[ "$1" = "--" ] && shift  # the rest goes to swift test
+[ ${#sanitizers[@]} -eq 0 ] && sanitizers=(address thread)
 status=0
-for sanitizer in "${@:-address thread}"; do
-  for s in $sanitizer; do
-    mkdir -p ".build-$s"
-    log=".build-$s/sanitizer-run.log"
-    start=$(date +%s)
-    # halt_on_error: the first report fails the run instead of scrolling by.
-    LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-      swift test -c release --sanitize="$s" --scratch-path ".build-$s" >"$log" 2>&1
-    rc=$?
-    end=$(date +%s)
-    reports=$(grep -c "ERROR: AddressSanitizer\|WARNING: ThreadSanitizer\|ERROR: LeakSanitizer" "$log")
-    echo "$s: exit $rc, $((end - start)) s (build + tests), $reports sanitizer reports; log in $log"
-    grep -E "Test run with|✘" "$log" | tail -5
-    [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] || status=1
-  done
+for s in "${sanitizers[@]}"; do
+  mkdir -p ".build-$s"
+  log=".build-$s/sanitizer-run$([ $# -gt 0 ] && echo -partial).log"  # a partial rerun keeps the whole run's log
+  start=$(date +%s)
+  # halt_on_error: the first report fails the run instead of scrolling by.
+  LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    swift test -c release --sanitize="$s" --scratch-path ".build-$s" "$@" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s)
+  reports=$(grep -c "ERROR: AddressSanitizer\|WARNING: ThreadSanitizer\|ERROR: LeakSanitizer" "$log")
+  echo "$s: exit $rc, $((end - start)) s (build + tests), $reports sanitizer reports; log in $log"
+  grep -E "Test run with|✘" "$log" | tail -5
+  [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] || status=1
 done
 exit $status
