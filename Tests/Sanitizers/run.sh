@@ -35,11 +35,17 @@ for s in "${sanitizers[@]}"; do
   start=$(date +%s)
   # ASan stops at its first report. TSan goes on to the end of the suite (a run takes most of an hour
   # here, so it should show every race at once); any report still fails the run (TSan exits 66).
-  LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1 \
+  # Reports go to files (log_path), so those of the `quill serve` processes that the server tests start,
+  # whose stderr the tests keep to themselves, are counted too.
+  reportfiles="$PWD/.build-$s/report"
+  rm -f "$reportfiles".*
+  LSAN_OPTIONS=suppressions=$PWD/Tests/Sanitizers/lsan.supp ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:log_path=$reportfiles \
+  TSAN_OPTIONS=halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/Tests/Sanitizers/tsan.supp:log_path=$reportfiles \
     swift test -c release --sanitize="$s" --scratch-path ".build-$s" "$@" >"$log" 2>&1
   rc=$?
   end=$(date +%s)
-  reports=$(grep -c "ERROR: AddressSanitizer\|WARNING: ThreadSanitizer\|ERROR: LeakSanitizer" "$log")
+  reports=$(cat "$log" "$reportfiles".* 2>/dev/null | grep -c "ERROR: AddressSanitizer\|WARNING: ThreadSanitizer\|ERROR: LeakSanitizer")
+  [ "$reports" -gt 0 ] && echo "$s: reports in $reportfiles.*"
   echo "$s: exit $rc, $((end - start)) s (build + tests), $reports sanitizer reports; log in $log"
   grep -E "Test run with|✘" "$log" | tail -5
   [ "$rc" -eq 0 ] && [ "$reports" -eq 0 ] || status=1
