@@ -125,7 +125,7 @@ extension DecoderContext {
             RMSNorm.apply(x + chunk.firstRow * w, weight: model.outputNorm, into: normed, rows: n, width: w,
                           epsilon: a.normEpsilon)
             result[chunk.index] = [Float](unsafeUninitializedCapacity: n * vocabulary) { buffer, initialised in
-                MatMul.multiply(model.output, normed, tokens: n, into: buffer.baseAddress!, pool: pool)
+                multiplyPrompt([(model.output, buffer.baseAddress!)], normed, tokens: n)
                 initialised = n * vocabulary
             }
         }
@@ -147,10 +147,24 @@ extension DecoderContext {
             for (matrix, output) in products { projectRows(matrix, input, rows: rows, into: output) }
         }
         for chunk in plan.promptChunks {
-            for (matrix, output) in products {
-                MatMul.multiply(matrix, input + chunk.firstRow * columns, tokens: chunk.tokens,
-                                into: output + chunk.firstRow * matrix.rows, pool: pool)
-            }
+            multiplyPrompt(products.map { ($0.matrix, $0.output + chunk.firstRow * $0.matrix.rows) },
+                           input + chunk.firstRow * columns, tokens: chunk.tokens)
+        }
+    }
+
+    /// `y_i = x · W_iᵀ` for the tokens of one prompt chunk. On the quantised path the int8 GEMM
+    /// (int8 activations against the weights' own integers, as the decoding rows use int8
+    /// activations), quantising the chunk once for all the matrices; otherwise exactly dequantised
+    /// f32 weights and sgemm. Each token's result depends on that token alone either way.
+    private func multiplyPrompt(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
+                                _ input: UnsafeMutablePointer<Float>, tokens: Int) {
+        if model.precision == .quantized && BlockInt8GEMM.hasFastKernel && products.allSatisfy({ BlockInt8GEMM.supports($0.matrix) }) {
+            let activations = InterleavedActivations(input, tokens: tokens, columns: products[0].matrix.columns, pool: pool)
+            BlockInt8GEMM.multiply(products, activations, pool: pool)
+            return
+        }
+        for (matrix, output) in products {
+            MatMul.multiply(matrix, input, tokens: tokens, into: output, pool: pool)
         }
     }
 

@@ -7,9 +7,9 @@ public enum ComputePrecision: String, Sendable, CaseIterable {
     /// The reference path: weights dequantised exactly, f32 arithmetic everywhere, f32 KV cache.
     /// Matches the Hugging Face fp32 implementation to rounding noise.
     case f32
-    /// The fast path: decoding multiplies quantised weights with activations quantised to 8 bits per
-    /// 32-element block (as llama.cpp does); prompt batches use f32 GEMM on dequantised panels; the
-    /// KV cache holds half floats.
+    /// The fast path: quantised weights multiply activations quantised to 8 bits per 32-element
+    /// block (as llama.cpp does) — mat-vec kernels when decoding, the int8 GEMM for prompt chunks
+    /// (f32 sgemm on dequantised panels where no int8 kernel runs); the KV cache holds half floats.
     case quantized
 
     /// The KV element type this precision uses unless told otherwise.

@@ -7,10 +7,20 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public let path: String
     public let problem: String
 
+    /// Problems longer than this many characters keep their start and end around a marker: tensor
+    /// names and config values come from the files, and a mutated header can hold a name of megabytes.
+    static let longestProblem = 600
+
     public init(path: String, problem: String) {
         self.path = path
         // Tensor names and config values come from the files; keep the message on one line.
-        self.problem = problem.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+        let oneLine = problem.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+        if oneLine.count > Self.longestProblem {
+            let omitted = oneLine.count - 500
+            self.problem = "\(oneLine.prefix(400))… (\(omitted) characters omitted) …\(oneLine.suffix(100))"
+        } else {
+            self.problem = oneLine
+        }
     }
 
     public var description: String { "\(path): \(problem)" }

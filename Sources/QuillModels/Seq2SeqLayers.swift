@@ -34,6 +34,11 @@ struct Linear {
             var xq = QuantizedActivationBatch(rows: tokens, columns: weight.columns)
             xq.quantize(x, rows: tokens, columns: weight.columns)
             MatVec.multiply(weight, xq, into: y, pool: context.pool)
+        } else if context.matVecPrecision == .int8, BlockInt8GEMM.hasFastKernel, BlockInt8GEMM.supports(weight) {
+            // Many rows (an encoder's tokens, beams × sources) against quantised weights: the int8
+            // GEMM, every row still independent of the others.
+            BlockInt8GEMM.multiply([(weight, y)], InterleavedActivations(x, tokens: tokens, columns: weight.columns, pool: context.pool),
+                                   pool: context.pool)
         } else {
             MatMul.multiply(weight, x, tokens: tokens, into: y, pool: context.pool)
         }

@@ -12,7 +12,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Compute path: 'quantized' (fast, 8-bit activations when decoding) or 'f32' (exactly dequantised weights, f32 arithmetic; the reference).")
+    @Option(help: "Compute path: 'quantized' (fast: 8-bit activations against the quantised weights) or 'f32' (exactly dequantised weights, f32 arithmetic; the reference).")
     var precision: ComputePrecision = .quantized
 
     var modelPath: String { ModelLocator.path(for: model) }

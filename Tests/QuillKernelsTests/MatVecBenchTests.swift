@@ -150,6 +150,35 @@ struct KernelBench {
             }
         }
     }
+    /// Prompt GEMMs on the quantised path, one thread's CPU time: the int8 GEMM (activation
+    /// quantisation included) against dequantised panels + sgemm, at Qwen2.5-0.5B's shapes.
+    ///   QUILL_KERNEL_BENCH=1 swift test -c release --filter KernelBench/int8Prompt
+    @Test func int8Prompt() {
+        var g = SeededGenerator(seed: 9)
+        let pool = ThreadPool(threads: 1)
+        for (type, rows, columns) in [(TensorType.q5_0, 4864, 896), (.q6_K, 896, 4864), (.q4_K, 896, 4864), (.q8_0, 896, 896),
+                                      (.q4_1, 1536, 576)] {
+            let w = RandomWeights(type, rows: rows, columns: columns, using: &g)
+            defer { w.free() }
+            for tokens in [128, 512] {
+                let x = [Float].random(count: tokens * columns, using: &g)
+                var y = [Float](repeating: 0, count: tokens * rows)
+                let macs = Double(tokens * rows * columns)
+                let sgemm = bestCPU(1) { MatMul.multiply(w.matrix, x, tokens: tokens, into: &y, pool: pool) }
+                let int8 = bestCPU(1) {
+                    x.withUnsafeBufferPointer { xp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            BlockInt8GEMM.multiply([(w.matrix, yp.baseAddress!)],
+                                                   InterleavedActivations(xp.baseAddress!, tokens: tokens, columns: columns, pool: pool),
+                                                   pool: pool)
+                        }
+                    }
+                }
+                print("BENCH int8 prompt \(type) \(rows)x\(columns) tokens=\(tokens): sgemm \(fmt(macs / sgemm / 1e9)) GMAC/s, "
+                      + "int8 \(fmt(macs / int8 / 1e9)) GMAC/s, \(fmt(sgemm / int8))×")
+            }
+        }
+    }
 }
 
 func fmt(_ v: Double) -> String { String(Int((v * 10).rounded()) / 10) + "." + String(Int((v * 10).rounded()) % 10) }

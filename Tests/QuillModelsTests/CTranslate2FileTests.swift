@@ -59,6 +59,7 @@ enum CTranslate2Writer {
 @Suite struct CTranslate2FileTests {
     @Test func readsEveryDtypeAliasAndScalar() throws {
         let path = try CTranslate2Writer.write(CTranslate2Writer.bytes(CTranslate2Writer.sample, aliases: [("tied", "a/f32")]))
+        defer { try? FileManager.default.removeItem(atPath: path) }  // a mapped file may be unlinked
         let file = try CTranslate2File(path: path)
         let storage = WeightStorage()
         #expect(file.specName == "TestSpec" && file.specRevision == 1 && file.variables.count == 9)
@@ -110,6 +111,7 @@ enum CTranslate2Writer {
         cases.append((noNul, "not NUL-terminated"))
         for (bytes, message) in cases {
             let path = bytes.isEmpty ? try CTranslate2Writer.write([]) : try CTranslate2Writer.write(bytes)
+            defer { try? FileManager.default.removeItem(atPath: path) }  // a mapped file may be unlinked
             do {
                 _ = try CTranslate2File(path: path)
                 Issue.record("accepted a bad file (\(message))")
@@ -122,6 +124,7 @@ enum CTranslate2Writer {
 
     @Test func quantisedMatrixWithoutScaleIsRefused() throws {
         let path = try CTranslate2Writer.write(CTranslate2Writer.bytes(Array(CTranslate2Writer.sample.prefix(4))))
+        defer { try? FileManager.default.removeItem(atPath: path) }  // a mapped file may be unlinked
         let file = try CTranslate2File(path: path)
         #expect(throws: CheckpointError.self) { try file.matrix("d/weight", rows: 2, columns: 2, storage: WeightStorage()) }
     }

@@ -45,6 +45,19 @@ enum SafetensorsWriter {
 }
 
 @Suite struct SafetensorsTests {
+    /// A tensor name of a megabyte (a mutated header can hold one) gives a message of a few hundred
+    /// characters that still starts and ends as the full one does.
+    @Test func longProblemsAreClipped() {
+        let name = String(repeating: "x", count: 1 << 20)
+        let error = CheckpointError(path: "/m/model.safetensors", problem: "tensor '\(name)' has shape [3]\nnot [2]")
+        #expect(error.description.count < 700, "\(error.description.count) characters")
+        #expect(error.description.hasPrefix("/m/model.safetensors: tensor 'xxx"))
+        #expect(error.description.hasSuffix("xxx' has shape [3]\\nnot [2]"))
+        #expect(error.description.contains("characters omitted") && !error.description.contains("\n"))
+        let short = CheckpointError(path: "p", problem: "missing tensor 'a'")
+        #expect(short.description == "p: missing tensor 'a'")
+    }
+
     @Test func readsTensorsAndChecksShapes() throws {
         let path = try SafetensorsWriter.file(tensors: [("a", [2, 3], [1, 2, 3, 4, 5, 6]), ("b", [1, 2], [7, 8])])
         let file = try SafetensorsFile(path: path)
