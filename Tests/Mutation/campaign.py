@@ -15,11 +15,14 @@ N mutants per seq2seq target file, M (default N) per GGUF file. Uses QUILL_HUGE_
 -c 64 to keep runs short. A GGUF file of hundreds of MB is never copied per mutant: each worker keeps
 one copy, patches bytes of its header in place (only the header is read into memory) and restores
 them after the run; a truncated mutant is the header followed by a hole up to the cut (a sparse file).
-Every run is appended to <work>/results.jsonl, so an interrupted campaign is still counted."""
-import argparse, json, os, random, resource, shutil, struct, subprocess, sys, threading, time
+Every run is appended to <work>/results.jsonl, so an interrupted campaign is still counted. At its end
+(also after Ctrl-C or --minutes) a campaign appends its per-target counts to Tests/Mutation/ledger.tsv
+(--ledger; --no-ledger for trial runs) and prints the running total of every campaign in the ledger."""
+import argparse, datetime, json, os, random, resource, shutil, signal, struct, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+default_ledger = os.path.join(root, "Tests/Mutation/ledger.tsv")
 fixtures = os.path.join(root, "Tests/QuillModelsTests/Fixtures/seq2seq")
 models = os.path.expanduser("~/.cache/quill/models")
 default_ggufs = [os.path.join(models, f) for f in ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf",
@@ -175,14 +178,19 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", default="", help="comma-separated: gguf, marian, bart, t5, t5-gated")
     ap.add_argument("--minutes", type=float, default=0, help="start no new run after this long (0: no limit)")
+    ap.add_argument("--ledger", default=default_ledger, help="campaign ledger to append to (default: %(default)s)")
+    ap.add_argument("--no-ledger", action="store_true", help="a trial run: do not append to the ledger")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     counts, lock = {}, threading.Lock()
     failures = open(os.path.join(a.work, "failures.jsonl"), "a")
     results = open(os.path.join(a.work, "results.jsonl"), "a")
 
+    stop = threading.Event()  # set on Ctrl-C: runs killed by it are not counted
+
     def record(target, what, outcome, err):
         with lock:
+            if stop.is_set(): return
             key = outcome if outcome in (0, 1) else "other"
             counts.setdefault(target, {0: 0, 1: 0, "other": 0})[key] += 1
             results.write(json.dumps({"target": target, "outcome": key}) + "\n")
@@ -219,7 +227,7 @@ def main():
     random.Random(a.seed).shuffle(tasks)  # a run cut short by --minutes still covers every file
 
     def do(task):
-        if deadline and time.time() > deadline: return
+        if stop.is_set() or (deadline and time.time() > deadline): return
         target, i = task
         rng = random.Random("%d %s %d" % (a.seed, target, i))
         slot = os.path.join(a.work, "w%d" % threading.get_ident())
@@ -271,15 +279,56 @@ def main():
         outcome, err = run(args, b"Hello, world.\nA second line.\n")
         record(target + " " + cmd, "%s: %s" % (f, what), outcome, err)
 
-    with ThreadPoolExecutor(a.jobs) as pool:
+    # Ctrl-C, and SIGINT or SIGTERM sent to a campaign running in the background (where SIGINT starts
+    # out ignored), stop it with its counts recorded.
+    def interrupt(*_): raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    pool = ThreadPoolExecutor(a.jobs)
+    try:
         list(pool.map(do, tasks))
-    total = {0: 0, 1: 0, "other": 0}
-    for target in sorted(counts):
-        c = counts[target]
-        for k in total: total[k] += c[k]
-        print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % (target, c[0], c[1], c["other"]))
-    print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % ("TOTAL", total[0], total[1], total["other"]))
+    except KeyboardInterrupt:
+        print("interrupted: counting the runs finished so far", flush=True)
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+    with lock:
+        stop.set()
+        total = {0: 0, 1: 0, "other": 0}
+        for target in sorted(counts):
+            c = counts[target]
+            for k in total: total[k] += c[k]
+            print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % (target, c[0], c[1], c["other"]))
+        print("%-45s exit 0: %5d  exit 1: %5d  other: %d" % ("TOTAL", total[0], total[1], total["other"]))
+        if not a.no_ledger and counts:
+            append_to_ledger(a.ledger, a.seed, counts)
+        if not a.no_ledger and os.path.exists(a.ledger):
+            print_ledger_total(a.ledger)
     sys.exit(1 if total["other"] else 0)
+
+def append_to_ledger(path, seed, counts):
+    """One tab-separated line per target: date, commit, seed, target, exit0, exit1, other."""
+    new = not os.path.exists(path)
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "-"
+    except OSError:
+        commit = "-"
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    with open(path, "a") as f:
+        if new: f.write("date\tcommit\tseed\ttarget\texit0\texit1\tother\n")
+        for target in sorted(counts):
+            c = counts[target]
+            f.write("\t".join(map(str, [date, commit, seed, target, c[0], c[1], c["other"]])) + "\n")
+
+def print_ledger_total(path):
+    campaigns, total = set(), [0, 0, 0]
+    for line in open(path):
+        cells = line.rstrip("\n").split("\t")
+        if line.startswith("#") or len(cells) != 7 or cells[0] == "date": continue
+        campaigns.add(cells[0])
+        for i in range(3): total[i] += int(cells[4 + i])
+    print("all %d campaigns in %s: %d runs, exit 0: %d, exit 1: %d, other: %d"
+          % (len(campaigns), path, sum(total), total[0], total[1], total[2]))
 
 if __name__ == "__main__":
     main()
