@@ -28,7 +28,7 @@ public struct InterleavedActivations: @unchecked Sendable {
         }
         deinit {
             bytes.deallocate()
-            floats.deallocate()
+            UnsafeMutableRawPointer(floats).deallocate()  // allocated raw, 64-byte aligned
         }
     }
 
