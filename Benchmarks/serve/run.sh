@@ -41,12 +41,12 @@ run_load() {  # label concurrency [extra loadgen args]
         --requests $((c * REQUESTS_PER_CLIENT)) --label "$label" "$@"
 }
 
-# SCENARIOS: "load" (the concurrency sweep) and/or "shared-prefix"; ROUNDS: how many times the
+# CONCURRENCY: the sweep's levels (default "1 4 8 16"). SCENARIOS: "load" (the concurrency sweep) and/or "shared-prefix"; ROUNDS: how many times the
 # shared-prefix pair (cache on, then off) is repeated, interleaved.
 SCENARIOS=${SCENARIOS:-load shared-prefix}
 ROUNDS=${ROUNDS:-1}
 QUILL_ARGS=${QUILL_ARGS:-}          # extra options for quill serve, e.g. "--prompt-chunk 64"
-[[ " $SCENARIOS " == *" load "* ]] && for c in 1 4 8 16; do
+[[ " $SCENARIOS " == *" load "* ]] && for c in ${CONCURRENCY:-1 4 8 16}; do
     "$QUILL" serve -m "$MODEL_PATH" --port "$PORT" -t "$THREADS" $QUILL_ARGS --parallel "$c" -c 16384 2>"$WORK/quill.log" &
     pid=$!; wait_healthy
     run_load "quill t$THREADS" "$c"
