@@ -21,31 +21,45 @@ public protocol BatchLanguageModelContext: AnyObject {
     /// One pass over new tokens of several sequences (at most one chunk per sequence); the logits
     /// of each chunk in order: (vocabularySize) for `.last`, (tokens, vocabularySize) for `.all`.
     func forward(_ batch: [BatchChunk]) throws -> [[Float]]
+    /// Whether a token's keys, values and logits depend only on its position and the tokens before
+    /// it, not on which chunk of two or more tokens computes it (true when every kernel of the prompt
+    /// path works token by token). Then the prefix cache shares prompts block by block rather than in
+    /// whole chunks.
+    var promptTokensIndependentOfChunks: Bool { get }
+}
+
+extension BatchLanguageModelContext {
+    public var promptTokensIndependentOfChunks: Bool { false }
 }
 
 /// Generates for many requests at once (continuous batching): every `step()` is one forward pass
 /// over the next token of every running request plus prompt chunks of waiting ones; requests join
 /// and leave at any step.
 ///
-/// Prompts are cut into chunks of `promptChunk` tokens counted from their start, and a step takes
-/// the running requests' tokens plus whole chunks of up to `tokenBudget` prompt tokens (at least one
-/// chunk; waiting prompts in arrival order, a later prompt's smaller chunk filling what an earlier
-/// one's does not), so a long prompt never stalls the running streams for more than one chunk.
-/// Because chunk boundaries do not depend on the other requests and the context's kernels are
-/// batch-invariant, a request's tokens are the same whatever else is running.
+/// Prompts are cut into chunks of at most `promptChunk` tokens, and a step takes the running
+/// requests' tokens plus chunks of up to `tokenBudget` prompt tokens (at least one chunk; waiting
+/// prompts in arrival order), so a long prompt never stalls the running streams for more than one
+/// chunk. When the context's results depend on the chunk (`promptTokensIndependentOfChunks` false),
+/// chunks are counted from the prompt's start, a chunk that does not fit the step waits and a later
+/// prompt's smaller chunk may fill it; otherwise chunks start where the prompt stands and take what
+/// the step has left. Either way chunk boundaries do not depend on the other requests in a way the
+/// results could see, and the context's kernels are batch-invariant, so a request's tokens are the
+/// same whatever else is running.
 ///
 /// Prefix cache (when the context's pool has `prefixCaching` on and `promptChunk` is a multiple of
-/// the block size): a request starts from cached blocks of an earlier prompt in whole chunks, and
-/// only blocks that a whole prompt chunk computed are registered. So every cached position was
+/// the block size): a request starts from cached blocks of an earlier prompt, and only blocks that
+/// prompt chunks computed are registered, so reusing them changes no bit of the result. The unit of
+/// reuse is one block when the context computes each prompt token independently of its chunk
+/// (`promptTokensIndependentOfChunks`; at least two tokens are then left to compute, as a single
+/// token would take the decoding path); otherwise a whole chunk, so that every cached position was
 /// computed exactly as this request would compute it (the same chunk at the same offset, over the
-/// same earlier positions), and reusing it changes no bit of the result. Positions computed while
-/// decoding, or in a prompt's last partial chunk, are not shared.
+/// same earlier positions). Positions computed while decoding are never shared.
 ///
 /// In-flight sharing: prompts that arrive together find nothing cached yet. So before each chunk a
-/// waiting prompt takes any whole chunks that others registered since it started, and a prompt
-/// whose next whole chunk (same tokens from position 0) another prompt computes in this very step
-/// waits one step instead of computing it too, then takes the registered blocks (vLLM's and
-/// SGLang's deduplication of concurrent prefills). A prompt only waits for a chunk that is in the
+/// waiting prompt takes any units of reuse that others registered since it started, and a prompt
+/// whose next unit (same tokens from position 0) another prompt computes in this very step waits
+/// one step instead of computing it too, then takes the registered blocks (vLLM's and SGLang's
+/// deduplication of concurrent prefills). A prompt only waits for a chunk that is in the
 /// current forward pass, so it never waits for a producer that was cancelled or preempted: if the
 /// blocks are gone by the next step, it computes them itself.
 ///
@@ -117,10 +131,20 @@ public final class BatchGenerator {
         self.tokenBudget = max(1, tokenBudget)
     }
 
-    /// The unit of prefix reuse (one prompt chunk), or nil when the prefix cache is off or chunks do
-    /// not end on block boundaries.
+    /// The unit of prefix reuse (one block, or one prompt chunk unless the context's prompt tokens are
+    /// independent of their chunks), or nil when the prefix cache is off or chunks do not end on
+    /// block boundaries.
     private var reuseGranularity: Int? {
-        context.kv.prefixCaching && promptChunk % context.kv.blockTokens == 0 ? promptChunk : nil
+        let kv = context.kv
+        guard kv.prefixCaching && promptChunk % kv.blockTokens == 0 else { return nil }
+        return context.promptTokensIndependentOfChunks ? kv.blockTokens : promptChunk
+    }
+
+    /// The tokens whose leading cached blocks a sequence may take: with block-sized reuse, all but the
+    /// last, so that at least two are left to compute as a prompt chunk (one alone would decode,
+    /// which is not bitwise the prompt path).
+    private func reusable(_ tokens: [TokenID]) -> [TokenID] {
+        reuseGranularity == context.kv.blockTokens && reuseGranularity != promptChunk ? Array(tokens.dropLast()) : tokens
     }
 
     /// Requests not finished (choices waiting for their prompt included).
@@ -162,7 +186,7 @@ public final class BatchGenerator {
         guard promptBlocks <= kv.capacityBlocks else {
             throw KVCacheError.outOfBlocks(neededBlocks: promptBlocks, freeBlocks: kv.capacityBlocks, blockTokens: kv.blockTokens)
         }
-        let (sequence, reused) = reuseGranularity.map { kv.createSequence(reusingPrefixOf: prompt, granularity: $0) }
+        let (sequence, reused) = reuseGranularity.map { kv.createSequence(reusingPrefixOf: reusable(prompt), granularity: $0) }
             ?? (kv.createSequence(), 0)
         let ids = (0 ..< sampling.count).map { nextID + $0 }
         nextID += sampling.count
@@ -211,7 +235,7 @@ public final class BatchGenerator {
         }
         // Then prompt chunks in arrival order, each only if the pool can hold the rest of its prompt.
         var available = kv.freeBlocks - needed
-        // Prefix hashes of the whole chunks this step computes, which other prompts wait for.
+        // Prefix hashes of the units of reuse this step computes, which other prompts wait for.
         var computing: Set<UInt64> = []
         for id in order where requests[id]!.prefilling {
             let freeBefore = kv.freeBlocks
@@ -220,19 +244,16 @@ public final class BatchGenerator {
             available -= freeBefore - kv.freeBlocks     // idle cached blocks just taken
             let request = requests[id]!
             let done = kv.length(of: request.sequence)
-            let size = min(promptChunk - done % promptChunk, request.pending.count)
-            // A chunk that does not fit the rest of the budget waits (first in line next step); a later,
-            // smaller one (a prompt's last, partial chunk) may still fill the step.
-            guard size <= budget || budget == tokenBudget else { continue }
-            let chunkKey = shareableChunkKey(request, computed: done, chunk: size)
-            if let chunkKey, computing.contains(chunkKey) {
+            guard let size = nextChunkSize(pending: request.pending.count, computed: done, budget: budget) else { continue }
+            let keys = shareableKeys(request, computed: done, chunk: size)
+            if let first = keys.first, computing.contains(first) {
                 chunksWaitedFor += 1
                 continue
             }
             let whole = kv.blocksNeeded(appending: request.pending.count + 1, to: request.sequence)
             guard whole <= available else { continue }
             available -= whole
-            if let chunkKey { computing.insert(chunkKey) }
+            computing.formUnion(keys)
             chunks.append(BatchChunk(sequence: request.sequence, tokens: Array(request.pending.prefix(size))))
             ids.append(id)
             budget -= size
@@ -251,8 +272,8 @@ public final class BatchGenerator {
             var request = requests[id]!
             if request.prefilling { computedPromptTokens += chunks[i].tokens.count }
             request.pending.removeFirst(chunks[i].tokens.count)
-            if request.prefilling, reuseGranularity != nil, kv.length(of: request.sequence) % promptChunk == 0 {
-                request.shareable = kv.length(of: request.sequence)
+            if request.prefilling, let unit = reuseGranularity, kv.length(of: request.sequence) / unit * unit > request.shareable {
+                request.shareable = kv.length(of: request.sequence) / unit * unit
                 kv.cachePrefix(of: request.sequence, tokens: Array(request.tokens.prefix(request.shareable)))
             }
             guard request.pending.isEmpty else { requests[id] = request; continue }
@@ -274,13 +295,36 @@ public final class BatchGenerator {
         return events
     }
 
-    /// The prefix hash through the end of a prompt chunk of `chunk` tokens after `computed` positions,
-    /// when finishing it registers a whole chunk that another prompt could take from the cache (not
-    /// the prompt's last token, which the cache never covers); nil otherwise.
-    private func shareableChunkKey(_ request: Request, computed: Int, chunk: Int) -> UInt64? {
-        let end = computed + chunk
-        guard reuseGranularity != nil, end % promptChunk == 0, end < request.tokens.count else { return nil }
-        return context.kv.prefixHash(of: request.tokens[..<end])
+    /// Tokens of a waiting prompt's next chunk, given `budget` prompt tokens left in this step, or nil
+    /// when it waits for the next step (first in line).
+    ///
+    /// When a token's result depends on its chunk, chunks run at fixed offsets (multiples of
+    /// `promptChunk` from the prompt's start) and one that does not fit the rest of the budget waits;
+    /// a later, smaller one (a prompt's last, partial chunk) may still fill the step. Otherwise a chunk
+    /// starts wherever the prompt stands (after cached blocks, say) and takes what fits, but never
+    /// leaves or makes a chunk of one token, which would take the decoding path.
+    private func nextChunkSize(pending: Int, computed: Int, budget: Int) -> Int? {
+        let first = budget == tokenBudget     // nothing admitted yet: one chunk always is
+        guard context.promptTokensIndependentOfChunks else {
+            let size = min(promptChunk - computed % promptChunk, pending)
+            return size <= budget || first ? size : nil
+        }
+        let limit = first ? promptChunk : min(promptChunk, budget)
+        if pending <= limit { return pending }
+        if pending - limit > 1 { return limit >= 2 ? limit : nil }
+        if limit >= 3 { return limit - 1 }
+        return first ? pending : nil
+    }
+
+    /// The prefix hashes through the end of each unit of reuse that a prompt chunk of `chunk` tokens
+    /// after `computed` positions completes and registers, which other prompts could take from the
+    /// cache (not through the prompt's last token, which the cache never covers); the first one is
+    /// what a prompt about to compute this chunk would wait for.
+    private func shareableKeys(_ request: Request, computed: Int, chunk: Int) -> [UInt64] {
+        guard let unit = reuseGranularity else { return [] }
+        return stride(from: (computed / unit + 1) * unit, through: computed + chunk, by: unit)
+            .filter { $0 < request.tokens.count }
+            .map { context.kv.prefixHash(of: request.tokens[..<$0]) }
     }
 
     /// A waiting prompt whose positions so far are all whole cached chunks takes the chunks that
@@ -290,7 +334,7 @@ public final class BatchGenerator {
         let kv = context.kv
         let done = kv.length(of: request.sequence)
         guard done == request.shareable, request.tokens.count - request.pending.count == done else { return }
-        let length = kv.extendFromCache(request.sequence, tokens: request.tokens, granularity: granularity)
+        let length = kv.extendFromCache(request.sequence, tokens: reusable(request.tokens), granularity: granularity)
         guard length > done else { return }
         request.pending = Array(request.tokens[length...])
         request.shareable = length
@@ -320,10 +364,10 @@ public final class BatchGenerator {
         let kv = context.kv
         guard let granularity = reuseGranularity, var request = requests[id], request.generated > 0,
               kv.length(of: request.sequence) == 0, request.pending.count == request.tokens.count else { return }
-        let cached = kv.cachedPrefixLength(of: request.tokens, granularity: granularity)
+        let cached = kv.cachedPrefixLength(of: reusable(request.tokens), granularity: granularity)
         guard cached > 0, (request.tokens.count - cached + kv.blockTokens) / kv.blockTokens <= available else { return }
         kv.release(request.sequence)
-        let (sequence, reused) = kv.createSequence(reusingPrefixOf: request.tokens, granularity: granularity)
+        let (sequence, reused) = kv.createSequence(reusingPrefixOf: reusable(request.tokens), granularity: granularity)
         request.sequence = sequence
         request.pending = Array(request.tokens[reused...])
         request.shareable = reused

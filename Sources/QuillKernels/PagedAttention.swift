@@ -118,12 +118,17 @@ extension Attention {
         var items: [(sequence: Int, first: Int, count: Int, head: Int)] = []
         for (s, sequence) in sequences.enumerated() {
             if sequence.tokens > 1, blas != nil {
-                let blocks = (sequence.tokens + blockRows - 1) / blockRows
+                // Query blocks are aligned to absolute positions (multiples of `blockRows`), so a
+                // position always lands in the same block whatever chunk brought it.
+                let first = sequence.firstPosition / blockRows
+                let blocks = (sequence.firstPosition + sequence.tokens - 1) / blockRows + 1 - first
                 for i in 0 ..< blocks {
                     // Later blocks see more keys: 0, n−1, 1, n−2, … balances contiguous shares.
-                    let b = i % 2 == 0 ? i / 2 : blocks - 1 - i / 2
+                    let b = first + (i % 2 == 0 ? i / 2 : blocks - 1 - i / 2)
+                    let from = max(b * blockRows, sequence.firstPosition)
+                    let to = min((b + 1) * blockRows, sequence.firstPosition + sequence.tokens)
                     for h in 0 ..< heads {
-                        items.append((s, b * blockRows, min(blockRows, sequence.tokens - b * blockRows), h))
+                        items.append((s, from - sequence.firstPosition, to - from, h))
                     }
                 }
             } else {
@@ -248,32 +253,56 @@ extension Attention {
         }
     }
 
-    /// One query head, `rows` prompt tokens from `firstToken` of a sequence: its history gathered to
-    /// f32, then scores = Q·Kᵀ, a masked softmax per row and P·V as two sgemm calls.
+    /// One query head, `rows` prompt tokens from `firstToken` of a sequence, all in one aligned block
+    /// of `blockRows` positions: its history gathered to f32, then scores = Q·Kᵀ, a masked softmax per
+    /// row and P·V as two sgemm calls.
+    ///
+    /// Both products always have the shape of the whole aligned block: `blockRows` query rows (the
+    /// block's positions that are not in this call are zero rows) against the keys up to the block's
+    /// last position (zero past the newest token). So every call for a block has the same shapes and
+    /// each token's row the same place in them, and a token's result depends on its position and
+    /// history only, not on which chunk of the prompt computed it: the prefix cache can then share a
+    /// prompt's KV at block granularity without changing a bit.
     static func pagedBlock(_ blas: BLAS.Library, queries: UnsafePointer<Float>, kv: PagedKVView,
                            sequence: AttentionSequence, firstToken t0: Int, rows: Int, head h: Int,
                            output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?) {
         let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
         let firstQuery = sequence.firstPosition + t0, lastQuery = firstQuery + rows - 1
-        let lo = windowStart(firstQuery, window), length = lastQuery + 1 - lo
-        let rowStride = Int32(heads * hd)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * length * hd + rows * length) { buffer in
-            let keys = buffer.baseAddress!, values = keys + length * hd, s = values + length * hd
+        let blockStart = firstQuery / blockRows * blockRows, slot = firstQuery - blockStart
+        precondition(lastQuery < blockStart + blockRows, "one call covers one aligned block")
+        let lo = windowStart(blockStart, window), length = blockStart + blockRows - lo
+        let known = lastQuery + 1 - lo     // keys that exist; the rest of the block's are zero
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * length * hd + blockRows * (length + 2 * hd)) { buffer in
+            let keys = buffer.baseAddress!, values = keys + length * hd        // (length, hd) each
+            let s = values + length * hd                                        // (blockRows, length)
+            let q = s + blockRows * length, out = q + blockRows * hd            // (blockRows, hd) each
             kv.gather(head: h / group, blocks: sequence.blocks, range: lo ..< lastQuery + 1, keys: keys, values: values)
+            (keys + known * hd).update(repeating: 0, count: (length - known) * hd)
+            (values + known * hd).update(repeating: 0, count: (length - known) * hd)
+            q.update(repeating: 0, count: blockRows * hd)
             let firstRow = sequence.firstRow + t0
-            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(rows), Int32(length), Int32(hd),
-                       shape.scale, queries + (firstRow * heads + h) * hd, rowStride, keys, Int32(hd),
-                       0, s, Int32(length))
             for r in 0 ..< rows {
-                let row = s + r * length, position = firstQuery + r
+                (q + (slot + r) * hd).update(from: queries + ((firstRow + r) * heads + h) * hd, count: hd)
+            }
+            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(blockRows), Int32(length), Int32(hd),
+                       shape.scale, q, Int32(hd), keys, Int32(hd), 0, s, Int32(length))
+            for r in 0 ..< blockRows {
+                let row = s + r * length, position = blockStart + r
+                guard r >= slot && r < slot + rows else {
+                    row.update(repeating: 0, count: length)    // not a query of this call
+                    continue
+                }
                 let from = windowStart(position, window) - lo, to = position + 1 - lo
                 (row).update(repeating: 0, count: from)
                 let total = exponentiateShifted(row + from, count: to - from)
                 scale(row + from, by: 1 / total, count: to - from)
                 (row + to).update(repeating: 0, count: length - to)
             }
-            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(rows), Int32(hd), Int32(length),
-                       1, s, Int32(length), values, Int32(hd), 0, output + (firstRow * heads + h) * hd, rowStride)
+            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(blockRows), Int32(hd), Int32(length),
+                       1, s, Int32(length), values, Int32(hd), 0, out, Int32(hd))
+            for r in 0 ..< rows {
+                (output + ((firstRow + r) * heads + h) * hd).update(from: out + (slot + r) * hd, count: hd)
+            }
         }
     }
 }

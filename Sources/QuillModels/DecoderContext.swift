@@ -14,6 +14,15 @@ public final class DecoderContext: BatchLanguageModelContext {
     public var vocabularySize: Int { model.vocabularySize }
     public var endOfSequenceTokens: Set<TokenID> { model.endOfSequenceTokens }
 
+    /// True when every projection of a prompt chunk runs the int8 GEMM, whose tokens are separate
+    /// lanes: with the row-wise norms, RoPE and attention's position-aligned query blocks, a prompt
+    /// token's result then depends on its position and history only. The f32 path's sgemm makes no
+    /// such promise.
+    public var promptTokensIndependentOfChunks: Bool {
+        model.precision == .quantized && BlockInt8GEMM.hasFastKernel
+            && model.layers.allSatisfy { $0.matrices.allSatisfy(BlockInt8GEMM.supports) }
+    }
+
     init(model: DecoderModel, kvTokens: Int, threads: Int) throws {
         self.model = model
         kv = try KVBlockPool(layout: model.kvLayout(model.kvCacheType), tokens: kvTokens)

@@ -11,6 +11,9 @@ final class PrefixHashingContext: BatchLanguageModelContext {
     /// Tokens of every chunk the model ran, in order.
     private(set) var computedChunks: [[TokenID]] = []
 
+    /// Its keys depend on position and prefix only, so it may declare so (block-sized prefix reuse).
+    var promptTokensIndependentOfChunks = false
+
     init(blocks: Int, prefixCaching: Bool) throws {
         kv = try KVBlockPool(layout: KVLayout(layers: 1, kvHeads: 1, headDimension: 1, elementType: .f32),
                              tokens: blocks * 4, blockTokens: 4)
@@ -87,6 +90,57 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         #expect(with.context.kv.freeBlocks == with.context.kv.capacityBlocks && with.context.kv.sequenceCount == 0)
     }
 
+    /// A context whose prompt tokens do not depend on their chunk shares prompts block by block: 16
+    /// prompts with 30 common tokens (not a whole number of 8-token chunks) compute the 28 tokens of
+    /// the 7 common 4-token blocks once, where whole-chunk sharing takes only 24 of them.
+    @Test(arguments: [8, 64])
+    func aChunkIndependentContextSharesPromptsBlockByBlock(tokenBudget: Int) throws {
+        let common = Array(Self.shared.prefix(30))
+        let prompts = (0 ..< 16).map { i in common + (0 ..< 5).map { TokenID(20 + (i * 5 + $0) % 29) } }
+        func run(prefixCaching: Bool, independent: Bool) throws -> (tokens: [[TokenID]], cached: [Int], computed: Int) {
+            let context = try PrefixHashingContext(blocks: 256, prefixCaching: prefixCaching)
+            context.promptTokensIndependentOfChunks = independent
+            let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: tokenBudget)
+            let ids = try prompts.map {
+                try generator.submit(prompt: $0, options: GenerationOptions(maxNewTokens: 4, stopAtEndOfSequence: false),
+                                     sampling: .greedy, contextSize: 64)
+            }
+            var tokens: [Int: [TokenID]] = [:], cached: [Int: Int] = [:]
+            while generator.activeRequests > 0 {
+                for event in try generator.step() {
+                    tokens[event.request, default: []].append(event.token)
+                    if let c = event.cachedPromptTokens { cached[event.request] = c }
+                }
+            }
+            #expect(context.kv.freeBlocks == context.kv.capacityBlocks && context.kv.sequenceCount == 0)
+            return (ids.map { tokens[$0] ?? [] }, ids.map { cached[$0] ?? -1 }, generator.computedPromptTokens)
+        }
+        let blockwise = try run(prefixCaching: true, independent: true)
+        let chunkwise = try run(prefixCaching: true, independent: false)
+        let uncached = try run(prefixCaching: false, independent: true)
+        #expect(uncached.computed == 16 * 35)
+        #expect(chunkwise.computed == 35 + 15 * (35 - 24), "whole chunks: 24 common tokens shared")
+        #expect(blockwise.computed == 35 + 15 * (35 - 28), "whole blocks: 28 common tokens shared")
+        #expect(blockwise.cached.sorted() == [0] + [Int](repeating: 28, count: 15))
+        #expect(blockwise.tokens == uncached.tokens && chunkwise.tokens == uncached.tokens)
+    }
+
+    /// With block-sized reuse at least two prompt tokens are left to compute (a single one would take
+    /// the decoding path, where the uncached run computes it inside a prompt chunk).
+    @Test func blockwiseReuseLeavesAtLeastTwoTokensToCompute() throws {
+        let context = try PrefixHashingContext(blocks: 64, prefixCaching: true)
+        context.promptTokensIndependentOfChunks = true
+        let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: 64)
+        let options = GenerationOptions(maxNewTokens: 1, stopAtEndOfSequence: false)
+        _ = try generator.submit(prompt: Array(Self.shared.prefix(14)) + [40, 41], options: options, sampling: .greedy, contextSize: 64)
+        _ = try generator.run()                              // registers blocks 0–3
+        let prompt = Array(Self.shared.prefix(13))
+        let submission = try generator.submit(prompt: prompt, options: options, sampling: [.greedy], contextSize: 64)
+        #expect(submission.cachedTokens == 8, "12 cached tokens would leave one; block 2 is recomputed")
+        _ = try generator.run()
+        #expect(context.computedChunks.last == Array(prompt[8...]), "the same chunk as without the cache")
+    }
+
     @Test func aPromptWhoseProducerIsCancelledComputesTheRestItself() throws {
         let context = try PrefixHashingContext(blocks: 64, prefixCaching: true)
         let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: 64)
@@ -119,4 +173,27 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         _ = try generator.step()
         #expect(context.computedChunks.suffix(1) == [Array(long.suffix(8))], "the first prompt keeps its place")
     }
+
+    /// A context whose prompt tokens do not depend on their chunk lets chunks start anywhere: the
+    /// step's budget is filled exactly, and no chunk of one token is made or left (one token alone
+    /// would take the decoding path).
+    @Test func chunkIndependentPromptsFillTheBudgetAndNeverRunOneTokenAlone() throws {
+        let context = try PrefixHashingContext(blocks: 64, prefixCaching: false)
+        context.promptTokensIndependentOfChunks = true
+        let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: 12)
+        let options = GenerationOptions(maxNewTokens: 1, stopAtEndOfSequence: false)
+        let long: [TokenID] = Array(1 ... 16), nine: [TokenID] = Array(21 ... 29)
+        for prompt in [long, nine] {
+            _ = try generator.submit(prompt: prompt, options: options, sampling: .greedy, contextSize: 64)
+        }
+        _ = try generator.step()
+        #expect(context.computedChunks == [Array(long.prefix(8)), Array(nine.prefix(4))], "8 + 4: the budget filled")
+        _ = try generator.step()
+        #expect(context.computedChunks.suffix(2) == [Array(long.suffix(8)), Array(nine[4 ..< 7])],
+                "4 of the 5 left would fit but leave one token, so 3 run")
+        _ = try generator.run()
+        #expect(context.computedChunks.last == Array(nine.suffix(2)))
+        #expect(context.computedChunks.allSatisfy { $0.count >= 2 })
+    }
 }
+

@@ -100,4 +100,55 @@ struct PagedAttentionTests {
             firstRow += sequence.tokens
         }
     }
+
+    /// A prompt token's output depends on its position and history only, not on the chunk that
+    /// computes it (what lets the prefix cache share prompts block by block): one sequence's 200
+    /// positions run as one chunk and as chunks cut at unaligned points give bitwise the same rows.
+    @Test(arguments: [(nil, false), (48, false), (nil, true), (100, true)] as [(Int?, Bool)])
+    func promptTokensGiveTheSameRowsWhicheverChunkComputesThem(window: Int?, half: Bool) {
+        let heads = 4, kvHeads = 2, hd = 64, blockTokens = 16, length = 200
+        var g = SeededGenerator(seed: 5 + UInt64(window ?? 0))
+        let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDimension: hd, capacity: 0, scale: 0.125)
+        let blocks = (length + blockTokens - 1) / blockTokens, element = half ? 2 : 4
+        let blockBytes = 2 * kvHeads * blockTokens * hd * element
+        let storage = UnsafeMutableRawPointer.allocate(byteCount: blocks * blockBytes, alignment: 64)
+        defer { storage.deallocate() }
+        let view = PagedKVView(base: storage, blockBytes: blockBytes, valueOffset: blockBytes / 2,
+                               blockTokens: blockTokens, kvHeads: kvHeads, headDimension: hd, half: half)
+        let table = (0 ..< Int32(blocks)).shuffled(using: &g)
+        for h in 0 ..< kvHeads {
+            for p in 0 ..< length {
+                let keys = [Float].random(count: hd, in: -2 ... 2, using: &g), values = [Float].random(count: hd, in: -1 ... 1, using: &g)
+                let offset = (p % blockTokens) * hd * element
+                view.store(keys, into: view.keys(block: table[p / blockTokens], head: h) + offset, count: hd)
+                view.store(values, into: view.values(block: table[p / blockTokens], head: h) + offset, count: hd)
+            }
+        }
+        let width = heads * hd
+        let queries = [Float].random(count: length * width, in: -2 ... 2, using: &g)
+        func run(cuts: [Int]) -> [UInt32] {
+            var output = [Float](repeating: .nan, count: length * width)
+            table.withUnsafeBufferPointer { blockTable in
+                for (from, to) in zip([0] + cuts, cuts + [length]) {
+                    let sequence = AttentionSequence(firstRow: 0, tokens: to - from, firstPosition: from,
+                                                     blocks: blockTable.baseAddress!)
+                    queries.withUnsafeBufferPointer { q in
+                        output.withUnsafeMutableBufferPointer { out in
+                            Attention.paged(queries: q.baseAddress! + from * width, kv: view, sequences: [sequence],
+                                            output: out.baseAddress! + from * width, shape: shape, window: window,
+                                            pool: ThreadPool(threads: 2))
+                        }
+                    }
+                }
+            }
+            return output.map(\.bitPattern)
+        }
+        let whole = run(cuts: [])
+        #expect(!whole.contains(Float.nan.bitPattern))
+        for cuts in [[37, 96, 161], [64, 128], [2, 4, 130, 198]] {
+            let differing = zip(run(cuts: cuts), whole).filter { $0 != $1 }.count
+            #expect(differing == 0, "chunks cut at \(cuts): \(differing) of \(whole.count) values differ")
+        }
+    }
 }
+
