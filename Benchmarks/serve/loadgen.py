@@ -117,6 +117,7 @@ async def run(args):
         "ttft_p50_ms": ms(percentile(stats["ttft"], 50)), "ttft_p99_ms": ms(percentile(stats["ttft"], 99)),
         "itl_p50_ms": ms(percentile(stats["itl"], 50)), "itl_p99_ms": ms(percentile(stats["itl"], 99)),
         "ttft_mean_ms": ms(statistics.mean(stats["ttft"])) if stats["ttft"] else None,
+        "itl_mean_ms": ms(statistics.mean(stats["itl"])) if stats["itl"] else None,
     }
     print(json.dumps(result), flush=True)
 
