@@ -32,7 +32,7 @@ struct Serve: ParsableCommand {
     @Option(help: "The most requests waiting for a free sequence; beyond it requests get 429.")
     var queue = 64
 
-    @Option(help: "Prompt tokens per chunk, a multiple of 32: a longer prompt runs in several steps, so that running streams keep going; the prefix cache reuses whole chunks.")
+    @Option(help: "Prompt tokens per chunk, a multiple of 32: a longer prompt runs in several steps, so that running streams keep going (the prefix cache shares 32-token blocks, or whole chunks with --precision f32).")
     var promptChunk = 128
 
     @Flag(inversion: .prefixedNo, help: "Reuse the KV blocks of earlier prompts that start with the same tokens.")
