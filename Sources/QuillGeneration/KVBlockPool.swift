@@ -22,12 +22,22 @@ public struct KVLayout: Sendable, Equatable {
     public var kvHeads: Int
     public var headDimension: Int
     public var elementType: KVCacheType
+    /// Layers that attend only to their last `windowSize` positions (sliding-window attention): the
+    /// pool keeps their keys and values in blocks of their own and frees those that fall behind the
+    /// window, so their memory is bounded by the window, not the context. Empty: every layer keeps
+    /// its whole history.
+    public var windowedLayers: Set<Int>
+    public var windowSize: Int
 
-    public init(layers: Int, kvHeads: Int, headDimension: Int, elementType: KVCacheType) {
+    public init(layers: Int, kvHeads: Int, headDimension: Int, elementType: KVCacheType,
+                windowedLayers: Set<Int> = [], windowSize: Int = 0) {
+        precondition(windowedLayers.isEmpty || windowSize > 0, "a sliding window holds at least one position")
         self.layers = layers
         self.kvHeads = kvHeads
         self.headDimension = headDimension
         self.elementType = elementType
+        self.windowedLayers = windowedLayers.filter { (0 ..< layers).contains($0) }
+        self.windowSize = windowSize
     }
 
     /// Bytes of keys and values per position, over all layers.
@@ -82,6 +92,13 @@ func formatBytes(_ bytes: Int) -> String {
 /// Layout of one block: (layers, 2, kvHeads, blockTokens, headDimension) values, keys before values,
 /// so one attention head reads `blockTokens` consecutive rows.
 ///
+/// Sliding-window layers (`layout.windowedLayers`) live in blocks of their own with a second table
+/// per sequence (`windowedBlocks(of:)`), in step with the first. Once all of a block's positions are
+/// older than any later query can see (the window plus one aligned query block of the prompt
+/// attention), it is freed and its table entry set to −1: those layers' memory stays within the
+/// window however long the sequence grows. The budget and the scheduling count the full-history
+/// blocks only; a sequence never holds more windowed blocks than those.
+///
 /// Not thread-safe: one inference context (one forward pass at a time) owns a pool.
 public final class KVBlockPool {
     public let layout: KVLayout
@@ -89,7 +106,7 @@ public final class KVBlockPool {
     public let blockTokens: Int
     /// Blocks the budget allows.
     public let capacityBlocks: Int
-    /// Bytes of one block over all layers.
+    /// Bytes of one block over the layers that keep their whole history.
     public let blockBytes: Int
     /// Bytes of one layer's keys (or values) within a block.
     public let halfLayerBytes: Int
@@ -102,6 +119,13 @@ public final class KVBlockPool {
     /// Blocks `0 ..< touchedBlocks` have been handed out at least once; the rest were never written,
     /// so their pages are not resident yet.
     private(set) var touchedBlocks = 0
+    /// The sliding-window layers' blocks (nil when there are none).
+    var windowed: WindowedBlocks?
+    /// Per layer: whether it is a sliding-window layer, and its place among the layers of its kind.
+    private let placement: [(windowed: Bool, index: Int)]
+    /// The windowed twin of each cached full-history block that had one when it was registered
+    /// (the cache holds a reference on it, dropped when the block is evicted or forgotten).
+    var cachedWindowed: [Int32: Int32] = [:]
     var sequences: [Int: Sequence] = [:]
     var nextSequence = 0
     /// Full blocks found again by their token prefix (see `KVPrefixCache.swift`); empty unless
@@ -114,6 +138,8 @@ public final class KVBlockPool {
 
     struct Sequence {
         var blocks: [Int32] = []
+        /// The sliding-window layers' blocks, in step with `blocks`; −1 once freed behind the window.
+        var windowedBlocks: [Int32] = []
         var length = 0
         /// Prefix hashes of the leading blocks registered in (or matched from) the prefix index.
         var prefixHashes: [UInt64] = []
@@ -125,27 +151,53 @@ public final class KVBlockPool {
         precondition(blockTokens > 0 && layout.bytesPerToken > 0)
         self.layout = layout
         self.blockTokens = blockTokens
+        var counts = (full: 0, windowed: 0)
+        placement = (0 ..< layout.layers).map { layer in
+            if layout.windowedLayers.contains(layer) {
+                defer { counts.windowed += 1 }
+                return (true, counts.windowed)
+            }
+            defer { counts.full += 1 }
+            return (false, counts.full)
+        }
         halfLayerBytes = layout.kvHeads * blockTokens * layout.headDimension * layout.elementType.bytes
-        blockBytes = 2 * layout.layers * halfLayerBytes
+        blockBytes = 2 * counts.full * halfLayerBytes
+        let windowedBlockBytes = 2 * counts.windowed * halfLayerBytes
         let (blocks, overflow) = max(tokens, 1).addingReportingOverflow(blockTokens - 1)
         capacityBlocks = overflow ? Int.max / blockTokens : blocks / blockTokens
-        let (bytes, tooMany) = capacityBlocks.multipliedReportingOverflow(by: blockBytes)
+        // The full-history blocks, plus the sliding-window layers' blocks that one sequence may hold
+        // (the window, an aligned query block and a chunk's worth, capped by the budget): more
+        // sequences find their windowed blocks in memory that shorter histories leave unused.
+        let (fullBytes, tooMany) = capacityBlocks.multipliedReportingOverflow(by: max(blockBytes, 1))
+        let windowedCapacity = counts.windowed == 0 ? 0 : capacityBlocks
+        let (windowedBytes, tooManyWindowed) = windowedCapacity.multipliedReportingOverflow(by: windowedBlockBytes)
+        let bound = counts.windowed == 0 ? 0
+            : min(capacityBlocks, (layout.windowSize + KVBlockPool.queryBlockMargin + 2 * blockTokens) / blockTokens + 1)
+        let needed = tooMany ? Int.max : fullBytes.addingReportingOverflow(bound * windowedBlockBytes).partialValue
         let available = KVBlockPool.availableMemory()
-        guard !tooMany, bytes <= available else {
-            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: tooMany ? Int.max : bytes, availableBytes: available)
+        guard !tooMany, !tooManyWindowed, needed <= available else {
+            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: needed, availableBytes: available)
         }
         // Address space only: MAP_NORESERVE commits pages as they are written.
-        let address = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        let (total, _) = fullBytes.addingReportingOverflow(windowedBytes)
+        let address = mmap(nil, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let address, address != MAP_FAILED else {
-            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: bytes, availableBytes: available)
+            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: needed, availableBytes: available)
         }
         storage = address
-        mappedBytes = bytes
+        mappedBytes = total
         referenceCounts = [Int32](repeating: 0, count: capacityBlocks)
         prefixIndex = PrefixIndex(capacityBlocks: capacityBlocks)
+        if counts.windowed > 0 {
+            windowed = WindowedBlocks(storage: address + fullBytes, blockBytes: windowedBlockBytes, capacity: capacityBlocks)
+        }
     }
 
     deinit { munmap(storage, mappedBytes) }
+
+    /// Positions before a sequence's window that the prompt attention still reads: its query blocks
+    /// are aligned to `Attention.promptQueryBlock` positions and read the window of their first.
+    static let queryBlockMargin = Attention.promptQueryBlock
 
     /// Memory the kernel reports as available (MemAvailable), less a margin for the weights and
     /// activations; the physical memory if that cannot be read.
@@ -165,6 +217,8 @@ public final class KVBlockPool {
     public var freeBlocks: Int { freeList.count + prefixIndex.idleCount + capacityBlocks - touchedBlocks }
     /// Blocks whose memory has been written at least once (the pool's share of the resident set).
     public var residentBlocks: Int { touchedBlocks }
+    /// Sliding-window layers' blocks whose memory has been written at least once.
+    public var residentWindowedBlocks: Int { windowed?.touched ?? 0 }
     /// Sequences alive.
     public var sequenceCount: Int { sequences.count }
 
@@ -180,6 +234,7 @@ public final class KVBlockPool {
     public func fork(_ parent: SequenceID) throws -> SequenceID {
         guard let state = sequences[parent.rawValue] else { throw KVCacheError.unknownSequence(parent) }
         for block in state.blocks { referenceCounts[Int(block)] += 1 }
+        for block in state.windowedBlocks where block >= 0 { windowed!.retain(block) }
         defer { nextSequence += 1 }
         sequences[nextSequence] = state
         return SequenceID(rawValue: nextSequence)
@@ -189,6 +244,7 @@ public final class KVBlockPool {
     public func release(_ sequence: SequenceID) {
         guard let state = sequences.removeValue(forKey: sequence.rawValue) else { return }
         for block in state.blocks { unreference(block) }
+        for block in state.windowedBlocks where block >= 0 { windowed!.release(block) }
     }
 
     /// Positions stored for `sequence`.
@@ -196,6 +252,9 @@ public final class KVBlockPool {
 
     /// The block table of `sequence`.
     public func blocks(of sequence: SequenceID) -> [Int32] { sequences[sequence.rawValue]?.blocks ?? [] }
+
+    /// The sliding-window layers' block table of `sequence` (−1 for blocks freed behind the window).
+    public func windowedBlocks(of sequence: SequenceID) -> [Int32] { sequences[sequence.rawValue]?.windowedBlocks ?? [] }
 
     /// Makes room for `tokens` more positions after `length(of:)`: allocates the blocks they need and
     /// gives the sequence its own copy of a shared block it will write into. Throws `outOfBlocks`
@@ -216,6 +275,13 @@ public final class KVBlockPool {
             state.blocks[state.blocks.count - 1] = copy
         }
         for _ in 0 ..< max(needed, 0) { state.blocks.append(allocateBlock()) }
+        if var windowed, tokens > 0 {
+            if state.length % blockTokens != 0, let last = state.windowedBlocks.last, last >= 0, windowed.isShared(last) {
+                state.windowedBlocks[state.windowedBlocks.count - 1] = windowed.copy(last)
+            }
+            while state.windowedBlocks.count < state.blocks.count { state.windowedBlocks.append(windowed.allocate()) }
+            self.windowed = windowed
+        }
         sequences[sequence.rawValue] = state
     }
 
@@ -231,29 +297,59 @@ public final class KVBlockPool {
         state.length % blockTokens != 0 && referenceCounts[Int(state.blocks[state.blocks.count - 1])] > 1
     }
 
-    /// Marks `tokens` reserved positions as filled, after every layer has stored them.
+    /// Marks `tokens` reserved positions as filled, after every layer has stored them; then frees the
+    /// sliding-window layers' blocks that no later position can see.
     public func commit(_ sequence: SequenceID, appending tokens: Int) {
         guard var state = sequences[sequence.rawValue] else { return }
         precondition(state.length + tokens <= state.blocks.count * blockTokens, "commit beyond reserved blocks")
         state.length += tokens
+        if windowed != nil {
+            // A later query at position p ≥ length reads from the window start of its aligned query
+            // block, which is at least length − margin + 1 − window.
+            let visible = state.length - KVBlockPool.queryBlockMargin - layout.windowSize
+            var b = 0
+            while b < visible / blockTokens && b < state.windowedBlocks.count {
+                if state.windowedBlocks[b] >= 0 {
+                    windowed!.release(state.windowedBlocks[b])
+                    state.windowedBlocks[b] = -1
+                }
+                b += 1
+            }
+        }
         sequences[sequence.rawValue] = state
     }
 
     /// Forgets the positions of `sequence` from `length` on, freeing blocks it no longer needs.
-    public func truncate(_ sequence: SequenceID, to length: Int) {
-        guard var state = sequences[sequence.rawValue] else { return }
+    /// A sequence with sliding-window layers cannot go back past the blocks it has freed behind its
+    /// window (their keys and values are gone): it is emptied instead, to be computed again.
+    /// - Returns: the length kept, `length` or 0.
+    @discardableResult
+    public func truncate(_ sequence: SequenceID, to length: Int) -> Int {
+        guard var state = sequences[sequence.rawValue] else { return 0 }
         precondition(length >= 0 && length <= state.length, "truncate beyond the sequence")
+        var length = length
+        if windowed != nil {
+            // The blocks that positions from `length` on can see must all still be there.
+            let firstSeen = max(0, length - KVBlockPool.queryBlockMargin - layout.windowSize) / blockTokens
+            let kept = state.windowedBlocks.prefix((length + blockTokens - 1) / blockTokens)
+            if kept.dropFirst(firstSeen).contains(-1) { length = 0 }
+        }
         let keep = (length + blockTokens - 1) / blockTokens
         while state.blocks.count > keep { unreference(state.blocks.removeLast()) }
+        while state.windowedBlocks.count > keep {
+            let block = state.windowedBlocks.removeLast()
+            if block >= 0 { windowed!.release(block) }
+        }
         state.length = length
         // A registered block that becomes partial will be overwritten: it no longer holds its key's tokens.
         if state.prefixHashes.count > length / blockTokens {
             state.prefixHashes.removeLast(state.prefixHashes.count - length / blockTokens)
             if length % blockTokens != 0, let last = state.blocks.last, referenceCounts[Int(last)] == 1 {
-                prefixIndex.forget(last)
+                forgetCached(last)
             }
         }
         sequences[sequence.rawValue] = state
+        return length
     }
 
     /// A block for new positions. Memory already written comes first, so that the resident set
@@ -272,6 +368,7 @@ public final class KVBlockPool {
             block = recycled
         } else if prefixIndex.idleCount > 0 {
             block = prefixIndex.evictLeastRecentlyUsed()
+            releaseCachedWindowedBlock(of: block)
         } else {
             precondition(touchedBlocks < capacityBlocks, "no free KV block")
             block = Int32(touchedBlocks)
@@ -290,12 +387,18 @@ public final class KVBlockPool {
 
     // MARK: Storage
 
-    /// The keys and values of one layer, as the attention kernels read them.
+    /// The keys and values of one layer, as the attention kernels read them (with the sliding-window
+    /// layers' table, `windowedBlocks(of:)`, for those layers).
     public func view(layer: Int) -> PagedKVView {
-        PagedKVView(base: storage + 2 * layer * halfLayerBytes, blockBytes: blockBytes, valueOffset: halfLayerBytes,
-                    blockTokens: blockTokens, kvHeads: layout.kvHeads, headDimension: layout.headDimension,
-                    half: layout.elementType == .f16)
+        let (isWindowed, index) = placement[layer]
+        let base = isWindowed ? windowed!.storage : storage
+        return PagedKVView(base: base + 2 * index * halfLayerBytes, blockBytes: isWindowed ? windowed!.blockBytes : blockBytes,
+                           valueOffset: halfLayerBytes, blockTokens: blockTokens, kvHeads: layout.kvHeads,
+                           headDimension: layout.headDimension, half: layout.elementType == .f16)
     }
+
+    /// Whether `layer` keeps only a sliding window (its blocks are `windowedBlocks(of:)`).
+    public func isWindowed(layer: Int) -> Bool { placement[layer].windowed }
 
     /// Writes keys and values of `tokens` new positions of `sequence`, from `length(of:)` on, into
     /// `layer` (rounding them to half precision in an `.f16` pool). Call `reserve` first.
@@ -306,10 +409,11 @@ public final class KVBlockPool {
                       tokens: Int) {
         guard let state = sequences[sequence.rawValue] else { return }
         let view = view(layer: layer)
+        let table = placement[layer].windowed ? state.windowedBlocks : state.blocks
         let hd = layout.headDimension, rowWidth = layout.kvHeads * hd
         for t in 0 ..< tokens {
             let position = state.length + t
-            let block = state.blocks[position / blockTokens], offset = position % blockTokens
+            let block = table[position / blockTokens], offset = position % blockTokens
             for h in 0 ..< layout.kvHeads {
                 let source = t * rowWidth + h * hd
                 let k = view.keys(block: block, head: h) + offset * hd * layout.elementType.bytes
@@ -318,5 +422,53 @@ public final class KVBlockPool {
                 view.store(values + source, into: v, count: hd)
             }
         }
+    }
+}
+
+/// The sliding-window layers' blocks of a pool: reference counts and a free list like the
+/// full-history blocks', written blocks reused first (so the resident set stays at the most in use
+/// at once), but no prefix index of their own: a cached full-history block holds a reference on its
+/// windowed twin (`KVBlockPool.cachedWindowed`).
+struct WindowedBlocks {
+    let storage: UnsafeMutableRawPointer
+    let blockBytes: Int
+    private var referenceCounts: [Int32]
+    private var freeList: [Int32] = []
+    private(set) var touched = 0
+
+    init(storage: UnsafeMutableRawPointer, blockBytes: Int, capacity: Int) {
+        self.storage = storage
+        self.blockBytes = blockBytes
+        referenceCounts = [Int32](repeating: 0, count: capacity)
+    }
+
+    mutating func allocate() -> Int32 {
+        let block: Int32
+        if let recycled = freeList.popLast() {
+            block = recycled
+        } else {
+            precondition(touched < referenceCounts.count, "no free windowed KV block")
+            block = Int32(touched)
+            touched += 1
+        }
+        referenceCounts[Int(block)] = 1
+        return block
+    }
+
+    func isShared(_ block: Int32) -> Bool { referenceCounts[Int(block)] > 1 }
+
+    mutating func retain(_ block: Int32) { referenceCounts[Int(block)] += 1 }
+
+    mutating func release(_ block: Int32) {
+        referenceCounts[Int(block)] -= 1
+        if referenceCounts[Int(block)] == 0 { freeList.append(block) }
+    }
+
+    /// A private copy of a shared block, releasing the caller's reference on it.
+    mutating func copy(_ shared: Int32) -> Int32 {
+        let block = allocate()
+        (storage + Int(block) * blockBytes).copyMemory(from: storage + Int(shared) * blockBytes, byteCount: blockBytes)
+        release(shared)
+        return block
     }
 }

@@ -64,8 +64,12 @@ public final class KVCache: @unchecked Sendable {
         pool.commit(sequence, appending: tokens)
     }
 
-    /// Forgets positions from `length` on (for example to reuse a shared conversation prefix).
-    public func truncate(to length: Int) { pool.truncate(sequence, to: length) }
+    /// Forgets positions from `length` on (for example to reuse a shared conversation prefix). A
+    /// model with sliding-window layers cannot go back past what its window has dropped: the cache
+    /// is then emptied.
+    /// - Returns: the positions kept, `length` or 0.
+    @discardableResult
+    public func truncate(to length: Int) -> Int { pool.truncate(sequence, to: length) }
 
     /// Forgets everything.
     public func reset() { truncate(to: 0) }

@@ -127,11 +127,16 @@ extension KVBlockPool {
         guard state.length == state.blocks.count * blockTokens, state.prefixHashes.count == state.blocks.count,
               state.length % unit == 0 else { return state.length }
         for (block, hash) in cachedPrefix(of: tokens, granularity: unit, fromBlock: state.blocks.count,
-                                          parent: state.prefixHashes.last ?? 0) {
+                                          parent: state.prefixHashes.last ?? 0, windowedSoFar: state.windowedBlocks) {
             if referenceCounts[Int(block)] == 0 { prefixIndex.markUsed(block) }
             referenceCounts[Int(block)] += 1
             state.blocks.append(block)
             state.prefixHashes.append(hash)
+            if windowed != nil {
+                let twin = cachedWindowed[block] ?? -1
+                if twin >= 0 { windowed!.retain(twin) }
+                state.windowedBlocks.append(twin)
+            }
         }
         state.length = state.blocks.count * blockTokens
         sequences[sequence.rawValue] = state
@@ -141,14 +146,16 @@ extension KVBlockPool {
     /// How many leading tokens of `tokens` `createSequence(reusingPrefixOf:granularity:)` would take
     /// from the cache now.
     public func cachedPrefixLength(of tokens: [TokenID], granularity: Int? = nil) -> Int {
-        cachedPrefix(of: tokens, granularity: granularity ?? blockTokens, fromBlock: 0, parent: 0).count * blockTokens
+        cachedPrefix(of: tokens, granularity: granularity ?? blockTokens, fromBlock: 0, parent: 0, windowedSoFar: []).count * blockTokens
     }
 
     /// The cached blocks that hold the tokens of `tokens` from block `fromBlock` on (whose prefix
     /// before it hashes to `parent`), with the prefix hash through each, cut to a multiple of `unit`
-    /// tokens and leaving at least one token uncovered.
+    /// tokens and leaving at least one token uncovered. With sliding-window layers, also cut so that
+    /// every windowed block the following positions can see is there (`windowedSoFar`: the
+    /// sequence's own windowed table before `fromBlock`; a cached block's twin after it).
     private func cachedPrefix(of tokens: [TokenID], granularity unit: Int, fromBlock start: Int,
-                              parent: UInt64) -> [(block: Int32, hash: UInt64)] {
+                              parent: UInt64, windowedSoFar: [Int32]) -> [(block: Int32, hash: UInt64)] {
         precondition(unit > 0 && unit % blockTokens == 0, "the granularity is a multiple of the block size")
         guard prefixCaching, tokens.count > 1 else { return [] }
         var parent = parent
@@ -159,7 +166,18 @@ extension KVBlockPool {
             parent = PrefixIndex.hash(parent: parent, tokens: slice)
             found.append((block, parent))
         }
-        return Array(found.prefix(found.count * blockTokens / unit * unit / blockTokens))
+        var count = found.count * blockTokens / unit * unit / blockTokens
+        if windowed != nil {
+            let step = unit / blockTokens
+            func twin(_ b: Int) -> Int32 { b < start ? windowedSoFar[b] : cachedWindowed[found[b - start].block] ?? -1 }
+            func usable(_ count: Int) -> Bool {
+                let end = (start + count) * blockTokens
+                let firstSeen = max(0, end - KVBlockPool.queryBlockMargin - layout.windowSize) / blockTokens
+                return (firstSeen ..< start + count).allSatisfy { twin($0) >= 0 }
+            }
+            while count > 0 && !usable(count) { count -= step }
+        }
+        return Array(found.prefix(count))
     }
 
     /// The prefix hash of `tokens` taken in whole blocks (the key under which the last of those
@@ -184,10 +202,28 @@ extension KVBlockPool {
         var parent = state.prefixHashes.last ?? 0
         for b in state.prefixHashes.count ..< full {
             let slice = tokens[b * blockTokens ..< (b + 1) * blockTokens]
-            prefixIndex.register(state.blocks[b], key: .init(parent: parent, tokens: Array(slice)))
+            let block = state.blocks[b], wasCached = prefixIndex.isCached(block)
+            prefixIndex.register(block, key: .init(parent: parent, tokens: Array(slice)))
+            if windowed != nil, !wasCached, prefixIndex.isCached(block), state.windowedBlocks[b] >= 0 {
+                cachedWindowed[block] = state.windowedBlocks[b]
+                windowed!.retain(state.windowedBlocks[b])
+            }
             parent = PrefixIndex.hash(parent: parent, tokens: slice)
             state.prefixHashes.append(parent)
         }
         sequences[sequence.rawValue] = state
+    }
+}
+
+extension KVBlockPool {
+    /// Drops a block from the prefix index (its contents are about to change), with its windowed twin.
+    func forgetCached(_ block: Int32) {
+        prefixIndex.forget(block)
+        releaseCachedWindowedBlock(of: block)
+    }
+
+    /// Releases the cache's reference on the windowed twin of `block`, which left the index.
+    func releaseCachedWindowedBlock(of block: Int32) {
+        if let twin = cachedWindowed.removeValue(forKey: block) { windowed!.release(twin) }
     }
 }

@@ -37,6 +37,9 @@ public enum Attention {
     /// Query rows per GEMM block: small enough that the causal mask wastes little (each block only
     /// multiplies the keys up to its last token), large enough for sgemm to run at speed.
     static let blockRows = 64
+    /// Positions per aligned query block of the prompt attention: a block's queries read keys from
+    /// the window start of its first position, so a sliding-window cache keeps this many more.
+    public static let promptQueryBlock = blockRows
 
     /// - Parameters:
     ///   - queries: (tokens, heads, headDimension), already rotated

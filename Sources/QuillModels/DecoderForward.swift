@@ -34,16 +34,21 @@ extension DecoderContext {
         let globalAngles = a.rope.table(positions: positions)
         let localAngles = a.slidingWindow.map { $0.rope.table(positions: positions) }
 
-        // Block tables of the sequences, alive for the whole pass.
+        // Block tables of the sequences, alive for the whole pass: the full-history layers' and, for
+        // sliding-window layers, their own (entries behind the window are −1 and never read).
+        let windowedLayers = (0 ..< a.layers).contains { kv.isWindowed(layer: $0) }
         let tables = plan.chunks.map { kv.blocks(of: $0.sequence) }
+            + (windowedLayers ? plan.chunks.map { kv.windowedBlocks(of: $0.sequence) } : [])
         let tableStorage = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, tables.reduce(0) { $0 + $1.count }))
         defer { tableStorage.deallocate() }
-        var sequences: [AttentionSequence] = []
+        var sequences: [AttentionSequence] = [], windowedSequences: [AttentionSequence] = []
         var offset = 0
-        for (chunk, table) in zip(plan.chunks, tables) {
+        for (i, table) in tables.enumerated() {
+            let chunk = plan.chunks[i % plan.chunks.count]
             (tableStorage + offset).initialize(from: table, count: table.count)
-            sequences.append(AttentionSequence(firstRow: chunk.firstRow, tokens: chunk.tokens,
-                                               firstPosition: chunk.firstPosition, blocks: tableStorage + offset))
+            let sequence = AttentionSequence(firstRow: chunk.firstRow, tokens: chunk.tokens,
+                                             firstPosition: chunk.firstPosition, blocks: tableStorage + offset)
+            if i < plan.chunks.count { sequences.append(sequence) } else { windowedSequences.append(sequence) }
             offset += table.count
         }
         let shape = AttentionShape(heads: a.heads, kvHeads: a.kvHeads, headDimension: hd, capacity: 0,
@@ -76,7 +81,8 @@ extension DecoderContext {
                 kv.store(chunk.sequence, layer: index, keys: k + chunk.firstRow * kvWidth,
                          values: v + chunk.firstRow * kvWidth, tokens: chunk.tokens)
             }
-            Attention.paged(queries: q, kv: kv.view(layer: index), sequences: sequences, output: attention,
+            Attention.paged(queries: q, kv: kv.view(layer: index),
+                            sequences: kv.isWindowed(layer: index) ? windowedSequences : sequences, output: attention,
                             shape: shape, window: window, pool: pool)
             project([(layer.attentionOutput, projected)], attention, plan: plan)
             if let norm = layer.postAttentionNorm {

@@ -146,7 +146,8 @@ public final class DecoderModel: CausalLanguageModel, Sendable {
     /// The KV layout of this model with elements of `type`.
     public func kvLayout(_ type: KVCacheType) -> KVLayout {
         KVLayout(layers: architecture.layers, kvHeads: architecture.kvHeads, headDimension: architecture.headDimension,
-                 elementType: type)
+                 elementType: type, windowedLayers: architecture.slidingWindow?.layers ?? [],
+                 windowSize: architecture.slidingWindow?.size ?? 0)
     }
 
     /// A new inference context with a KV pool of `kvTokens` positions shared by its sequences.

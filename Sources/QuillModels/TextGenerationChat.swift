@@ -79,7 +79,8 @@ public final class ChatSession: @unchecked Sendable {
         var common = zip(tokens, cachedTokens).prefix { $0 == $1 }.count
         // At least one id must run to get logits for the reply.
         if common == tokens.count { common -= 1 }
-        cache.truncate(to: common)
+        // A sliding-window model may keep less than asked (its window dropped older positions).
+        common = cache.truncate(to: common)
         cachedTokens.removeLast(cachedTokens.count - common)
         let newTokens = Array(tokens[common...])
 

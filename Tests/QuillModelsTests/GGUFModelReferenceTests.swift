@@ -91,6 +91,29 @@ import Testing
         }
     }
 
+    /// Gemma's local layers keep only their window: the 1024-token sequence run in 100-token chunks,
+    /// so that their blocks are freed behind the window between chunks, still meets the reference,
+    /// while those layers never hold more than the window's blocks and the global layers hold all.
+    @Test func gemmasLocalLayersKeepOnlyTheirWindowAndStillMeetTheReference() throws {
+        let pack = PackModel.gemma
+        let model = try pack.load(.f32)
+        let rows = try pack.jsonLines("logits/long1024.jsonl")
+        let tokens = rows.map { TokenID(($0["token_id"] as! NSNumber).intValue) }
+        let context = try model.makeContext(kvTokens: tokens.count)
+        let sequence = context.kv.createSequence()
+        var logits: [Float] = []
+        for start in stride(from: 0, to: tokens.count, by: 100) {
+            logits += try context.forward(Array(tokens[start ..< min(start + 100, tokens.count)]), sequence: sequence, logits: .all)
+        }
+        let worst = worstDifferences(logits, rows, vocabulary: model.vocabularySize)
+        #expect(worst.logit <= 1e-3 && worst.logsumexp <= 1e-3, "max |Δlogit| \(worst.logit), |Δlogsumexp| \(worst.logsumexp)")
+        let blockTokens = context.kv.blockTokens
+        #expect(context.kv.residentBlocks == tokens.count / blockTokens, "the global layers keep every position")
+        // The window (512), one aligned query block (64), a 100-token chunk and a partial block at each end.
+        #expect(context.kv.residentWindowedBlocks <= (512 + Attention.promptQueryBlock + 100) / blockTokens + 2)
+        #expect(context.kv.windowedBlocks(of: sequence).prefix(10).allSatisfy { $0 == -1 }, "the first blocks are freed")
+    }
+
     /// Every position through the decoding (int8) kernels, one token at a time, against transformers:
     /// mean |Δ| over the top-20, KL over the top-20 plus the rest, argmax agreement — each no worse
     /// than llama.cpp's own figures on the same sequences.
