@@ -108,6 +108,7 @@ import Testing
         let worst = worstDifferences(logits, rows, vocabulary: model.vocabularySize)
         #expect(worst.logit <= 1e-3 && worst.logsumexp <= 1e-3, "max |Δlogit| \(worst.logit), |Δlogsumexp| \(worst.logsumexp)")
         let blockTokens = context.kv.blockTokens
+        print("gemma3-270m long1024 in 100-token chunks: \(context.kv.residentWindowedBlocks) local-layer blocks written, \(context.kv.residentBlocks) global")
         #expect(context.kv.residentBlocks == tokens.count / blockTokens, "the global layers keep every position")
         // The window (512), one aligned query block (64), a 100-token chunk and a partial block at each end.
         #expect(context.kv.residentWindowedBlocks <= (512 + Attention.promptQueryBlock + 100) / blockTokens + 2)
