@@ -173,13 +173,14 @@ public final class KVBlockPool {
         let (windowedBytes, tooManyWindowed) = windowedCapacity.multipliedReportingOverflow(by: windowedBlockBytes)
         let bound = counts.windowed == 0 ? 0
             : min(capacityBlocks, (layout.windowSize + KVBlockPool.queryBlockMargin + 2 * blockTokens) / blockTokens + 1)
-        let needed = tooMany ? Int.max : fullBytes.addingReportingOverflow(bound * windowedBlockBytes).partialValue
+        let (needed, neededOverflows) = fullBytes.addingReportingOverflow(bound * windowedBlockBytes)
+        let (total, totalOverflows) = fullBytes.addingReportingOverflow(windowedBytes)
         let available = KVBlockPool.availableMemory()
-        guard !tooMany, !tooManyWindowed, needed <= available else {
-            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: needed, availableBytes: available)
+        guard !tooMany, !tooManyWindowed, !neededOverflows, !totalOverflows, needed <= available else {
+            let asked = tooMany || neededOverflows ? Int.max : needed
+            throw KVCacheError.insufficientMemory(tokens: tokens, bytes: asked, availableBytes: available)
         }
         // Address space only: MAP_NORESERVE commits pages as they are written.
-        let (total, _) = fullBytes.addingReportingOverflow(windowedBytes)
         let address = mmap(nil, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let address, address != MAP_FAILED else {
             throw KVCacheError.insufficientMemory(tokens: tokens, bytes: needed, availableBytes: available)
