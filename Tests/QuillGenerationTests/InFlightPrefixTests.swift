@@ -56,11 +56,14 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         (0 ..< 16).map { i in shared + (0 ..< 5).map { TokenID(20 + (i * 5 + $0) % 29) } }
     }
 
-    func runTogether(prefixCaching: Bool, tokenBudget: Int) throws
+    /// Submits `prompts` together and runs them to the end; each one's tokens and reported cached tokens.
+    func runTogether(prefixCaching: Bool, tokenBudget: Int, prompts: [[TokenID]] = prompts(),
+                     independentOfChunks: Bool = false) throws
         -> (tokens: [[TokenID]], cached: [Int], generator: BatchGenerator, context: PrefixHashingContext) {
         let context = try PrefixHashingContext(blocks: 256, prefixCaching: prefixCaching)
+        context.promptTokensIndependentOfChunks = independentOfChunks
         let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: tokenBudget)
-        let ids = try Self.prompts().map {
+        let ids = try prompts.map {
             try generator.submit(prompt: $0, options: GenerationOptions(maxNewTokens: 4, stopAtEndOfSequence: false),
                                  sampling: .greedy, contextSize: 64)
         }
@@ -98,22 +101,10 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         let common = Array(Self.shared.prefix(30))
         let prompts = (0 ..< 16).map { i in common + (0 ..< 5).map { TokenID(20 + (i * 5 + $0) % 29) } }
         func run(prefixCaching: Bool, independent: Bool) throws -> (tokens: [[TokenID]], cached: [Int], computed: Int) {
-            let context = try PrefixHashingContext(blocks: 256, prefixCaching: prefixCaching)
-            context.promptTokensIndependentOfChunks = independent
-            let generator = BatchGenerator(context: context, promptChunk: Self.chunk, tokenBudget: tokenBudget)
-            let ids = try prompts.map {
-                try generator.submit(prompt: $0, options: GenerationOptions(maxNewTokens: 4, stopAtEndOfSequence: false),
-                                     sampling: .greedy, contextSize: 64)
-            }
-            var tokens: [Int: [TokenID]] = [:], cached: [Int: Int] = [:]
-            while generator.activeRequests > 0 {
-                for event in try generator.step() {
-                    tokens[event.request, default: []].append(event.token)
-                    if let c = event.cachedPromptTokens { cached[event.request] = c }
-                }
-            }
-            #expect(context.kv.freeBlocks == context.kv.capacityBlocks && context.kv.sequenceCount == 0)
-            return (ids.map { tokens[$0] ?? [] }, ids.map { cached[$0] ?? -1 }, generator.computedPromptTokens)
+            let run = try runTogether(prefixCaching: prefixCaching, tokenBudget: tokenBudget, prompts: prompts,
+                                      independentOfChunks: independent)
+            #expect(run.context.kv.freeBlocks == run.context.kv.capacityBlocks && run.context.kv.sequenceCount == 0)
+            return (run.tokens, run.cached, run.generator.computedPromptTokens)
         }
         let blockwise = try run(prefixCaching: true, independent: true)
         let chunkwise = try run(prefixCaching: true, independent: false)
