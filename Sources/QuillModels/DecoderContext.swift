@@ -19,12 +19,16 @@ public final class DecoderContext: BatchLanguageModelContext {
     /// token's result then depends on its position and history only. The f32 path's sgemm makes no
     /// such promise.
     public var promptTokensIndependentOfChunks: Bool {
-        model.precision == .quantized && BlockInt8GEMM.hasFastKernel
-            && model.layers.allSatisfy { $0.matrices.allSatisfy(BlockInt8GEMM.supports) }
+        model.precision == .quantized && BlockInt8GEMM.hasFastKernel && everyProjectionHasInt8GEMM
     }
+
+    /// Whether the int8 GEMM takes every layer matrix's type (fixed by the model; the scheduler asks
+    /// `promptTokensIndependentOfChunks` several times per request and step).
+    private let everyProjectionHasInt8GEMM: Bool
 
     init(model: DecoderModel, kvTokens: Int, threads: Int) throws {
         self.model = model
+        everyProjectionHasInt8GEMM = model.layers.allSatisfy { $0.matrices.allSatisfy(BlockInt8GEMM.supports) }
         kv = try KVBlockPool(layout: model.kvLayout(model.kvCacheType), tokens: kvTokens)
         pool = ThreadPool(threads: max(1, threads))
     }
