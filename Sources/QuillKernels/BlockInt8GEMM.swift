@@ -37,8 +37,11 @@ public struct InterleavedActivations: @unchecked Sendable {
     public let tokens: Int
     /// Elements per token (a multiple of 32).
     public let columns: Int
-    /// Groups of 16 tokens, rounded up to an even number (the kernel takes two at a time).
+    /// Groups of 16 tokens (token `t` is lane `t % 16` of vector `t / 16`). The kernel takes them
+    /// two at a time and an odd last one alone, so no more than 15 lanes are padding.
     public let vectors: Int
+
+    static func vectors(_ tokens: Int) -> Int { (tokens + 15) / 16 }
 
     var bytes: UnsafeRawPointer { UnsafeRawPointer(storage.bytes) }
     var scales: UnsafePointer<Float> { UnsafePointer(storage.floats) }
@@ -51,7 +54,7 @@ public struct InterleavedActivations: @unchecked Sendable {
         precondition(tokens >= 0 && columns >= 0 && columns % 32 == 0, "tokens ≥ 0, columns a multiple of 32")
         self.tokens = tokens
         self.columns = columns
-        vectors = (tokens + 31) / 32 * 2
+        vectors = InterleavedActivations.vectors(tokens)
         storage = Storage(vectors: vectors, columns: columns)
         storage.bytes.initializeMemory(as: UInt8.self, repeating: 0, count: storage.byteCount)
         storage.floats.initialize(repeating: 0, count: storage.floatCount)
@@ -173,7 +176,9 @@ public enum BlockInt8GEMM {
         tile.withUnsafeMutableBufferPointer { t in
             for v in stride(from: vectors.lowerBound, to: vectors.upperBound, by: 2) {
                 #if canImport(COpenBLAS.AVX512VNNI)
-                if !portable && panel.groupSize == 32 {
+                if !portable && v + 1 == x.vectors && x.vectors % 2 == 1 {  // an odd last vector
+                    tile4x1(panel, x, vector: v, steps: panel.groupSize / 4, into: t.baseAddress!)
+                } else if !portable && panel.groupSize == 32 {
                     tile4x2(panel, x, vector: v, steps: 8, into: t.baseAddress!)
                 } else if !portable {
                     tile4x2(panel, x, vector: v, steps: 4, into: t.baseAddress!)
@@ -259,6 +264,50 @@ public enum BlockInt8GEMM {
         o.storeBytes(of: f21, toByteOffset: 320, as: __m512.self)
         o.storeBytes(of: f30, toByteOffset: 384, as: __m512.self)
         o.storeBytes(of: f31, toByteOffset: 448, as: __m512.self)
+    }
+
+    /// 4 rows × the 16 tokens of vector `v` (`tile4x2`'s operations on its first vector): the
+    /// last vector of an odd count. Writes lanes 0–15
+    /// of `out[r·32 + lane]`.
+    @inline(__always)
+    static func tile4x1(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, steps: Int, into out: UnsafeMutablePointer<Float>) {
+        let columns = x.columns, size = 4 * steps, groups = columns / size
+        let a = x.bytes + v * columns * 16
+        let q = UnsafeRawPointer(panel.q), sc = panel.scales, off = panel.offsets
+        let blocks = columns / 32
+        let dx = x.scales + v * blocks * 16
+        let sums = (size == 32 ? x.sums32 : x.sums16) + v * groups * 16
+        var f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0
+        var k = 0
+        for g in 0..<groups {
+            let zero = _mm512_set1_epi32(0x4B40_0000)  // 1.5·2²³, as in tile4x2
+            var i0 = zero, i1 = zero, i2 = zero, i3 = zero
+            for _ in 0..<steps {
+                let x0 = a.load(fromByteOffset: k * 16, as: __m512i.self)
+                i0 = _mm512_dpbusd_epi32(i0, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: k, as: Int32.self)), x0)
+                i1 = _mm512_dpbusd_epi32(i1, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: columns + k, as: Int32.self)), x0)
+                i2 = _mm512_dpbusd_epi32(i2, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 2 * columns + k, as: Int32.self)), x0)
+                i3 = _mm512_dpbusd_epi32(i3, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 3 * columns + k, as: Int32.self)), x0)
+                k += 4
+            }
+            let d0 = UnsafeRawPointer(dx + (g * size / 32) * 16).load(as: __m512.self)
+            let s0 = UnsafeRawPointer(sums + g * 16).load(as: __m512.self)
+            let p = 4 * g
+            @inline(__always) func step(_ f: inout __m512, _ i: __m512i, _ r: Int) {
+                let sum = _mm512_sub_ps(_mm512_castsi512_ps(i), _mm512_set1_ps(12_582_912))
+                f = _mm512_fmadd_ps(sum, _mm512_mul_ps(d0, _mm512_set1_ps(sc[p + r])), f)
+                f = _mm512_fmadd_ps(s0, _mm512_set1_ps(off[p + r]), f)
+            }
+            step(&f0, i0, 0)
+            step(&f1, i1, 1)
+            step(&f2, i2, 2)
+            step(&f3, i3, 3)
+        }
+        let o = UnsafeMutableRawPointer(out)
+        o.storeBytes(of: f0, toByteOffset: 0, as: __m512.self)
+        o.storeBytes(of: f1, toByteOffset: 128, as: __m512.self)
+        o.storeBytes(of: f2, toByteOffset: 256, as: __m512.self)
+        o.storeBytes(of: f3, toByteOffset: 384, as: __m512.self)
     }
     #endif
 }

@@ -39,7 +39,8 @@ import QuillKernels
     }
 
     /// The VNNI kernel against its plain twin, bitwise: rows not a multiple of 4, tokens not a
-    /// multiple of 32 (and a single token), several products sharing activations, 1 and 2 threads.
+    /// multiple of 32 (a single token and 40 end on an odd 16-token vector, which the one-vector tile
+    /// computes; 17 fills a pair), several products sharing activations, 1 and 2 threads.
     @Test(arguments: quantisedTypes)
     func matchesTheReferenceBitwise(_ type: TensorType) throws {
         try #require(BlockInt8GEMM.hasFastKernel, "the VNNI kernel is what this test checks")
