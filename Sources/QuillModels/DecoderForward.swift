@@ -152,10 +152,25 @@ extension DecoderContext {
         } else if rows > 0 {
             for (matrix, output) in products { projectRows(matrix, input, rows: rows, into: output) }
         }
+        let promptRows = plan.rows - plan.decodeRows
+        if promptRows > 0 && usesInt8GEMM(products) {
+            // The int8 GEMM computes each token alone (tokens are vector lanes), so the step's prompt
+            // chunks, which follow the decoding rows back to back, go through it as one product:
+            // the same bits, but each weight row is unpacked once per step rather than once per
+            // chunk, and no lanes are spent on padding every chunk to a multiple of 32 tokens.
+            multiplyPrompt(products.map { ($0.matrix, $0.output + plan.decodeRows * $0.matrix.rows) },
+                           input + plan.decodeRows * columns, tokens: promptRows)
+            return
+        }
         for chunk in plan.promptChunks {
             multiplyPrompt(products.map { ($0.matrix, $0.output + chunk.firstRow * $0.matrix.rows) },
                            input + chunk.firstRow * columns, tokens: chunk.tokens)
         }
+    }
+
+    /// Whether prompt tokens of `products` take the int8 GEMM.
+    private func usesInt8GEMM(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)]) -> Bool {
+        model.precision == .quantized && BlockInt8GEMM.hasFastKernel && products.allSatisfy({ BlockInt8GEMM.supports($0.matrix) })
     }
 
     /// `y_i = x · W_iᵀ` for the tokens of one prompt chunk. On the quantised path the int8 GEMM
@@ -164,7 +179,7 @@ extension DecoderContext {
     /// f32 weights and sgemm. Each token's result depends on that token alone either way.
     private func multiplyPrompt(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
                                 _ input: UnsafeMutablePointer<Float>, tokens: Int) {
-        if model.precision == .quantized && BlockInt8GEMM.hasFastKernel && products.allSatisfy({ BlockInt8GEMM.supports($0.matrix) }) {
+        if usesInt8GEMM(products) {
             let activations = InterleavedActivations(input, tokens: tokens, columns: products[0].matrix.columns, pool: pool)
             BlockInt8GEMM.multiply(products, activations, pool: pool)
             return
