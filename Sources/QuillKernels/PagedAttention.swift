@@ -111,7 +111,8 @@ extension Attention {
         let blas = MatMul.disableBLAS ? nil : BLAS.library
         // Work items: per decoding token and KV head (its group of query heads shares the widened
         // blocks; a group is split when there are too few items to keep every thread busy — each
-        // head's arithmetic is the same either way), per prompt block of `blockRows` tokens and query head.
+        // head's arithmetic is the same either way), per prompt block of `blockRows` tokens and KV
+        // head (whose query heads share one gathered, widened copy of the history).
         let decodeItems = sequences.reduce(0) { $0 + ($1.tokens > 1 && blas != nil ? 0 : $1.tokens * shape.kvHeads) }
         let parts = decodeItems == 0 ? 1 : min(group, max(1, 4 * pool.threadCount / decodeItems))
         let partHeads = (group + parts - 1) / parts
@@ -127,8 +128,8 @@ extension Attention {
                     let b = first + (i % 2 == 0 ? i / 2 : blocks - 1 - i / 2)
                     let from = max(b * blockRows, sequence.firstPosition)
                     let to = min((b + 1) * blockRows, sequence.firstPosition + sequence.tokens)
-                    for h in 0 ..< heads {
-                        items.append((s, from - sequence.firstPosition, to - from, h))
+                    for g in 0 ..< shape.kvHeads {
+                        items.append((s, from - sequence.firstPosition, to - from, g))
                     }
                 }
             } else {
@@ -146,7 +147,7 @@ extension Attention {
                 let item = work[index], sequence = sequences[item.sequence]
                 if sequence.tokens > 1, let blas {
                     pagedBlock(blas, queries: queries, kv: kv, sequence: sequence, firstToken: item.first,
-                               rows: item.count, head: item.head, output: output, shape: shape, window: window)
+                               rows: item.count, kvHead: item.head, output: output, shape: shape, window: window)
                 } else {
                     pagedGroup(queries: queries, kv: kv, sequence: sequence, token: item.first,
                                heads: item.head ..< item.head + item.count, output: output, shape: shape, window: window)
@@ -264,7 +265,7 @@ extension Attention {
     /// history only, not on which chunk of the prompt computed it: the prefix cache can then share a
     /// prompt's KV at block granularity without changing a bit.
     static func pagedBlock(_ blas: BLAS.Library, queries: UnsafePointer<Float>, kv: PagedKVView,
-                           sequence: AttentionSequence, firstToken t0: Int, rows: Int, head h: Int,
+                           sequence: AttentionSequence, firstToken t0: Int, rows: Int, kvHead g: Int,
                            output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?) {
         let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
         let firstQuery = sequence.firstPosition + t0, lastQuery = firstQuery + rows - 1
@@ -276,32 +277,35 @@ extension Attention {
             let keys = buffer.baseAddress!, values = keys + length * hd        // (length, hd) each
             let s = values + length * hd                                        // (blockRows, length)
             let q = s + blockRows * length, out = q + blockRows * hd            // (blockRows, hd) each
-            kv.gather(head: h / group, blocks: sequence.blocks, range: lo ..< lastQuery + 1, keys: keys, values: values)
+            kv.gather(head: g, blocks: sequence.blocks, range: lo ..< lastQuery + 1, keys: keys, values: values)
             (keys + known * hd).update(repeating: 0, count: (length - known) * hd)
             (values + known * hd).update(repeating: 0, count: (length - known) * hd)
-            q.update(repeating: 0, count: blockRows * hd)
             let firstRow = sequence.firstRow + t0
-            for r in 0 ..< rows {
-                (q + (slot + r) * hd).update(from: queries + ((firstRow + r) * heads + h) * hd, count: hd)
-            }
-            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(blockRows), Int32(length), Int32(hd),
-                       shape.scale, q, Int32(hd), keys, Int32(hd), 0, s, Int32(length))
-            for r in 0 ..< blockRows {
-                let row = s + r * length, position = blockStart + r
-                guard r >= slot && r < slot + rows else {
-                    row.update(repeating: 0, count: length)    // not a query of this call
-                    continue
+            // The group's query heads, one after another, against the same gathered history.
+            for h in g * group ..< (g + 1) * group {
+                q.update(repeating: 0, count: blockRows * hd)
+                for r in 0 ..< rows {
+                    (q + (slot + r) * hd).update(from: queries + ((firstRow + r) * heads + h) * hd, count: hd)
                 }
-                let from = windowStart(position, window) - lo, to = position + 1 - lo
-                (row).update(repeating: 0, count: from)
-                let total = exponentiateShifted(row + from, count: to - from)
-                scale(row + from, by: 1 / total, count: to - from)
-                (row + to).update(repeating: 0, count: length - to)
-            }
-            blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(blockRows), Int32(hd), Int32(length),
-                       1, s, Int32(length), values, Int32(hd), 0, out, Int32(hd))
-            for r in 0 ..< rows {
-                (output + ((firstRow + r) * heads + h) * hd).update(from: out + (slot + r) * hd, count: hd)
+                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(blockRows), Int32(length), Int32(hd),
+                           shape.scale, q, Int32(hd), keys, Int32(hd), 0, s, Int32(length))
+                for r in 0 ..< blockRows {
+                    let row = s + r * length, position = blockStart + r
+                    guard r >= slot && r < slot + rows else {
+                        row.update(repeating: 0, count: length)    // not a query of this call
+                        continue
+                    }
+                    let from = windowStart(position, window) - lo, to = position + 1 - lo
+                    (row).update(repeating: 0, count: from)
+                    let total = exponentiateShifted(row + from, count: to - from)
+                    scale(row + from, by: 1 / total, count: to - from)
+                    (row + to).update(repeating: 0, count: length - to)
+                }
+                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(blockRows), Int32(hd), Int32(length),
+                           1, s, Int32(length), values, Int32(hd), 0, out, Int32(hd))
+                for r in 0 ..< rows {
+                    (output + ((firstRow + r) * heads + h) * hd).update(from: out + (slot + r) * hd, count: hd)
+                }
             }
         }
     }
