@@ -267,8 +267,7 @@ public enum BlockInt8GEMM {
     }
 
     /// 4 rows × the 16 tokens of vector `v` (`tile4x2`'s operations on its first vector): the
-    /// last vector of an odd count. Writes lanes 0–15
-    /// of `out[r·32 + lane]`.
+    /// last vector of an odd count. Writes lanes 0–15 of `out[r·32 + lane]`.
     @inline(__always)
     static func tile4x1(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, steps: Int, into out: UnsafeMutablePointer<Float>) {
         let columns = x.columns, size = 4 * steps, groups = columns / size

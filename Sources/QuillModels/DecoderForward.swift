@@ -140,7 +140,7 @@ extension DecoderContext {
 
     /// `y_i = x · W_iᵀ` for matrices sharing one input (Q, K, V; gate, up): the decoding rows as
     /// one batched product (each weight block read once for all of them; every row bitwise what it
-    /// would be alone), each prompt chunk as one matrix product.
+    /// would be alone), the prompt chunks as one int8 GEMM, or one sgemm product each on the f32 path.
     private func project(_ products: [(matrix: WeightMatrix, output: UnsafeMutablePointer<Float>)],
                          _ input: UnsafeMutablePointer<Float>, plan: RowPlan) {
         let columns = products[0].matrix.columns, rows = plan.decodeRows
