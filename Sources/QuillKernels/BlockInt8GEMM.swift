@@ -176,12 +176,13 @@ public enum BlockInt8GEMM {
         tile.withUnsafeMutableBufferPointer { t in
             for v in stride(from: vectors.lowerBound, to: vectors.upperBound, by: 2) {
                 #if canImport(COpenBLAS.AVX512VNNI)
-                if !portable && v + 1 == x.vectors && x.vectors % 2 == 1 {  // an odd last vector
-                    tile4x1(panel, x, vector: v, steps: panel.groupSize / 4, into: t.baseAddress!)
-                } else if !portable && panel.groupSize == 32 {
-                    tile4x2(panel, x, vector: v, steps: 8, into: t.baseAddress!)
+                let odd = v + 1 == x.vectors    // an odd last vector: alone
+                if !portable && panel.groupSize == 32 {
+                    if odd { tile4(panel, x, vector: v, count: 1, steps: 8, into: t.baseAddress!) }
+                    else { tile4(panel, x, vector: v, count: 2, steps: 8, into: t.baseAddress!) }
                 } else if !portable {
-                    tile4x2(panel, x, vector: v, steps: 4, into: t.baseAddress!)
+                    if odd { tile4(panel, x, vector: v, count: 1, steps: 4, into: t.baseAddress!) }
+                    else { tile4(panel, x, vector: v, count: 2, steps: 4, into: t.baseAddress!) }
                 } else {
                     ReferenceBlockInt8GEMM.tile(panel, x, vector: v, into: t.baseAddress!)
                 }
@@ -198,11 +199,15 @@ public enum BlockInt8GEMM {
     }
 
     #if canImport(COpenBLAS.AVX512VNNI)
-    /// 4 rows × 32 tokens: 8 int32 and 8 float accumulators as named locals (an array of them would
-    /// live on the stack). Writes `out[r·32 + lane]`.
-    /// `steps`: 4-column steps per group (8 or 4), a constant at each call site so the loop unrolls.
+    /// 4 rows × the 16 tokens of vector `v`, and of `v + 1` when `count` is 2: 8 int32 and 8 float
+    /// accumulators as named locals (an array of them would live on the stack). Writes
+    /// `out[r·32 + lane]`, lanes 0–15 only when `count` is 1 (an odd last vector).
+    /// `count` (1 or 2) and `steps` (4-column steps per group, 8 or 4) are constants at each call
+    /// site, so the second vector's work folds away and the loop unrolls.
     @inline(__always)
-    static func tile4x2(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, steps: Int, into out: UnsafeMutablePointer<Float>) {
+    static func tile4(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, count: Int, steps: Int,
+                      into out: UnsafeMutablePointer<Float>) {
+        let two = count == 2
         let columns = x.columns, size = 4 * steps, groups = columns / size
         let a = x.bytes + v * columns * 16, stride = columns * 16  // vector v, then v + 1
         let q = UnsafeRawPointer(panel.q), sc = panel.scales, off = panel.offsets
@@ -220,26 +225,24 @@ public enum BlockInt8GEMM {
             var i00 = zero, i01 = zero, i10 = zero, i11 = zero, i20 = zero, i21 = zero, i30 = zero, i31 = zero
             for _ in 0..<steps {
                 let x0 = a.load(fromByteOffset: k * 16, as: __m512i.self)
-                let x1 = a.load(fromByteOffset: stride + k * 16, as: __m512i.self)
+                let x1 = two ? a.load(fromByteOffset: stride + k * 16, as: __m512i.self) : x0
                 let w0 = _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: k, as: Int32.self))
                 i00 = _mm512_dpbusd_epi32(i00, w0, x0)
-                i01 = _mm512_dpbusd_epi32(i01, w0, x1)
+                if two { i01 = _mm512_dpbusd_epi32(i01, w0, x1) }
                 let w1 = _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: columns + k, as: Int32.self))
                 i10 = _mm512_dpbusd_epi32(i10, w1, x0)
-                i11 = _mm512_dpbusd_epi32(i11, w1, x1)
+                if two { i11 = _mm512_dpbusd_epi32(i11, w1, x1) }
                 let w2 = _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 2 * columns + k, as: Int32.self))
                 i20 = _mm512_dpbusd_epi32(i20, w2, x0)
-                i21 = _mm512_dpbusd_epi32(i21, w2, x1)
+                if two { i21 = _mm512_dpbusd_epi32(i21, w2, x1) }
                 let w3 = _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 3 * columns + k, as: Int32.self))
                 i30 = _mm512_dpbusd_epi32(i30, w3, x0)
-                i31 = _mm512_dpbusd_epi32(i31, w3, x1)
+                if two { i31 = _mm512_dpbusd_epi32(i31, w3, x1) }
                 k += 4
             }
             let block = g * size / 32
             let d0 = UnsafeRawPointer(dx + block * 16).load(as: __m512.self)
-            let d1 = UnsafeRawPointer(dx + (blocks + block) * 16).load(as: __m512.self)
             let s0 = UnsafeRawPointer(sums + g * 16).load(as: __m512.self)
-            let s1 = UnsafeRawPointer(sums + sumStride + g * 16).load(as: __m512.self)
             let p = 4 * g
             @inline(__always) func step(_ f: inout __m512, _ i: __m512i, _ d: __m512, _ s: __m512, _ r: Int) {
                 let sum = _mm512_sub_ps(_mm512_castsi512_ps(i), _mm512_set1_ps(12_582_912))
@@ -247,66 +250,29 @@ public enum BlockInt8GEMM {
                 f = _mm512_fmadd_ps(s, _mm512_set1_ps(off[p + r]), f)
             }
             step(&f00, i00, d0, s0, 0)
-            step(&f01, i01, d1, s1, 0)
             step(&f10, i10, d0, s0, 1)
-            step(&f11, i11, d1, s1, 1)
             step(&f20, i20, d0, s0, 2)
-            step(&f21, i21, d1, s1, 2)
             step(&f30, i30, d0, s0, 3)
-            step(&f31, i31, d1, s1, 3)
+            if two {
+                let d1 = UnsafeRawPointer(dx + (blocks + block) * 16).load(as: __m512.self)
+                let s1 = UnsafeRawPointer(sums + sumStride + g * 16).load(as: __m512.self)
+                step(&f01, i01, d1, s1, 0)
+                step(&f11, i11, d1, s1, 1)
+                step(&f21, i21, d1, s1, 2)
+                step(&f31, i31, d1, s1, 3)
+            }
         }
         let o = UnsafeMutableRawPointer(out)
         o.storeBytes(of: f00, toByteOffset: 0, as: __m512.self)
-        o.storeBytes(of: f01, toByteOffset: 64, as: __m512.self)
         o.storeBytes(of: f10, toByteOffset: 128, as: __m512.self)
-        o.storeBytes(of: f11, toByteOffset: 192, as: __m512.self)
         o.storeBytes(of: f20, toByteOffset: 256, as: __m512.self)
-        o.storeBytes(of: f21, toByteOffset: 320, as: __m512.self)
         o.storeBytes(of: f30, toByteOffset: 384, as: __m512.self)
-        o.storeBytes(of: f31, toByteOffset: 448, as: __m512.self)
-    }
-
-    /// 4 rows × the 16 tokens of vector `v` (`tile4x2`'s operations on its first vector): the
-    /// last vector of an odd count. Writes lanes 0–15 of `out[r·32 + lane]`.
-    @inline(__always)
-    static func tile4x1(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, steps: Int, into out: UnsafeMutablePointer<Float>) {
-        let columns = x.columns, size = 4 * steps, groups = columns / size
-        let a = x.bytes + v * columns * 16
-        let q = UnsafeRawPointer(panel.q), sc = panel.scales, off = panel.offsets
-        let blocks = columns / 32
-        let dx = x.scales + v * blocks * 16
-        let sums = (size == 32 ? x.sums32 : x.sums16) + v * groups * 16
-        var f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0
-        var k = 0
-        for g in 0..<groups {
-            let zero = _mm512_set1_epi32(0x4B40_0000)  // 1.5·2²³, as in tile4x2
-            var i0 = zero, i1 = zero, i2 = zero, i3 = zero
-            for _ in 0..<steps {
-                let x0 = a.load(fromByteOffset: k * 16, as: __m512i.self)
-                i0 = _mm512_dpbusd_epi32(i0, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: k, as: Int32.self)), x0)
-                i1 = _mm512_dpbusd_epi32(i1, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: columns + k, as: Int32.self)), x0)
-                i2 = _mm512_dpbusd_epi32(i2, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 2 * columns + k, as: Int32.self)), x0)
-                i3 = _mm512_dpbusd_epi32(i3, _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: 3 * columns + k, as: Int32.self)), x0)
-                k += 4
-            }
-            let d0 = UnsafeRawPointer(dx + (g * size / 32) * 16).load(as: __m512.self)
-            let s0 = UnsafeRawPointer(sums + g * 16).load(as: __m512.self)
-            let p = 4 * g
-            @inline(__always) func step(_ f: inout __m512, _ i: __m512i, _ r: Int) {
-                let sum = _mm512_sub_ps(_mm512_castsi512_ps(i), _mm512_set1_ps(12_582_912))
-                f = _mm512_fmadd_ps(sum, _mm512_mul_ps(d0, _mm512_set1_ps(sc[p + r])), f)
-                f = _mm512_fmadd_ps(s0, _mm512_set1_ps(off[p + r]), f)
-            }
-            step(&f0, i0, 0)
-            step(&f1, i1, 1)
-            step(&f2, i2, 2)
-            step(&f3, i3, 3)
+        if two {
+            o.storeBytes(of: f01, toByteOffset: 64, as: __m512.self)
+            o.storeBytes(of: f11, toByteOffset: 192, as: __m512.self)
+            o.storeBytes(of: f21, toByteOffset: 320, as: __m512.self)
+            o.storeBytes(of: f31, toByteOffset: 448, as: __m512.self)
         }
-        let o = UnsafeMutableRawPointer(out)
-        o.storeBytes(of: f0, toByteOffset: 0, as: __m512.self)
-        o.storeBytes(of: f1, toByteOffset: 128, as: __m512.self)
-        o.storeBytes(of: f2, toByteOffset: 256, as: __m512.self)
-        o.storeBytes(of: f3, toByteOffset: 384, as: __m512.self)
     }
     #endif
 }
@@ -372,7 +338,7 @@ public enum ReferenceBlockInt8GEMM {
         }
     }
 
-    /// 4 rows × 32 tokens from token vector `v`, as `BlockInt8GEMM.tile4x2` computes them.
+    /// 4 rows × 32 tokens from token vector `v`, as `BlockInt8GEMM.tile4` computes them.
     static func tile(_ panel: RowPanel, _ x: InterleavedActivations, vector v: Int, into out: UnsafeMutablePointer<Float>) {
         let size = panel.groupSize, groups = x.columns / size
         for r in 0..<4 {
