@@ -41,12 +41,15 @@ func benchBatched(threads t: Int, types: [TensorType]) {
     }
     // f32 precision: the batched f32 kernel (MatMul's path for up to 16 rows) against one f32
     // mat-vec per row; both give bitwise the same rows.
-    for type in [TensorType.q8_0, .q4_1, .f32] where types.isEmpty || types.contains(type) {
-        let (rows, columns) = (1536, 576)
-        let w = type == .f32 ? randomF32Matrix(rows: rows, columns: columns) : randomMatrix(type, rows: rows, columns: columns)
+    // F16: Whisper-base's decoder (f16 weights used in place, 5 beams), its feed-forward and output head.
+    let f32Cases: [(TensorType, Int, Int)] = [(.q8_0, 1536, 576), (.q4_1, 1536, 576), (.f32, 1536, 576),
+                                              (.f16, 2048, 512), (.f16, 51865, 512)]
+    for (type, rows, columns) in f32Cases where types.isEmpty || types.contains(type) {
+        let w = type == .f32 ? randomF32Matrix(rows: rows, columns: columns)
+            : type == .f16 ? randomF16Matrix(rows: rows, columns: columns) : randomMatrix(type, rows: rows, columns: columns)
         defer { w.data.deallocate() }
         let bytes = Double(w.rowBytes * rows)
-        for batch in [2, 4, 8, 16, 32] {
+        for batch in type == .f16 ? [1, 4, 5, 8] : [2, 4, 8, 16, 32] {
             let x = (0..<batch * columns).map { _ in Float.random(in: -1...1) }
             var y = [Float](repeating: 0, count: batch * rows)
             let n = max(3, Int(3e7 / (bytes * Double(batch))))
@@ -66,6 +69,13 @@ func benchBatched(threads t: Int, types: [TensorType]) {
                  f(bytes * Double(batch) / batched / 1e9), f(ops / batched / 1e9), f(perRow / batched, 2) + "×"])
         }
     }
+}
+
+/// F16 weights in [-1, 1].
+func randomF16Matrix(rows: Int, columns: Int) -> WeightMatrix {
+    let data = UnsafeMutableRawPointer.allocate(byteCount: 2 * rows * columns, alignment: 64)
+    for i in 0..<rows * columns { data.storeBytes(of: Float16(Float.random(in: -1...1)), toByteOffset: 2 * i, as: Float16.self) }
+    return WeightMatrix(type: .f16, rows: rows, columns: columns, data: UnsafeRawPointer(data))
 }
 
 /// F32 weights in [-1, 1] (random bytes would be NaNs and subnormals, which time differently).
