@@ -64,7 +64,7 @@ public func addInPlace(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<F
 /// exponent bits), within 2 ulp of `expf` for x in [-87, 88]; inputs are clamped to that range, so
 /// very negative x gives ~1e-38 rather than 0. Vectorised because scalar `expf` calls dominated
 /// softmax and SwiGLU.
-@inlinable @inline(__always)
+@inlinable @_transparent  // mandatory: nested in other @inline(__always) helpers it was left as a call with its lanes split
 public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
     // Compare-and-select rather than pointwiseMin/Max, whose NaN rules lower to scalar code.
     let lo = SIMD16<Float>(repeating: -87), hi = SIMD16<Float>(repeating: 88)
