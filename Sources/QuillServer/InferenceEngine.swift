@@ -32,6 +32,7 @@ struct EngineSnapshot: Sendable {
     var kvBlocksTotal = 0
     var kvBlocksCached = 0
     var kvBlocksResident = 0
+    var kvWindowedBlocksResident = 0
     var steps = 0
     var preemptions = 0
 }
@@ -250,6 +251,7 @@ final class InferenceEngine: @unchecked Sendable {
         latest.kvBlocksInUse = context.kv.capacityBlocks - context.kv.freeBlocks
         latest.kvBlocksCached = context.kv.cachedPrefixBlocks
         latest.kvBlocksResident = context.kv.residentBlocks
+        latest.kvWindowedBlocksResident = context.kv.residentWindowedBlocks
         latest.steps += 1
         latest.preemptions = generator.preemptions
         condition.unlock()

@@ -57,6 +57,9 @@ final class ServerMetrics: @unchecked Sendable {
             metric("quill_kv_blocks_total", "gauge", "KV blocks in the budget.", [("", "\(engine.kvBlocksTotal)")])
             metric("quill_kv_blocks_resident", "gauge", "KV blocks written at least once (their memory is resident).",
                    [("", "\(engine.kvBlocksResident)")])
+            metric("quill_kv_windowed_blocks_resident", "gauge",
+                   "Sliding-window layers' KV blocks written at least once (0 without such layers).",
+                   [("", "\(engine.kvWindowedBlocksResident)")])
             metric("quill_engine_steps_total", "counter", "Forward passes run.", [("", "\(engine.steps)")])
             metric("quill_preemptions_total", "counter", "Running sequences preempted for KV memory (recomputed later).",
                    [("", "\(engine.preemptions)")])

@@ -159,4 +159,47 @@ import Testing
         #expect(status == 0)
         #expect(box.reply?.events.last == "[DONE]", "the in-flight stream was completed")
     }
+
+    /// A request still waiting for admission when SIGTERM comes is run too, not dropped: the HTTP
+    /// side drains before the engine stops.
+    @Test func sigtermAlsoRunsTheQueuedRequest() throws {
+        let server = try ServerProcess(["-c", "1024", "-t", "1", "--parallel", "1", "--shutdown-grace", "3600"])
+        final class Replies: @unchecked Sendable { var values: [ServerProcess.Reply?] = [nil, nil]; let lock = NSLock() }
+        let replies = Replies(), group = DispatchGroup()
+        for i in 0 ..< 2 {
+            group.enter()
+            Thread {
+                let reply = try? server.request("POST", "/v1/completions",
+                                                json: ["prompt": "Once upon a time", "max_tokens": 24, "ignore_eos": true, "stream": i == 1])
+                replies.lock.withLock { replies.values[i] = reply }
+                group.leave()
+            }.start()
+        }
+        var metrics = ""
+        for _ in 0 ..< 600 {
+            metrics = (try? server.request("GET", "/metrics").text) ?? ""
+            if metrics.contains("quill_running_sequences 1") && metrics.contains("quill_queue_depth 1") { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(metrics.contains("quill_queue_depth 1"), "one request was waiting")
+        #expect(metrics.contains("quill_kv_windowed_blocks_resident 0"), "SmolLM2 has no sliding-window layers")
+        let status = server.stop(signal: SIGTERM)
+        group.wait()
+        #expect(status == 0)
+        let whole = replies.values[0].flatMap { try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any] }
+        #expect((whole?["usage"] as? [String: Any])?["completion_tokens"] as? Int == 24, "the first request completed")
+        let stream = replies.values[1]?.events ?? []
+        #expect(stream.last == "[DONE]" && stream.filter { $0.hasPrefix("{") }.count >= 24, "the queued stream completed")
+    }
+
+    /// Gemma 3's local layers keep KV blocks of their own; `/metrics` reports them apart.
+    @Test func windowedBlocksAreReported() throws {
+        let server = try ServerProcess(["-m", "gemma3-270m", "-c", "1024", "-t", "1"])
+        let reply = try server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 4])
+        #expect(reply.status == 200)
+        let text = try server.request("GET", "/metrics").text
+        let line = text.split(separator: "\n").first { $0.hasPrefix("quill_kv_windowed_blocks_resident ") } ?? ""
+        #expect((Int(line.split(separator: " ").last ?? "") ?? 0) > 0, "\(line)")
+        #expect(server.stop() == 0)
+    }
 }
