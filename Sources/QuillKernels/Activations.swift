@@ -36,31 +36,26 @@ public enum Activation: String, Sendable, CaseIterable {
     }
 
     private static func applyGELU(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        let raw = UnsafeMutableRawPointer(x)
-        var i = 0
-        while i + 16 <= count {
-            let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            raw.storeBytes(of: gelu16(v), toByteOffset: 4 * i, as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < count { x[i] = 0.5 * x[i] * (1 + erff(x[i] * 0.70710678118654752)); i += 1 }
+        map(x, count: count, vector: gelu16) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }
     }
 
     private static func applyGELUTanh(_ x: UnsafeMutablePointer<Float>, count: Int) {
+        // Same association as transformers' NewGELUActivation: 0.5·x·(1 + tanh(c·(x + 0.044715·x³))).
+        map(x, count: count, vector: geluTanh16) { 0.5 * $0 * (1 + tanhf(0.7978845608028654 * ($0 + 0.044715 * ($0 * $0 * $0)))) }
+    }
+
+    /// `x[i] = f(x[i])`: 16 lanes at a time, the tail one by one.
+    @inline(__always)
+    private static func map(_ x: UnsafeMutablePointer<Float>, count: Int, vector: (SIMD16<Float>) -> SIMD16<Float>,
+                            scalar: (Float) -> Float) {
         let raw = UnsafeMutableRawPointer(x)
         var i = 0
         while i + 16 <= count {
-            let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-            raw.storeBytes(of: geluTanh16(v), toByteOffset: 4 * i, as: SIMD16<Float>.self)
+            raw.storeBytes(of: vector(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)),
+                           toByteOffset: 4 * i, as: SIMD16<Float>.self)
             i += 16
         }
-        // Same association as transformers' NewGELUActivation: 0.5·x·(1 + tanh(c·(x + 0.044715·x³))).
-        let c: Float = 0.7978845608028654
-        while i < count {
-            let v = x[i]
-            x[i] = 0.5 * v * (1 + tanhf(c * (v + 0.044715 * (v * v * v))))
-            i += 1
-        }
+        while i < count { x[i] = scalar(x[i]); i += 1 }
     }
 
     /// `gate[i] = act(gate[i]) · up[i]`: the gated feed-forward of T5 v1.1 (`wi_0`, `wi_1`).

@@ -24,12 +24,17 @@ import Testing
 
     @Test(arguments: Activation.allCases)
     func activationMatchesReference(_ activation: Activation) {
-        let x = random(1000, seed: 4, scale: 6)
+        let (_, worst) = applied(activation, random(1000, seed: 4, scale: 6))
+        #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
+    }
+
+    /// The activation applied to `x`, and its largest error against the Double reference (relative
+    /// where the reference exceeds 1 in magnitude, absolute below).
+    func applied(_ activation: Activation, _ x: [Float]) -> (values: [Float], worst: Float) {
         var fast = x, slow = x
         activation.apply(&fast, count: x.count)
         ReferenceActivation.apply(activation, &slow, count: x.count)
-        let worst = zip(fast, slow).map { abs($0 - $1) / max(1, abs($1)) }.max()!
-        #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
+        return (fast, zip(fast, slow).map { abs($0 - $1) / max(1, abs($1)) }.max()!)
     }
 
     @Test(arguments: Activation.allCases)
@@ -47,10 +52,7 @@ import Testing
     @Test(arguments: [Activation.gelu, .geluTanh])
     func activationTailsStayNormal(_ activation: Activation) {
         let x = random(4000, seed: 7, scale: 60)
-        var fast = x, slow = x
-        activation.apply(&fast, count: x.count)
-        ReferenceActivation.apply(activation, &slow, count: x.count)
-        let worst = zip(fast, slow).map { abs($0 - $1) / max(1, abs($1)) }.max()!
+        let (fast, worst) = applied(activation, x)
         #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
         #expect(fast.filter { $0.isSubnormal }.isEmpty)
         #expect(x.contains { $0 < -20 } && x.contains { $0 > 20 })
