@@ -47,8 +47,10 @@ import Testing
         #expect(worst < 1e-5, "\(activation): max relative error \(worst)")
     }
 
-    /// Far tails: within the reference everywhere, and no subnormal results, whose microcode assists
-    /// made exact GELU ~6× slower past |x| ≈ 12 (counted, not timed: the property that keeps it fast).
+    /// Far tails: within the reference everywhere, no subnormal results, and exact GELU 0 past x = −12,
+    /// where `gelu16` clamps. (The clamp is there for speed: before it, erfc itself was subnormal past
+    /// |x| ≈ 13, costing microcode assists, although the final products were normal again. That
+    /// intermediate cannot be observed here; the zeros show the clamped path is the one taken.)
     @Test(arguments: [Activation.gelu, .geluTanh])
     func activationTailsStayNormal(_ activation: Activation) {
         let x = random(4000, seed: 7, scale: 60)
