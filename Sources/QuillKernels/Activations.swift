@@ -91,10 +91,11 @@ public func geluTanh16(_ x: SIMD16<Float>) -> SIMD16<Float> {
 /// the relative error stays that small on the negative side too. Vectorised because scalar `erff`
 /// calls took ~10% of Whisper's encoder.
 ///
-/// Past |x| ≈ 12 (z = |x|/√2 > 8.5) erfc(z) and its products fall below 2⁻¹²⁶, where every subnormal
-/// operation costs a microcode assist (GELU over such values ran 6× slower). There z is clamped to
-/// 8.5: for x > 0 the result is unchanged, because 2 − erfc rounds to 2 either way; for x < 0 it is
-/// 0, as in PyTorch, whose `1 + erf` is exactly 0 already from x ≈ −5.5.
+/// Past |x| ≈ 13 erfc(z) falls below 2⁻¹²⁶, and every subnormal operation costs a microcode assist
+/// (GELU over such values ran 6× slower, though the final ×x/2 made them normal again). So from
+/// z = |x|/√2 > 8.5 (|x| ≈ 12) on, z is clamped to 8.5: for x > 0 the result is unchanged, because
+/// 2 − erfc rounds to 2 either way; for x < 0 it is 0, as in PyTorch, whose `1 + erf` is exactly 0
+/// already from x ≈ −5.5.
 @inlinable @inline(__always)
 public func gelu16(_ x: SIMD16<Float>) -> SIMD16<Float> {
     let magnitude = (x * 0.707_106_781_186_547_52).replacing(with: 0, where: x .< 0)
