@@ -98,11 +98,6 @@ import Testing
     /// full queue answers 429 with Retry-After.
     @Test func disconnectsFreeTheirBlocksAndAFullQueueIs429() throws {
         let server = try ServerProcess(["-c", "2048", "-t", "1", "--parallel", "1", "--queue", "1", "--no-prefix-cache"])
-        func metric(_ name: String) throws -> Int {
-            let text = try server.request("GET", "/metrics").text
-            let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") } ?? ""
-            return Int(line.split(separator: " ").last ?? "") ?? -1
-        }
         let long: [String: Any] = ["prompt": "Once upon a time", "max_tokens": 1500, "ignore_eos": true, "stream": true]
         for _ in 0 ..< 5 {
             let head = try readFirstBytesThenDisconnect(port: server.port, path: "/v1/completions", json: long, bytes: 600)
@@ -110,7 +105,7 @@ import Testing
         }
         var running = -1, blocks = -1
         for _ in 0 ..< 300 {
-            (running, blocks) = (try metric("quill_running_sequences"), try metric("quill_kv_blocks_in_use"))
+            (running, blocks) = (try server.metric("quill_running_sequences"), try server.metric("quill_kv_blocks_in_use"))
             if running == 0 && blocks == 0 { break }
             Thread.sleep(forTimeInterval: 0.05)
         }
@@ -150,8 +145,7 @@ import Testing
         }.start()
         // Wait until the request is running, then ask the server to stop.
         for _ in 0 ..< 600 {
-            let text = (try? server.request("GET", "/metrics").text) ?? ""
-            if text.contains("quill_running_sequences 1") { break }
+            if (try? server.metric("quill_running_sequences")) == 1 { break }
             Thread.sleep(forTimeInterval: 0.02)
         }
         let status = server.stop(signal: SIGTERM)
@@ -175,21 +169,21 @@ import Testing
                 group.leave()
             }.start()
         }
-        var metrics = ""
+        var (running, waiting) = (-1, -1)
         for _ in 0 ..< 600 {
-            metrics = (try? server.request("GET", "/metrics").text) ?? ""
-            if metrics.contains("quill_running_sequences 1") && metrics.contains("quill_queue_depth 1") { break }
+            (running, waiting) = ((try? server.metric("quill_running_sequences")) ?? -1, (try? server.metric("quill_queue_depth")) ?? -1)
+            if running == 1 && waiting == 1 { break }
             Thread.sleep(forTimeInterval: 0.02)
         }
-        #expect(metrics.contains("quill_queue_depth 1"), "one request was waiting")
-        #expect(metrics.contains("quill_kv_windowed_blocks_resident 0"), "SmolLM2 has no sliding-window layers")
+        #expect(waiting == 1, "one request was waiting")
+        #expect(try server.metric("quill_kv_windowed_blocks_resident") == 0, "SmolLM2 has no sliding-window layers")
         let status = server.stop(signal: SIGTERM)
         group.wait()
         #expect(status == 0)
         let whole = replies.values[0].flatMap { try? JSONSerialization.jsonObject(with: $0.body) as? [String: Any] }
-        #expect((whole?["usage"] as? [String: Any])?["completion_tokens"] as? Int == 24, "the first request completed")
+        #expect((whole?["usage"] as? [String: Any])?["completion_tokens"] as? Int == 24, "the non-streaming request completed")
         let stream = replies.values[1]?.events ?? []
-        #expect(stream.last == "[DONE]" && stream.filter { $0.hasPrefix("{") }.count >= 24, "the queued stream completed")
+        #expect(stream.last == "[DONE]" && stream.filter { $0.hasPrefix("{") }.count >= 24, "the streaming request completed")
     }
 
     /// Gemma 3's local layers keep KV blocks of their own; `/metrics` reports them apart.
@@ -197,9 +191,7 @@ import Testing
         let server = try ServerProcess(["-m", "gemma3-270m", "-c", "1024", "-t", "1"])
         let reply = try server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 4])
         #expect(reply.status == 200)
-        let text = try server.request("GET", "/metrics").text
-        let line = text.split(separator: "\n").first { $0.hasPrefix("quill_kv_windowed_blocks_resident ") } ?? ""
-        #expect((Int(line.split(separator: " ").last ?? "") ?? 0) > 0, "\(line)")
+        #expect(try server.metric("quill_kv_windowed_blocks_resident") > 0)
         #expect(server.stop() == 0)
     }
 }

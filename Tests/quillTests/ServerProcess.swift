@@ -90,6 +90,13 @@ final class ServerProcess: @unchecked Sendable {
         return try box.reply!.get()
     }
 
+    /// The value of the `/metrics` line `name value`, -1 if there is none.
+    func metric(_ name: String) throws -> Int {
+        let text = try request("GET", "/metrics").text
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") } ?? ""
+        return Int(line.split(separator: " ").last ?? "") ?? -1
+    }
+
     /// Sends `signal` and waits for the exit status.
     func stop(signal: Int32 = SIGTERM) -> Int32 {
         if process.isRunning { kill(process.processIdentifier, signal) }
