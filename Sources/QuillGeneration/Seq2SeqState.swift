@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// What an encoder-decoder model keeps from the encoder for a whole generation: per decoder layer
 /// and source, the cross-attention keys and values, projected once from the encoder output and
 /// read by every decoding step and every beam of that source (never copied per beam).
@@ -7,11 +9,14 @@ public final class EncoderStates: @unchecked Sendable {
     public let headDimension: Int
     /// Token count of each source (without padding).
     public let lengths: [Int]
-    /// Positions between two heads: the longest source.
+    /// Positions between two heads: the longest source (rounded up for transposed keys).
     public let stride: Int
+    /// Whether keys are stored per head transposed (`AttentionKeys.transposed`): so
+    /// when the attention kernel prefers them so, read at every step without transposing again.
+    public let transposedKeys: Bool
     public var sources: Int { lengths.count }
 
-    /// (layers, sources, 2, heads, stride, headDimension)
+    /// (layers, sources, 2, heads, stride, headDimension); keys per head transposed when `transposedKeys`
     private let storage: UnsafeMutablePointer<Float>
     private let blockSize: Int
 
@@ -20,7 +25,9 @@ public final class EncoderStates: @unchecked Sendable {
         self.heads = heads
         self.headDimension = headDimension
         self.lengths = lengths
-        stride = max(1, lengths.max() ?? 1)
+        transposedKeys = BidirectionalAttention.prefersTransposedKeys(headDimension: headDimension)
+        let longest = max(1, lengths.max() ?? 1)
+        stride = transposedKeys ? BidirectionalAttention.transposedKeyStride(longest) : longest
         blockSize = heads * stride * headDimension
         let total = max(1, layers * lengths.count * 2 * blockSize)
         storage = .allocate(capacity: total)
@@ -29,7 +36,8 @@ public final class EncoderStates: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    /// Cross-attention keys of `source` for decoder layer `layer`: (heads, stride, headDimension).
+    /// Cross-attention keys of `source` for decoder layer `layer`: (heads, stride, headDimension), or
+    /// per head in `BidirectionalAttention.transposedKeyOffset`'s layout when `transposedKeys`.
     public func keys(layer: Int, source: Int) -> UnsafeMutablePointer<Float> {
         storage + ((layer * lengths.count + source) * 2) * blockSize
     }
@@ -37,6 +45,12 @@ public final class EncoderStates: @unchecked Sendable {
     /// Cross-attention values: (heads, stride, headDimension).
     public func values(layer: Int, source: Int) -> UnsafeMutablePointer<Float> {
         keys(layer: layer, source: source) + blockSize
+    }
+
+    /// The attention kernel's view of `source`'s keys and values in decoder layer `layer`.
+    public func attentionKeys(layer: Int, source: Int, firstPosition: Int) -> AttentionKeys {
+        AttentionKeys(keys: keys(layer: layer, source: source), values: values(layer: layer, source: source),
+                      keyCount: lengths[source], firstPosition: firstPosition, transposed: transposedKeys)
     }
 }
 

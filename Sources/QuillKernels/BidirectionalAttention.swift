@@ -19,7 +19,8 @@ public struct RelativePositionBias: @unchecked Sendable {
 
 /// Where the keys and values of one sequence of an attention batch are.
 public struct AttentionKeys: @unchecked Sendable {
-    /// (heads, keyStride, headDimension)
+    /// (heads, keyStride, headDimension), or per head `BidirectionalAttention.transposedKeyOffset`'s
+    /// layout when `transposed`
     public var keys: UnsafePointer<Float>
     /// (heads, keyStride, headDimension)
     public var values: UnsafePointer<Float>
@@ -27,12 +28,17 @@ public struct AttentionKeys: @unchecked Sendable {
     public var keyCount: Int
     /// Position of the first query token: it matters for `causal` and for a relative bias.
     public var firstPosition: Int
+    /// Keys stored per head in the layout of `BidirectionalAttention.transposedKeyOffset`, `keyStride` at
+    /// least `transposedKeyStride(keyCount)`: only for attention without bias or causal mask.
+    public var transposed: Bool
 
-    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyCount: Int, firstPosition: Int) {
+    public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyCount: Int, firstPosition: Int,
+                transposed: Bool = false) {
         self.keys = keys
         self.values = values
         self.keyCount = keyCount
         self.firstPosition = firstPosition
+        self.transposed = transposed
     }
 }
 
@@ -52,22 +58,14 @@ public enum BidirectionalAttention {
                               sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int,
                               causal: Bool, scale: Float, bias: RelativePositionBias?, pool: ThreadPool,
                               keysOf: (Int) -> AttentionKeys) {
-        if bias == nil, !causal, !MatMul.disableBLAS, let blas = BLAS.library {
-            if tokens >= gemmTokens {
-                return attendWithGEMM(queries: queries, output: output, sequences: sequences, tokens: tokens, heads: heads,
-                                      headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas, keysOf: keysOf)
-            }
-            // One query per sequence, all over the same long keys (the beams of one utterance in
-            // cross-attention): the queries form one (sequences × hd) block per head for sgemm.
-            // (A single row gained nothing measurable over the dot-product loop.)
-            if tokens == 1, sequences > 1, let shared = sharedKeys(sequences, keysOf), shared.keyCount >= gemmTokens {
-                return attendWithGEMM(queries: queries, output: output, sequences: 1, tokens: sequences, heads: heads,
-                                      headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, blas: blas) { _ in shared }
-            }
+        if bias == nil, !causal, FusedAttention.supports(headDimension: hd) {
+            return attendFused(queries: queries, output: output, sequences: sequences, tokens: tokens, heads: heads,
+                               headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, keysOf: keysOf)
         }
         pool.parallelFor(sequences * tokens * heads) { item in
             let h = item % heads, t = (item / heads) % tokens, s = item / (heads * tokens)
             let source = keysOf(s)
+            precondition(!source.transposed, "transposed keys need the fused kernel (no bias, not causal, hd a multiple of 16)")
             let query = source.firstPosition + t
             let length = causal ? min(source.keyCount, query + 1) : source.keyCount
             let q = queries + item * hd
@@ -103,54 +101,71 @@ public enum BidirectionalAttention {
 }
 
 extension BidirectionalAttention {
-    /// From this many query tokens on, bidirectional attention without a bias runs as two sgemm calls
-    /// per head (long encoder inputs: Whisper's 1500 audio frames spent ~3× longer in the per-query
-    /// dot products than in all the encoder's projections together).
-    public static let gemmTokens = 256
+    /// Whether keys of this head dimension should be stored transposed (`AttentionKeys.transposed`)
+    /// for attention without bias or causal mask: the fused kernel then reads them as they are
+    /// (cross-attention over an utterance's keys, every decoding step) instead of transposing them.
+    public static func prefersTransposedKeys(headDimension hd: Int) -> Bool { FusedAttention.supports(headDimension: hd) }
+
+    /// Positions per head of transposed keys for `count` keys: `count` rounded up to the kernel's step.
+    public static func transposedKeyStride(_ count: Int) -> Int { FusedAttention.paddedKeyCount(count) }
+
+    /// Offset of component `d` of key `j` within one head's transposed keys (blocks of 32 keys, each
+    /// (headDimension, 32)).
+    public static func transposedKeyOffset(key j: Int, dimension d: Int, headDimension hd: Int) -> Int {
+        FusedAttention.transposedOffset(key: j, dimension: d, headDimension: hd)
+    }
+
+    /// Without bias or causal mask: per (sequence, head, block of 8 queries), `FusedAttention`.
+    /// Keys not stored transposed are transposed once per (sequence, head) first.
+    static func attendFused(queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                            sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int, scale: Float,
+                            pool: ThreadPool, keysOf: (Int) -> AttentionKeys) {
+        // One query per sequence, all over the same keys (the beams of one utterance in
+        // cross-attention): the queries form blocks of 8 rows.
+        if tokens == 1, sequences > 1, let shared = sharedKeys(sequences, keysOf) {
+            return attendFused(queries: queries, output: output, sequences: 1, tokens: sequences, heads: heads, headDimension: hd,
+                               keyStride: keyStride, scale: scale, pool: pool) { _ in shared }
+        }
+        let sources = (0..<sequences).map(keysOf)
+        let rowStride = heads * hd
+        let blockRows = FusedAttention.blockRows, blocks = (tokens + blockRows - 1) / blockRows
+        let padded = FusedAttention.paddedKeyCount(sources.map(\.keyCount).max() ?? 0)
+        let needsTranspose = sources.contains { !$0.transposed }
+        let transposedCount = needsTranspose ? sequences * heads * hd * padded : 0
+        let transposed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, transposedCount))  // (sequences, heads, padded·hd)
+        defer { transposed.deallocate() }
+        if needsTranspose {
+            pool.parallelFor(sequences * heads) { item in
+                let s = item / heads, h = item % heads
+                guard !sources[s].transposed else { return }
+                FusedAttention.transpose(sources[s].keys + h * keyStride * hd, count: sources[s].keyCount, headDimension: hd,
+                                         into: transposed + item * hd * padded)
+            }
+        }
+        pool.parallelFor(sequences * heads * blocks) { item in
+            let block = item % blocks, h = (item / blocks) % heads, s = item / (blocks * heads)
+            let source = sources[s]
+            precondition(!source.transposed || keyStride >= FusedAttention.paddedKeyCount(source.keyCount))
+            let t0 = block * blockRows, rows = min(blockRows, tokens - t0)
+            let keys = source.transposed ? source.keys + h * keyStride * hd : UnsafePointer(transposed + (s * heads + h) * hd * padded)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: FusedAttention.scratchCount(keys: source.keyCount)) { scratch in
+                FusedAttention.attend(rows: rows, queries: queries + (s * tokens + t0) * rowStride + h * hd, queryStride: rowStride,
+                                      keysTransposed: keys, values: source.values + h * keyStride * hd, count: source.keyCount,
+                                      headDimension: hd, scale: scale, output: output + (s * tokens + t0) * rowStride + h * hd,
+                                      outputStride: rowStride, scratch: scratch.baseAddress!)
+            }
+        }
+    }
 
     /// The keys of every sequence when they are all the same buffers and length, else nil.
     static func sharedKeys(_ sequences: Int, _ keysOf: (Int) -> AttentionKeys) -> AttentionKeys? {
         let first = keysOf(0)
         for s in 1..<sequences {
             let other = keysOf(s)
-            guard other.keys == first.keys, other.values == first.values, other.keyCount == first.keyCount else { return nil }
+            guard other.keys == first.keys, other.values == first.values, other.keyCount == first.keyCount,
+                  other.transposed == first.transposed else { return nil }
         }
         return first
-    }
-
-    /// Per (sequence, head), for blocks of `blockRows` queries: scores = scale·Q·Kᵀ (sgemm), row
-    /// softmax, output = P·V (sgemm). Work is split over (sequence, head, block), so the result does not
-    /// depend on the thread count.
-    static func attendWithGEMM(queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
-                               sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int, scale: Float,
-                               pool: ThreadPool, blas: BLAS.Library, keysOf: (Int) -> AttentionKeys) {
-        let blockRows = 128
-        let blocks = (tokens + blockRows - 1) / blockRows
-        let rowStride = heads * hd
-        pool.parallelFor(sequences * heads * blocks) { item in
-            let block = item % blocks, h = (item / blocks) % heads, s = item / (blocks * heads)
-            let source = keysOf(s)
-            let length = source.keyCount
-            let t0 = block * blockRows, rows = min(blockRows, tokens - t0)
-            let q = queries + (s * tokens + t0) * rowStride + h * hd
-            let out = output + (s * tokens + t0) * rowStride + h * hd
-            guard length > 0 else {
-                for r in 0..<rows { (out + r * rowStride).update(repeating: 0, count: hd) }
-                return
-            }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: rows * length) { buffer in
-                let p = buffer.baseAddress!
-                let keys = source.keys + h * keyStride * hd, values = source.values + h * keyStride * hd
-                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(rows), Int32(length), Int32(hd),
-                           scale, q, Int32(rowStride), keys, Int32(hd), 0, p, Int32(length))
-                for r in 0..<rows {
-                    let row = p + r * length
-                    QuillKernels.scale(row, by: 1 / exponentiateShifted(row, count: length), count: length)
-                }
-                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(rows), Int32(hd), Int32(length),
-                           1, p, Int32(length), values, Int32(hd), 0, out, Int32(rowStride))
-            }
-        }
     }
 }
 

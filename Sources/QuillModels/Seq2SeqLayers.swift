@@ -135,12 +135,19 @@ struct DecoderLayer {
 }
 
 /// `(tokens, heads, hd)` rows of `source` into `(heads, stride, hd)` at `destination` (the layout
-/// the attention kernel and the caches read: one head's positions contiguous).
+/// the attention kernel and the caches read: one head's positions contiguous), or into
+/// per head `BidirectionalAttention.transposedKeyOffset`'s layout when `transposed` (`AttentionKeys.transposed`).
 func splitHeads(_ source: UnsafePointer<Float>, tokens: Int, heads: Int, headDimension hd: Int,
-                into destination: UnsafeMutablePointer<Float>, stride: Int) {
+                into destination: UnsafeMutablePointer<Float>, stride: Int, transposed: Bool = false) {
     for t in 0..<tokens {
         for h in 0..<heads {
-            (destination + (h * stride + t) * hd).update(from: source + (t * heads + h) * hd, count: hd)
+            let row = source + (t * heads + h) * hd
+            if transposed {
+                let head = destination + h * stride * hd
+                for d in 0..<hd { head[BidirectionalAttention.transposedKeyOffset(key: t, dimension: d, headDimension: hd)] = row[d] }
+            } else {
+                (destination + (h * stride + t) * hd).update(from: row, count: hd)
+            }
         }
     }
 }

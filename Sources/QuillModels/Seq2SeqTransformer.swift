@@ -172,8 +172,8 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                 for i in 0..<b {
                     let destination = isKey ? states.keys(layer: l, source: i) : states.values(layer: l, source: i)
                     projected.withUnsafeBufferPointer {
-                        splitHeads($0.baseAddress! + i * s * inner, tokens: lengths[i], heads: heads,
-                                   headDimension: headDimension, into: destination, stride: states.stride)
+                        splitHeads($0.baseAddress! + i * s * inner, tokens: lengths[i], heads: heads, headDimension: headDimension,
+                                   into: destination, stride: states.stride, transposed: isKey && states.transposedKeys)
                     }
                 }
             }
@@ -234,9 +234,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                 BidirectionalAttention.attend(
                     queries: q, output: &attention, sequences: n, tokens: 1, heads: heads, headDimension: hd,
                     keyStride: encoder.stride, causal: false, scale: attentionScale, bias: nil, pool: context.pool) { r in
-                    let source = state.rowSources[r]
-                    return AttentionKeys(keys: encoder.keys(layer: l, source: source), values: encoder.values(layer: l, source: source),
-                                         keyCount: encoder.lengths[source], firstPosition: position)
+                    encoder.attentionKeys(layer: l, source: state.rowSources[r], firstPosition: position)
                 }
                 layer.crossAttention.output.apply(attention, tokens: n, into: output, context: context)
             }

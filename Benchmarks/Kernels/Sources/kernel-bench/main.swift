@@ -6,6 +6,7 @@
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench batched [Q4_0 Q5_0 Q5_K Q6_K F32 …] [threads...]
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench attention [threads...]  (Whisper-base's attention shapes)
 //
 // `quants` compares the mat-vec of every quantised type side by side (GB/s of weights read, int8 and
 // f32 paths) at 4096×4096 and at Qwen2.5-0.5B's feed-forward down projection, 896×4864.
@@ -78,6 +79,10 @@ if CommandLine.arguments.dropFirst().first == "quants" {
     exit(0)
 }
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
+if CommandLine.arguments.dropFirst().first == "attention" {
+    benchAttention(threads: threads)
+    exit(0)
+}
 if CommandLine.arguments.contains("batched") {
     // Only the batched kernels: `kernel-bench batched [Q4_0 Q8_0 …] [threads...]`.
     print("AVX-512 VNNI kernels: \(MatVec.hasAVX512Kernels), load \(loadAverage())\n")
