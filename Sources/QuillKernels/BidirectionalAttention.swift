@@ -115,57 +115,60 @@ extension BidirectionalAttention {
         FusedAttention.transposedOffset(key: j, dimension: d, headDimension: hd)
     }
 
-    /// Without bias or causal mask: per (sequence, head, block of 8 queries), `FusedAttention`.
-    /// Keys not stored transposed are transposed once per (sequence, head) first.
+    /// Without bias or causal mask: `FusedAttention` per head and unit of at most `blockRows` query
+    /// rows over one sequence's keys — blocks of a sequence's tokens or, at one query per sequence, runs
+    /// of consecutive sequences over the same keys (the beams of one source in cross-attention). Keys
+    /// not stored transposed are transposed once per (sequence, head) first.
     static func attendFused(queries: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                             sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int, scale: Float,
                             pool: ThreadPool, keysOf: (Int) -> AttentionKeys) {
-        // One query per sequence, all over the same keys (the beams of one utterance in
-        // cross-attention): the queries form blocks of 8 rows.
-        if tokens == 1, sequences > 1, let shared = sharedKeys(sequences, keysOf) {
-            return attendFused(queries: queries, output: output, sequences: 1, tokens: sequences, heads: heads, headDimension: hd,
-                               keyStride: keyStride, scale: scale, pool: pool) { _ in shared }
-        }
         let sources = (0..<sequences).map(keysOf)
-        let rowStride = heads * hd
-        let blockRows = FusedAttention.blockRows, blocks = (tokens + blockRows - 1) / blockRows
-        let padded = FusedAttention.paddedKeyCount(sources.map(\.keyCount).max() ?? 0)
-        let needsTranspose = sources.contains { !$0.transposed }
-        let transposedCount = needsTranspose ? sequences * heads * hd * padded : 0
-        let transposed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, transposedCount))  // (sequences, heads, padded·hd)
-        defer { transposed.deallocate() }
-        if needsTranspose {
-            pool.parallelFor(sequences * heads) { item in
-                let s = item / heads, h = item % heads
-                guard !sources[s].transposed else { return }
-                FusedAttention.transpose(sources[s].keys + h * keyStride * hd, count: sources[s].keyCount, headDimension: hd,
-                                         into: transposed + item * hd * padded)
+        let blockRows = FusedAttention.blockRows
+        var units: [(row: Int, rows: Int, sequence: Int)] = []
+        if tokens == 1 {
+            var s = 0
+            while s < sequences {
+                var end = s + 1
+                while end < sequences, end - s < blockRows, sources[end].sameKeys(as: sources[s]) { end += 1 }
+                units.append((s, end - s, s))
+                s = end
+            }
+        } else {
+            for s in 0..<sequences {
+                for t0 in stride(from: 0, to: tokens, by: blockRows) { units.append((s * tokens + t0, min(blockRows, tokens - t0), s)) }
             }
         }
-        pool.parallelFor(sequences * heads * blocks) { item in
-            let block = item % blocks, h = (item / blocks) % heads, s = item / (blocks * heads)
-            let source = sources[s]
+        let padded = FusedAttention.paddedKeyCount(sources.map(\.keyCount).max() ?? 0)
+        let toTranspose = Array(Set(units.map(\.sequence).filter { !sources[$0].transposed })).sorted()
+        let slot = Dictionary(uniqueKeysWithValues: toTranspose.enumerated().map { ($1, $0) })
+        let transposed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, toTranspose.count * heads * hd * padded))  // (slots, heads, padded·hd)
+        defer { transposed.deallocate() }
+        pool.parallelFor(toTranspose.count * heads) { item in
+            let s = toTranspose[item / heads], h = item % heads
+            FusedAttention.transpose(sources[s].keys + h * keyStride * hd, count: sources[s].keyCount, headDimension: hd,
+                                     into: transposed + item * hd * padded)
+        }
+        let rowStride = heads * hd
+        // Head-major, so that a thread's consecutive units read the same head's keys and values.
+        pool.parallelFor(heads * units.count) { item in
+            let h = item / units.count, unit = units[item % units.count], source = sources[unit.sequence]
             precondition(!source.transposed || keyStride >= FusedAttention.paddedKeyCount(source.keyCount))
-            let t0 = block * blockRows, rows = min(blockRows, tokens - t0)
-            let keys = source.transposed ? source.keys + h * keyStride * hd : UnsafePointer(transposed + (s * heads + h) * hd * padded)
+            let keys = source.transposed ? source.keys + h * keyStride * hd
+                                         : UnsafePointer(transposed + (slot[unit.sequence]! * heads + h) * hd * padded)
             withUnsafeTemporaryAllocation(of: Float.self, capacity: FusedAttention.scratchCount(keys: source.keyCount)) { scratch in
-                FusedAttention.attend(rows: rows, queries: queries + (s * tokens + t0) * rowStride + h * hd, queryStride: rowStride,
+                FusedAttention.attend(rows: unit.rows, queries: queries + unit.row * rowStride + h * hd, queryStride: rowStride,
                                       keysTransposed: keys, values: source.values + h * keyStride * hd, count: source.keyCount,
-                                      headDimension: hd, scale: scale, output: output + (s * tokens + t0) * rowStride + h * hd,
+                                      headDimension: hd, scale: scale, output: output + unit.row * rowStride + h * hd,
                                       outputStride: rowStride, scratch: scratch.baseAddress!)
             }
         }
     }
+}
 
-    /// The keys of every sequence when they are all the same buffers and length, else nil.
-    static func sharedKeys(_ sequences: Int, _ keysOf: (Int) -> AttentionKeys) -> AttentionKeys? {
-        let first = keysOf(0)
-        for s in 1..<sequences {
-            let other = keysOf(s)
-            guard other.keys == first.keys, other.values == first.values, other.keyCount == first.keyCount,
-                  other.transposed == first.transposed else { return nil }
-        }
-        return first
+extension AttentionKeys {
+    /// Whether both describe the same keys and values.
+    func sameKeys(as other: AttentionKeys) -> Bool {
+        keys == other.keys && values == other.values && keyCount == other.keyCount && transposed == other.transposed
     }
 }
 

@@ -76,47 +76,67 @@ extension BidirectionalAttentionTests {
         #expect(fast == oneThread)
     }
 
-    /// Cross-attention's case: decoder rows (one query each) over one source's keys stored transposed
-    /// (`AttentionKeys.transposed`, as `EncoderStates` keeps them). Every row matches the Double twin
-    /// over the plain keys, and gets the same bits alone as among 1–9 rows sharing the keys (beams) or
-    /// with keys of its own — a row's result never depends on the others.
+    /// Cross-attention's case: decoder rows (one query each) over sources' keys stored transposed
+    /// (`AttentionKeys.transposed`, as `EncoderStates` keeps them), in runs as beams are (rows 0–2 over
+    /// source A, 3–6 over B, 7–8 over A again). Every row matches the Double twin over the plain keys,
+    /// and gets the same bits alone as among the others — a row's result never depends on the rest.
     @Test(arguments: [16, 64, 80])
     func transposedKeysGiveEveryRowItsOwnResult(headDimension hd: Int) {
-        let heads = 3, count = 45, stride = BidirectionalAttention.transposedKeyStride(count), rows = 9
-        let k = random(heads * count * hd, seed: 21), v = random(heads * stride * hd, seed: 22)
+        let heads = 3, counts = [45, 70], rows = 9, rowSources = [0, 0, 0, 1, 1, 1, 1, 0, 0]
+        let stride = BidirectionalAttention.transposedKeyStride(counts.max()!)
+        let keys = counts.indices.map { random(heads * counts[$0] * hd, seed: 21 + UInt64($0)) }   // (heads, count, hd)
+        let values = counts.indices.map { random(heads * stride * hd, seed: 31 + UInt64($0)) }     // (heads, stride, hd)
         let q = random(rows * heads * hd, seed: 23)
-        var transposed = [Float](repeating: 0, count: heads * hd * stride)
-        for h in 0..<heads {
-            for j in 0..<count {
-                for d in 0..<hd {
-                    transposed[h * hd * stride + BidirectionalAttention.transposedKeyOffset(key: j, dimension: d, headDimension: hd)] =
-                        k[(h * count + j) * hd + d]
+        let transposed = counts.indices.map { i in
+            var t = [Float](repeating: 0, count: heads * hd * stride)
+            for h in 0..<heads {
+                for j in 0..<counts[i] {
+                    for d in 0..<hd {
+                        t[h * hd * stride + BidirectionalAttention.transposedKeyOffset(key: j, dimension: d, headDimension: hd)] =
+                            keys[i][(h * counts[i] + j) * hd + d]
+                    }
                 }
             }
+            return t
         }
         let pool = ThreadPool(threads: 2)
-        func attend(_ queries: ArraySlice<Float>, rows: Int) -> [Float] {
-            var out = [Float](repeating: 0, count: rows * heads * hd)
-            BidirectionalAttention.attend(queries: Array(queries), output: &out, sequences: rows, tokens: 1, heads: heads,
-                                          headDimension: hd, keyStride: stride, causal: false, scale: 0.3, bias: nil, pool: pool) { _ in
-                AttentionKeys(keys: transposed, values: v, keyCount: count, firstPosition: 0, transposed: true)
+        func attend(_ queries: ArraySlice<Float>, sources: [Int]) -> [Float] {
+            var out = [Float](repeating: 0, count: sources.count * heads * hd)
+            transposed[0].withUnsafeBufferPointer { k0 in
+                transposed[1].withUnsafeBufferPointer { k1 in
+                    values[0].withUnsafeBufferPointer { v0 in
+                        values[1].withUnsafeBufferPointer { v1 in
+                            BidirectionalAttention.attend(queries: Array(queries), output: &out, sequences: sources.count, tokens: 1,
+                                                          heads: heads, headDimension: hd, keyStride: stride, causal: false,
+                                                          scale: 0.3, bias: nil, pool: pool) { r in
+                                let i = sources[r]
+                                return AttentionKeys(keys: (i == 0 ? k0 : k1).baseAddress!, values: (i == 0 ? v0 : v1).baseAddress!,
+                                                     keyCount: counts[i], firstPosition: 0, transposed: true)
+                            }
+                        }
+                    }
+                }
             }
             return out
         }
-        let together = attend(q[...], rows: rows)
+        let together = attend(q[...], sources: rowSources)
         let width = heads * hd
         for r in 0..<rows {
-            let alone = attend(q[(r * width)..<((r + 1) * width)], rows: 1)
+            let alone = attend(q[(r * width)..<((r + 1) * width)], sources: [rowSources[r]])
             #expect(alone == Array(together[(r * width)..<((r + 1) * width)]), "row \(r)")
+            var slow = [Float](repeating: 0, count: width)
+            let i = rowSources[r]
+            var plainValues = [Float](repeating: 0, count: heads * counts[i] * hd)   // (heads, count, hd)
+            for h in 0..<heads {
+                for j in 0..<counts[i] { for d in 0..<hd { plainValues[(h * counts[i] + j) * hd + d] = values[i][(h * stride + j) * hd + d] } }
+            }
+            ReferenceBidirectionalAttention.attend(queries: Array(q[(r * width)..<((r + 1) * width)]), output: &slow, sequences: 1,
+                                                   tokens: 1, heads: heads, headDimension: hd, keyStride: counts[i], causal: false,
+                                                   scale: 0.3, bias: nil) { _ in
+                AttentionKeys(keys: keys[i], values: plainValues, keyCount: counts[i], firstPosition: 0)
+            }
+            let worst = zip(alone, slow).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5, "row \(r): max error \(worst)")
         }
-        var plainValues = [Float](repeating: 0, count: heads * count * hd)
-        for h in 0..<heads { for j in 0..<count { for d in 0..<hd { plainValues[(h * count + j) * hd + d] = v[(h * stride + j) * hd + d] } } }
-        var slow = [Float](repeating: 0, count: together.count)
-        ReferenceBidirectionalAttention.attend(queries: q, output: &slow, sequences: rows, tokens: 1, heads: heads, headDimension: hd,
-                                               keyStride: count, causal: false, scale: 0.3, bias: nil) { _ in
-            AttentionKeys(keys: k, values: plainValues, keyCount: count, firstPosition: 0)
-        }
-        let worst = zip(together, slow).map { abs($0 - $1) }.max()!
-        #expect(worst < 1e-5, "max error \(worst)")
     }
 }
