@@ -70,15 +70,25 @@ private func completion(_ request: Request, kind: CompletionRequest.Kind, config
                         state: ServerState, metrics: ServerMetrics) async throws -> Response {
     let arrival = ContinuousClock.now
     let handler = try ready(state)
-    let parsed = try CompletionRequest(body: try await body(of: request, configuration), kind: kind)
+    // Kept in the request (not only read), so that the connection's input can still be watched below.
+    var request = request
+    let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+    let parsed = try CompletionRequest(body: Data(buffer.readableBytesView), kind: kind)
     let prepared = try handler.prepare(parsed)
     let endpoint = request.uri.path
     // Submitted before any byte of the answer, so that a full queue is still a 429.
     let submission = try handler.engine.submit(prepared.job)
     guard parsed.stream else {
-        let body = try await handler.respond(prepared, submission: submission, arrival: arrival)
+        // Nothing is written until the answer is whole, so a client that goes away is seen by its
+        // connection's input closing (the body has been read, so input ends only then). Hummingbird
+        // closes the connection after such a response rather than keeping it alive.
+        let response = try await request.body.consumeWithInboundCloseHandler { _ in
+            jsonResponse(try await handler.respond(prepared, submission: submission, arrival: arrival))
+        } onInboundClosed: {
+            handler.engine.cancel(submission.id)
+        }
         metrics.countRequest(endpoint: endpoint, status: 200)
-        return jsonResponse(body)
+        return response
     }
     metrics.countRequest(endpoint: endpoint, status: 200)
     let body = ResponseBody { writer in

@@ -132,6 +132,33 @@ import Testing
         #expect(server.stop() == 0)
     }
 
+    /// A client that disconnects while waiting for a whole (non-streaming) response has its sequence
+    /// removed and its blocks freed too, though nothing was written to it: its 2,000 tokens at one
+    /// thread would take several times longer than the 100 polls below allow.
+    @Test func aDisconnectedWholeResponseRequestIsCancelled() throws {
+        let server = try ServerProcess(["-c", "2048", "-t", "1", "--parallel", "1", "--no-prefix-cache"])
+        let long: [String: Any] = ["prompt": "Once upon a time", "max_tokens": 2000, "ignore_eos": true]
+        let fd = try sendRawRequest(port: server.port, path: "/v1/completions", json: long)
+        var running = -1, blocks = -1
+        for _ in 0 ..< 300 {
+            running = try server.metric("quill_running_sequences")
+            if running == 1 { break }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(running == 1, "the request is running")
+        close(fd)
+        for _ in 0 ..< 100 {
+            (running, blocks) = (try server.metric("quill_running_sequences"), try server.metric("quill_kv_blocks_in_use"))
+            if running == 0 && blocks == 0 { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        #expect(running == 0 && blocks == 0, "the abandoned request's sequence and blocks are gone")
+        // The server still answers whole responses afterwards.
+        let reply = try server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 4])
+        #expect(reply.status == 200)
+        #expect(server.stop() == 0)
+    }
+
     @Test func sigtermLetsTheRunningRequestFinishThenExitsZero() throws {
         // The grace period is only a cap: the server exits when the stream ends. A long one keeps the
         // test bound by that event, not by the clock (under ThreadSanitizer the 64 tokens it once

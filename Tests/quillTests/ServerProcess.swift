@@ -107,13 +107,13 @@ final class ServerProcess: @unchecked Sendable {
     deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
 }
 
-/// A raw TCP client, to walk away from a streaming response half way (URLSession reads to the end).
-func readFirstBytesThenDisconnect(port: Int, path: String, json: [String: Any], bytes: Int) throws -> String {
+/// Sends a request on a raw TCP connection and returns its socket, for a test to read from and close
+/// when it chooses (URLSession reads every response to the end).
+func sendRawRequest(port: Int, path: String, json: [String: Any]) throws -> Int32 {
     let body = try JSONSerialization.data(withJSONObject: json)
     let head = "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw ServerProcess.ServerError(message: "socket failed") }
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -121,9 +121,19 @@ func readFirstBytesThenDisconnect(port: Int, path: String, json: [String: Any], 
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw ServerProcess.ServerError(message: "connect failed") }
+    guard connected == 0 else {
+        close(fd)
+        throw ServerProcess.ServerError(message: "connect failed")
+    }
     let request = Data(head.utf8) + body
     _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    return fd
+}
+
+/// A raw TCP client, to walk away from a streaming response half way.
+func readFirstBytesThenDisconnect(port: Int, path: String, json: [String: Any], bytes: Int) throws -> String {
+    let fd = try sendRawRequest(port: port, path: path, json: json)
+    defer { close(fd) }
     var received = Data(), buffer = [UInt8](repeating: 0, count: 4096)
     while received.count < bytes {
         let n = recv(fd, &buffer, buffer.count, 0)
