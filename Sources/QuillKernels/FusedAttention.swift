@@ -131,35 +131,11 @@ enum FusedAttention {
     private static func scoresEightRows(_ q: UnsafePointer<Float>, queryStride qs: Int, rows: Int,
                                         _ kT: UnsafePointer<Float>, hd: Int, scale: Float,
                                         into s: UnsafeMutablePointer<Float>, scoreStride ss: Int) {
-        let q0 = q, q1 = q + min(1, rows - 1) * qs, q2 = q + min(2, rows - 1) * qs, q3 = q + min(3, rows - 1) * qs
-        let q4 = q + min(4, rows - 1) * qs, q5 = q + min(5, rows - 1) * qs, q6 = q + min(6, rows - 1) * qs
-        let q7 = q + min(7, rows - 1) * qs
-        let out = UnsafeMutableRawPointer(s)
-        var p = UnsafeRawPointer(kT)
-        do {
-            var a00 = SIMD16<Float>(), a01 = SIMD16<Float>(), a10 = SIMD16<Float>(), a11 = SIMD16<Float>()
-            var a20 = SIMD16<Float>(), a21 = SIMD16<Float>(), a30 = SIMD16<Float>(), a31 = SIMD16<Float>()
-            var a40 = SIMD16<Float>(), a41 = SIMD16<Float>(), a50 = SIMD16<Float>(), a51 = SIMD16<Float>()
-            var a60 = SIMD16<Float>(), a61 = SIMD16<Float>(), a70 = SIMD16<Float>(), a71 = SIMD16<Float>()
-            for d in 0..<hd {
-                let k0 = p.loadUnaligned(as: SIMD16<Float>.self)
-                let k1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                var x = SIMD16<Float>(repeating: q0[d]); a00.addProduct(x, k0); a01.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q1[d]); a10.addProduct(x, k0); a11.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q2[d]); a20.addProduct(x, k0); a21.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q3[d]); a30.addProduct(x, k0); a31.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q4[d]); a40.addProduct(x, k0); a41.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q5[d]); a50.addProduct(x, k0); a51.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q6[d]); a60.addProduct(x, k0); a61.addProduct(x, k1)
-                x = SIMD16<Float>(repeating: q7[d]); a70.addProduct(x, k0); a71.addProduct(x, k1)
-                p += 4 * keyBlock
-            }
-            @inline(__always) func store(_ row: Int, _ first: SIMD16<Float>, _ second: SIMD16<Float>) {
-                out.storeBytes(of: first * scale, toByteOffset: 4 * row * ss, as: SIMD16<Float>.self)
-                out.storeBytes(of: second * scale, toByteOffset: 4 * (row * ss + 16), as: SIMD16<Float>.self)
-            }
-            store(0, a00, a01); store(1, a10, a11); store(2, a20, a21); store(3, a30, a31)
-            store(4, a40, a41); store(5, a50, a51); store(6, a60, a61); store(7, a70, a71)
+        let tile = EightRowTile(q, rowStride: qs, rows: rows, count: hd, UnsafeRawPointer(kT), vectorStep: 4 * keyBlock)
+        for r in 0..<8 {
+            let out = UnsafeMutableRawPointer(s + r * ss)
+            out.storeBytes(of: tile[r, 0] * scale, as: SIMD16<Float>.self)
+            out.storeBytes(of: tile[r, 1] * scale, toByteOffset: 64, as: SIMD16<Float>.self)
         }
     }
 
@@ -202,44 +178,74 @@ enum FusedAttention {
     private static func weightedValuesEightRows(_ e: UnsafePointer<Float>, scoreStride ss: Int, rows: Int,
                                                 _ v: UnsafePointer<Float>, valueStride vs: Int, keys: Int, twoVectors: Bool,
                                                 inverses: SIMD8<Float>, into o: UnsafeMutablePointer<Float>, outputStride os: Int) {
-        let e0 = e, e1 = e + min(1, rows - 1) * ss, e2 = e + min(2, rows - 1) * ss, e3 = e + min(3, rows - 1) * ss
-        let e4 = e + min(4, rows - 1) * ss, e5 = e + min(5, rows - 1) * ss, e6 = e + min(6, rows - 1) * ss
-        let e7 = e + min(7, rows - 1) * ss
-        var a00 = SIMD16<Float>(), a01 = SIMD16<Float>(), a10 = SIMD16<Float>(), a11 = SIMD16<Float>()
-        var a20 = SIMD16<Float>(), a21 = SIMD16<Float>(), a30 = SIMD16<Float>(), a31 = SIMD16<Float>()
-        var a40 = SIMD16<Float>(), a41 = SIMD16<Float>(), a50 = SIMD16<Float>(), a51 = SIMD16<Float>()
-        var a60 = SIMD16<Float>(), a61 = SIMD16<Float>(), a70 = SIMD16<Float>(), a71 = SIMD16<Float>()
-        var p = UnsafeRawPointer(v)
         if twoVectors {
+            let tile = EightRowTile(e, rowStride: ss, rows: rows, count: keys, UnsafeRawPointer(v), vectorStep: 4 * vs)
+            for r in 0..<rows {
+                let out = UnsafeMutableRawPointer(o + r * os)
+                out.storeBytes(of: tile[r, 0] * inverses[r], as: SIMD16<Float>.self)
+                out.storeBytes(of: tile[r, 1] * inverses[r], toByteOffset: 64, as: SIMD16<Float>.self)
+            }
+            return
+        }
+        // One vector (the last 16 of hd % 32 == 16): a second would read past the last value row.
+        for r in 0..<rows {
+            let coefficients = e + r * ss
+            var acc = SIMD16<Float>(), p = UnsafeRawPointer(v)
             for j in 0..<keys {
-                let v0 = p.loadUnaligned(as: SIMD16<Float>.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                var x = SIMD16<Float>(repeating: e0[j]); a00.addProduct(x, v0); a01.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e1[j]); a10.addProduct(x, v0); a11.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e2[j]); a20.addProduct(x, v0); a21.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e3[j]); a30.addProduct(x, v0); a31.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e4[j]); a40.addProduct(x, v0); a41.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e5[j]); a50.addProduct(x, v0); a51.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e6[j]); a60.addProduct(x, v0); a61.addProduct(x, v1)
-                x = SIMD16<Float>(repeating: e7[j]); a70.addProduct(x, v0); a71.addProduct(x, v1)
+                acc.addProduct(SIMD16<Float>(repeating: coefficients[j]), p.loadUnaligned(as: SIMD16<Float>.self))
                 p += 4 * vs
             }
-        } else {
-            for j in 0..<keys {
-                let v0 = p.loadUnaligned(as: SIMD16<Float>.self)
-                a00.addProduct(SIMD16<Float>(repeating: e0[j]), v0); a10.addProduct(SIMD16<Float>(repeating: e1[j]), v0)
-                a20.addProduct(SIMD16<Float>(repeating: e2[j]), v0); a30.addProduct(SIMD16<Float>(repeating: e3[j]), v0)
-                a40.addProduct(SIMD16<Float>(repeating: e4[j]), v0); a50.addProduct(SIMD16<Float>(repeating: e5[j]), v0)
-                a60.addProduct(SIMD16<Float>(repeating: e6[j]), v0); a70.addProduct(SIMD16<Float>(repeating: e7[j]), v0)
-                p += 4 * vs
-            }
+            UnsafeMutableRawPointer(o + r * os).storeBytes(of: acc * inverses[r], as: SIMD16<Float>.self)
         }
-        @inline(__always) func store(_ row: Int, _ first: SIMD16<Float>, _ second: SIMD16<Float>) {
-            guard row < rows else { return }
-            let out = UnsafeMutableRawPointer(o + row * os), inverse = inverses[row]
-            out.storeBytes(of: first * inverse, as: SIMD16<Float>.self)
-            if twoVectors { out.storeBytes(of: second * inverse, toByteOffset: 64, as: SIMD16<Float>.self) }
+    }
+}
+
+/// `Σ_i c_r[i] · w_i` for eight rows r of coefficients and 32-lane vectors w_i (two 16-lane halves), i in
+/// order: one FMA chain per lane and row, the 16 sums in registers. Both halves of the attention kernel
+/// are this outer-product loop — scores (coefficients: a query's components, vectors: a key block's
+/// rows) and weighted values (coefficients: a row's softmax numerators, vectors: value rows).
+private struct EightRowTile {
+    private var a0 = SIMD16<Float>(), b0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b1 = SIMD16<Float>()
+    private var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
+    private var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), a5 = SIMD16<Float>(), b5 = SIMD16<Float>()
+    private var a6 = SIMD16<Float>(), b6 = SIMD16<Float>(), a7 = SIMD16<Float>(), b7 = SIMD16<Float>()
+
+    /// - Parameters:
+    ///   - coefficients: row r at `coefficients + r·rowStride`; rows past `rows` repeat the last
+    ///   - vectors: w_i's 32 floats at `vectors + i·vectorStep` bytes
+    @inline(__always)
+    init(_ coefficients: UnsafePointer<Float>, rowStride: Int, rows: Int, count: Int, _ vectors: UnsafeRawPointer, vectorStep: Int) {
+        let c = coefficients, last = rows - 1
+        let c0 = c, c1 = c + min(1, last) * rowStride, c2 = c + min(2, last) * rowStride, c3 = c + min(3, last) * rowStride
+        let c4 = c + min(4, last) * rowStride, c5 = c + min(5, last) * rowStride, c6 = c + min(6, last) * rowStride
+        let c7 = c + min(7, last) * rowStride
+        var p = vectors
+        for i in 0..<count {
+            let w0 = p.loadUnaligned(as: SIMD16<Float>.self), w1 = p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            var x = SIMD16<Float>(repeating: c0[i]); a0.addProduct(x, w0); b0.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c1[i]); a1.addProduct(x, w0); b1.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c2[i]); a2.addProduct(x, w0); b2.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c3[i]); a3.addProduct(x, w0); b3.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c4[i]); a4.addProduct(x, w0); b4.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c5[i]); a5.addProduct(x, w0); b5.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c6[i]); a6.addProduct(x, w0); b6.addProduct(x, w1)
+            x = SIMD16<Float>(repeating: c7[i]); a7.addProduct(x, w0); b7.addProduct(x, w1)
+            p += vectorStep
         }
-        store(0, a00, a01); store(1, a10, a11); store(2, a20, a21); store(3, a30, a31)
-        store(4, a40, a41); store(5, a50, a51); store(6, a60, a61); store(7, a70, a71)
+    }
+
+    /// Row r's sums, lanes 0–15 (`half` 0) or 16–31 (`half` 1).
+    @inline(__always)
+    subscript(row: Int, half: Int) -> SIMD16<Float> {
+        switch row {
+        case 0: half == 0 ? a0 : b0
+        case 1: half == 0 ? a1 : b1
+        case 2: half == 0 ? a2 : b2
+        case 3: half == 0 ? a3 : b3
+        case 4: half == 0 ? a4 : b4
+        case 5: half == 0 ? a5 : b5
+        case 6: half == 0 ? a6 : b6
+        default: half == 0 ? a7 : b7
+        }
     }
 }
