@@ -94,4 +94,21 @@ public final class MappedFile: @unchecked Sendable {
 
     /// The mapped bytes as a buffer.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Drops the pages read so far from this process's resident set (`MADV_DONTNEED`): after
+    /// load-time copies (quantised weights) the file's bytes need not stay counted. Later reads
+    /// fault them in again from the page cache, so the mapping stays valid.
+    public func releaseResidentPages() {
+        _ = madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED)
+    }
+
+    /// `releaseResidentPages` for the whole pages of `byteCount` bytes at `start`, when they lie in
+    /// this mapping (else nothing: other memory must never be advised away).
+    public func releaseResidentPages(start: UnsafeRawPointer, byteCount: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let low = Int(bitPattern: start), high = low + byteCount
+        guard low >= Int(bitPattern: base), high <= Int(bitPattern: base) + size else { return }
+        let first = (low + page - 1) / page * page, end = high / page * page
+        if end > first { _ = madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, MADV_DONTNEED) }
+    }
 }

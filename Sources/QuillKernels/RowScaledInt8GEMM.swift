@@ -5,31 +5,39 @@
 
 /// A weight matrix quantised to int8 with one scale per output row, CTranslate2's int8 format:
 /// `q[n, k] = round(w[n, k] / s[n])`, `s[n] = max_k |w[n, k]| / 127`. Made once at load time for
-/// the GEMMs of an encoder over hundreds of tokens (`RowScaledInt8GEMM`), where Q8_0's per-32-value
-/// scales would cost a conversion and an FMA per block and output.
+/// the GEMMs of an encoder over hundreds of tokens and for decoders stepping many rows at once
+/// (`RowScaledInt8GEMM`), where Q8_0's per-32-value scales would cost a conversion and an FMA per
+/// block and output.
 ///
-/// Packed for `vpdpbusd`: blocks of 16 output rows; within a block, for every 4 columns, 64 bytes
-/// holding the 4 values of each of the 16 rows (`((block · columns/4 + k/4) · 16 + n%16) · 4 + k%4`).
+/// Packed for `vpdpbusd`: blocks of 16 output rows (the last padded with zero rows); within a block,
+/// for every 4 columns, 64 bytes holding the 4 values of each of the 16 rows
+/// (`((block · columns/4 + k/4) · 16 + n%16) · 4 + k%4`).
 public final class RowScaledInt8Matrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
-    /// (rows): `s[n]`
+    /// Blocks of 16 rows, the last one padded.
+    public var blocks: Int { (rows + 15) / 16 }
+    /// (blocks·16): `s[n]`, 0 for padding rows
     public let scales: [Float]
-    /// (rows): `Σ_k q[n, k]`, which the kernel needs because it feeds activations as unsigned bytes
-    /// `q_x + 128` (see `RowScaledInt8GEMM`).
+    /// (blocks·16): `Σ_k q[n, k]`, which the kernel needs because it feeds activations as unsigned
+    /// bytes `q_x + 128` (see `RowScaledInt8GEMM`).
     public let rowSums: [Int32]
     let packed: UnsafeMutableRawPointer
 
-    /// Whether a matrix of this shape can be packed (rows in blocks of 16, columns in groups of 4).
-    public static func supports(rows: Int, columns: Int) -> Bool { rows > 0 && rows % 16 == 0 && columns > 0 && columns % 4 == 0 }
+    /// Whether a matrix of this shape can be packed (columns in groups of 4; rows are padded).
+    public static func supports(rows: Int, columns: Int) -> Bool { rows > 0 && columns > 0 && columns % 4 == 0 }
 
     /// Quantises `w` (any type, dequantised row by row); nil when `supports` is false.
-    public init?(_ w: WeightMatrix) {
+    /// - Parameter done: called with each run of rows (256 at a time) once they are quantised, so that
+    ///   a caller can drop their source pages while the rest is read.
+    public init?(_ w: WeightMatrix, afterRows done: (Range<Int>) -> Void = { _ in }) {
         guard Self.supports(rows: w.rows, columns: w.columns) else { return nil }
         rows = w.rows
         columns = w.columns
-        packed = .allocate(byteCount: w.rows * w.columns, alignment: 64)
-        var scales = [Float](repeating: 0, count: w.rows), sums = [Int32](repeating: 0, count: w.rows)
+        let padded = (w.rows + 15) / 16 * 16
+        packed = .allocate(byteCount: padded * w.columns, alignment: 64)
+        packed.initializeMemory(as: UInt8.self, repeating: 0, count: padded * w.columns)
+        var scales = [Float](repeating: 0, count: padded), sums = [Int32](repeating: 0, count: padded)
         let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
         defer { row.deallocate() }
         let groups = w.columns / 4
@@ -47,6 +55,7 @@ public final class RowScaledInt8Matrix: @unchecked Sendable {
             }
             scales[n] = scale
             sums[n] = sum
+            if (n + 1) % 256 == 0 || n + 1 == w.rows { done((n / 256 * 256)..<(n + 1)) }
         }
         self.scales = scales
         rowSums = sums
@@ -149,12 +158,24 @@ public enum RowScaledInt8GEMM {
         guard tokens > 0 else { return }
         let chunks = (tokens + chunkTokens - 1) / chunkTokens
         let portable = MatVec.usePortableKernels
+        #if canImport(COpenBLAS.AVX512VNNI)
+        if !portable, chunks < pool.threadCount {
+            // A few rows (decoding): quantised once, the outputs split over the threads in runs of
+            // 64 (the sums are exact, so the split never changes a result).
+            let xq = RowScaledActivations(x, rows: tokens, columns: w.columns)
+            let quads = (w.blocks + 3) / 4, parts = min(pool.threadCount, quads)
+            pool.parallelFor(parts) { p in
+                multiplyAVX512(w, xq, into: y, ldy: ldy, blocks: (p * quads / parts * 4)..<min(w.blocks, (p + 1) * quads / parts * 4))
+            }
+            return
+        }
+        #endif
         pool.parallelFor(chunks) { c in
             let t0 = c * chunkTokens, count = min(chunkTokens, tokens - t0)
             let xq = RowScaledActivations(x + t0 * w.columns, rows: count, columns: w.columns)
             #if canImport(COpenBLAS.AVX512VNNI)
             if !portable {
-                multiplyAVX512(w, xq, into: y + t0 * ldy, ldy: ldy)
+                multiplyAVX512(w, xq, into: y + t0 * ldy, ldy: ldy, blocks: 0..<w.blocks)
                 return
             }
             #endif
@@ -163,20 +184,21 @@ public enum RowScaledInt8GEMM {
     }
 
     #if canImport(COpenBLAS.AVX512VNNI)
-    /// Tiles of 6 tokens × 64 outputs (24 accumulators, 4 weight loads and 6 broadcasts per 4
-    /// columns), remainders in smaller tiles.
-    static func multiplyAVX512(_ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, into y: UnsafeMutablePointer<Float>, ldy: Int) {
-        let blocks = w.rows / 16
+    /// Tiles of up to 6 tokens × 64 outputs (24 accumulators, 4 weight loads and 6 broadcasts per 4
+    /// columns), remainders in smaller tiles, over the output blocks `blocks`.
+    static func multiplyAVX512(_ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                               blocks: Range<Int>) {
         xq.bytes.withUnsafeBufferPointer { xb in
             let x = UnsafeRawPointer(xb.baseAddress!)
-            var b0 = 0
-            while b0 < blocks {
-                let wide = blocks - b0 >= 4
+            var b0 = blocks.lowerBound
+            while b0 < blocks.upperBound {
+                let wide = blocks.upperBound - b0 >= 4
                 var t0 = 0
                 while t0 < xq.rows {
                     let left = xq.rows - t0
+                    // Constant tile sizes, so that each call inlines to a loop over named registers.
                     switch (wide, min(left, 6)) {
-                    case (true, 6): tile6x4(w, x, xq, t0, b0, y, ldy)
+                    case (true, 6): tile(6, 4, w, x, xq, t0, b0, y, ldy)
                     case (true, 5): tile(5, 4, w, x, xq, t0, b0, y, ldy)
                     case (true, 4): tile(4, 4, w, x, xq, t0, b0, y, ldy)
                     case (true, 3): tile(3, 4, w, x, xq, t0, b0, y, ldy)
@@ -196,152 +218,76 @@ public enum RowScaledInt8GEMM {
         }
     }
 
-    /// The full 6 tokens × 64 outputs tile with its 24 accumulators as named locals, which the
-    /// compiler keeps in registers (the generic `tile` spilled them to the stack every step and ran at
-    /// a third of this speed).
-    @inline(__always)
-    static func tile6x4(_ w: RowScaledInt8Matrix, _ x: UnsafeRawPointer, _ xq: RowScaledActivations,
-                        _ t0: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        let groups = w.columns / 4, n = w.columns
-        let weights = UnsafeRawPointer(w.packed) + b0 * groups * 64
-        let z = _mm512_setzero_si512()
-        var a00 = z
-        var a01 = z
-        var a02 = z
-        var a03 = z
-        var a10 = z
-        var a11 = z
-        var a12 = z
-        var a13 = z
-        var a20 = z
-        var a21 = z
-        var a22 = z
-        var a23 = z
-        var a30 = z
-        var a31 = z
-        var a32 = z
-        var a33 = z
-        var a40 = z
-        var a41 = z
-        var a42 = z
-        var a43 = z
-        var a50 = z
-        var a51 = z
-        var a52 = z
-        var a53 = z
-        for g in 0..<groups {
-            let w0 = weights.load(fromByteOffset: (0 * groups + g) * 64, as: __m512i.self)
-            let w1 = weights.load(fromByteOffset: (1 * groups + g) * 64, as: __m512i.self)
-            let w2 = weights.load(fromByteOffset: (2 * groups + g) * 64, as: __m512i.self)
-            let w3 = weights.load(fromByteOffset: (3 * groups + g) * 64, as: __m512i.self)
-            let x0 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 0) * n + 4 * g, as: Int32.self))
-            a00 = _mm512_mask_dpbusd_epi32(a00, 0xFFFF, x0, w0)
-            a01 = _mm512_mask_dpbusd_epi32(a01, 0xFFFF, x0, w1)
-            a02 = _mm512_mask_dpbusd_epi32(a02, 0xFFFF, x0, w2)
-            a03 = _mm512_mask_dpbusd_epi32(a03, 0xFFFF, x0, w3)
-            let x1 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 1) * n + 4 * g, as: Int32.self))
-            a10 = _mm512_mask_dpbusd_epi32(a10, 0xFFFF, x1, w0)
-            a11 = _mm512_mask_dpbusd_epi32(a11, 0xFFFF, x1, w1)
-            a12 = _mm512_mask_dpbusd_epi32(a12, 0xFFFF, x1, w2)
-            a13 = _mm512_mask_dpbusd_epi32(a13, 0xFFFF, x1, w3)
-            let x2 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 2) * n + 4 * g, as: Int32.self))
-            a20 = _mm512_mask_dpbusd_epi32(a20, 0xFFFF, x2, w0)
-            a21 = _mm512_mask_dpbusd_epi32(a21, 0xFFFF, x2, w1)
-            a22 = _mm512_mask_dpbusd_epi32(a22, 0xFFFF, x2, w2)
-            a23 = _mm512_mask_dpbusd_epi32(a23, 0xFFFF, x2, w3)
-            let x3 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 3) * n + 4 * g, as: Int32.self))
-            a30 = _mm512_mask_dpbusd_epi32(a30, 0xFFFF, x3, w0)
-            a31 = _mm512_mask_dpbusd_epi32(a31, 0xFFFF, x3, w1)
-            a32 = _mm512_mask_dpbusd_epi32(a32, 0xFFFF, x3, w2)
-            a33 = _mm512_mask_dpbusd_epi32(a33, 0xFFFF, x3, w3)
-            let x4 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 4) * n + 4 * g, as: Int32.self))
-            a40 = _mm512_mask_dpbusd_epi32(a40, 0xFFFF, x4, w0)
-            a41 = _mm512_mask_dpbusd_epi32(a41, 0xFFFF, x4, w1)
-            a42 = _mm512_mask_dpbusd_epi32(a42, 0xFFFF, x4, w2)
-            a43 = _mm512_mask_dpbusd_epi32(a43, 0xFFFF, x4, w3)
-            let x5 = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + 5) * n + 4 * g, as: Int32.self))
-            a50 = _mm512_mask_dpbusd_epi32(a50, 0xFFFF, x5, w0)
-            a51 = _mm512_mask_dpbusd_epi32(a51, 0xFFFF, x5, w1)
-            a52 = _mm512_mask_dpbusd_epi32(a52, 0xFFFF, x5, w2)
-            a53 = _mm512_mask_dpbusd_epi32(a53, 0xFFFF, x5, w3)
-        }
-        let sums: [(__m512i, __m512i, __m512i, __m512i)] = [(a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23), (a30, a31, a32, a33), (a40, a41, a42, a43), (a50, a51, a52, a53)]
-        finish(w, xq, t0, b0, y, ldy, sums)
-    }
-
-    /// Subtracts `128·rowSum`, converts and scales the accumulators of a `sums.count` × 4-block tile.
-    @inline(__always)
-    static func finish(_ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, _ t0: Int, _ b0: Int,
-                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ sums: [(__m512i, __m512i, __m512i, __m512i)]) {
-        w.scales.withUnsafeBufferPointer { scales in
-            w.rowSums.withUnsafeBufferPointer { rowSums in
-                for (t, row) in sums.enumerated() {
-                    for b in 0..<4 {
-                        let first = (b0 + b) * 16
-                        let ws = UnsafeRawPointer(scales.baseAddress! + first).loadUnaligned(as: __m512.self)
-                        let offset = _mm512_slli_epi32(UnsafeRawPointer(rowSums.baseAddress! + first).loadUnaligned(as: __m512i.self), 7)
-                        let acc = b == 0 ? row.0 : b == 1 ? row.1 : b == 2 ? row.2 : row.3
-                        let scale = _mm512_mul_ps(_mm512_set1_ps(xq.scales[t0 + t]), ws)
-                        UnsafeMutableRawPointer(y + (t0 + t) * ldy + first)
-                            .storeBytes(of: _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, offset)), scale), as: __m512.self)
-                    }
-                }
-            }
-        }
-    }
-
-    /// `T` tokens from `t0` × `B` blocks of 16 outputs from block `b0`, over all columns.
+    /// `T` (≤ 6) tokens from `t0` × `B` (≤ 4) blocks of 16 outputs from block `b0`, over all columns.
+    /// Its 24 accumulators are named locals and `T`, `B` constants at every call, so the unused ones
+    /// fold away and the rest stay in registers (a tile over an accumulator array spilled them to
+    /// the stack every step and ran at a third of the speed).
     @inline(__always)
     static func tile(_ T: Int, _ B: Int, _ w: RowScaledInt8Matrix, _ x: UnsafeRawPointer, _ xq: RowScaledActivations,
                      _ t0: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
         let groups = w.columns / 4, n = w.columns
         let weights = UnsafeRawPointer(w.packed) + b0 * groups * 64
-        var acc = (zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(),
-                   zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(),
-                   zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(),
-                   zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i(), zeros512i())
-        withUnsafeMutableBytes(of: &acc) { a in
-            for g in 0..<groups {
-                var wv = (zeros512i(), zeros512i(), zeros512i(), zeros512i())
-                withUnsafeMutableBytes(of: &wv) { wb in
-                    for b in 0..<B {
-                        wb.storeBytes(of: weights.load(fromByteOffset: (b * groups + g) * 64, as: __m512i.self),
-                                      toByteOffset: 64 * b, as: __m512i.self)
-                    }
-                    for t in 0..<T {
-                        let xv = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + t) * n + 4 * g, as: Int32.self))
-                        for b in 0..<B {
-                            let o = 64 * (t * 4 + b)
-                            a.storeBytes(of: _mm512_mask_dpbusd_epi32(a.load(fromByteOffset: o, as: __m512i.self), 0xFFFF, xv,
-                                                                      wb.load(fromByteOffset: 64 * b, as: __m512i.self)),
-                                         toByteOffset: o, as: __m512i.self)
-                        }
-                    }
-                }
+        let z = _mm512_setzero_si512()
+        var a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z
+        var a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z
+        var a40 = z, a41 = z, a42 = z, a43 = z, a50 = z, a51 = z, a52 = z, a53 = z
+        @inline(__always) func step(_ a0: inout __m512i, _ a1: inout __m512i, _ a2: inout __m512i, _ a3: inout __m512i,
+                                    _ t: Int, _ g: Int, _ w0: __m512i, _ w1: __m512i, _ w2: __m512i, _ w3: __m512i) {
+            let xv = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + t) * n + 4 * g, as: Int32.self))
+            a0 = _mm512_mask_dpbusd_epi32(a0, 0xFFFF, xv, w0)
+            if B > 1 { a1 = _mm512_mask_dpbusd_epi32(a1, 0xFFFF, xv, w1) }
+            if B > 2 { a2 = _mm512_mask_dpbusd_epi32(a2, 0xFFFF, xv, w2) }
+            if B > 3 { a3 = _mm512_mask_dpbusd_epi32(a3, 0xFFFF, xv, w3) }
+        }
+        for g in 0..<groups {
+            let w0 = weights.load(fromByteOffset: g * 64, as: __m512i.self)
+            let w1 = B > 1 ? weights.load(fromByteOffset: (groups + g) * 64, as: __m512i.self) : z
+            let w2 = B > 2 ? weights.load(fromByteOffset: (2 * groups + g) * 64, as: __m512i.self) : z
+            let w3 = B > 3 ? weights.load(fromByteOffset: (3 * groups + g) * 64, as: __m512i.self) : z
+            step(&a00, &a01, &a02, &a03, 0, g, w0, w1, w2, w3)
+            if T > 1 { step(&a10, &a11, &a12, &a13, 1, g, w0, w1, w2, w3) }
+            if T > 2 { step(&a20, &a21, &a22, &a23, 2, g, w0, w1, w2, w3) }
+            if T > 3 { step(&a30, &a31, &a32, &a33, 3, g, w0, w1, w2, w3) }
+            if T > 4 { step(&a40, &a41, &a42, &a43, 4, g, w0, w1, w2, w3) }
+            if T > 5 { step(&a50, &a51, &a52, &a53, 5, g, w0, w1, w2, w3) }
+        }
+        @inline(__always) func finish(_ t: Int, _ a0: __m512i, _ a1: __m512i, _ a2: __m512i, _ a3: __m512i) {
+            finishBlock(w, xq, t0 + t, b0, a0, y, ldy)
+            if B > 1 { finishBlock(w, xq, t0 + t, b0 + 1, a1, y, ldy) }
+            if B > 2 { finishBlock(w, xq, t0 + t, b0 + 2, a2, y, ldy) }
+            if B > 3 { finishBlock(w, xq, t0 + t, b0 + 3, a3, y, ldy) }
+        }
+        finish(0, a00, a01, a02, a03)
+        if T > 1 { finish(1, a10, a11, a12, a13) }
+        if T > 2 { finish(2, a20, a21, a22, a23) }
+        if T > 3 { finish(3, a30, a31, a32, a33) }
+        if T > 4 { finish(4, a40, a41, a42, a43) }
+        if T > 5 { finish(5, a50, a51, a52, a53) }
+    }
+
+    /// Subtracts `128·rowSum` from token `t`'s sums for block `b`, converts, scales and stores them:
+    /// all 16 outputs, or those before `w.rows` in a padded last block.
+    @inline(__always)
+    static func finishBlock(_ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, _ t: Int, _ b: Int, _ acc: __m512i,
+                            _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let first = b * 16
+        let value = w.scales.withUnsafeBufferPointer { scales in
+            w.rowSums.withUnsafeBufferPointer { rowSums in
+                let ws = UnsafeRawPointer(scales.baseAddress! + first).loadUnaligned(as: __m512.self)
+                let offset = _mm512_slli_epi32(UnsafeRawPointer(rowSums.baseAddress! + first).loadUnaligned(as: __m512i.self), 7)
+                let scale = _mm512_mul_ps(_mm512_set1_ps(xq.scales[t]), ws)
+                return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, offset)), scale)
             }
-            w.scales.withUnsafeBufferPointer { scales in
-                w.rowSums.withUnsafeBufferPointer { sums in
-                    for b in 0..<B {
-                        let first = (b0 + b) * 16
-                        let ws = UnsafeRawPointer(scales.baseAddress! + first).loadUnaligned(as: __m512.self)
-                        let offset = _mm512_slli_epi32(UnsafeRawPointer(sums.baseAddress! + first).loadUnaligned(as: __m512i.self), 7)
-                        for t in 0..<T {
-                            let total = _mm512_sub_epi32(a.load(fromByteOffset: 64 * (t * 4 + b), as: __m512i.self), offset)
-                            let scale = _mm512_mul_ps(_mm512_set1_ps(xq.scales[t0 + t]), ws)
-                            UnsafeMutableRawPointer(y + (t0 + t) * ldy + first)
-                                .storeBytes(of: _mm512_mul_ps(_mm512_cvtepi32_ps(total), scale), as: __m512.self)
-                        }
-                    }
-                }
-            }
+        }
+        let out = y + t * ldy + first
+        if first + 16 <= w.rows {
+            UnsafeMutableRawPointer(out).storeBytes(of: value, as: __m512.self)
+        } else {
+            withUnsafeBytes(of: value) { out.update(from: $0.bindMemory(to: Float.self).baseAddress!, count: w.rows - first) }
         }
     }
     #endif
 }
-
-#if canImport(COpenBLAS.AVX512VNNI)
-@inline(__always) func zeros512i() -> __m512i { _mm512_setzero_si512() }
-#endif
 
 /// The plain twin of `RowScaledInt8GEMM`: the same int32 sums and the same final rounding
 /// (`Float(Σ − 128·rowSum) · (s_x·s_w)`), so the fast kernel must match it bitwise.

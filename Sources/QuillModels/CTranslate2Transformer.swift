@@ -21,8 +21,7 @@ import QuillKernels
 /// the pad token simply cannot be generated.
 public enum CTranslate2Transformer {
     /// Reads the folder, checking every variable's shape.
-    /// - Parameter quantize: requantise every matrix to Q8_0 and decode with int8 dot products
-    ///   (as `Seq2SeqLoader.load(quantize:)`).
+    /// - Parameter quantize: requantise every matrix to 8 bits (as `Seq2SeqLoader.load(quantize:)`).
     public static func load(directory: String, threads: Int, quantize: Bool = false) throws -> Seq2SeqTransformer {
         let binPath = (directory as NSString).appendingPathComponent("model.bin")
         guard FileManager.default.fileExists(atPath: binPath) else {
@@ -34,9 +33,10 @@ public enum CTranslate2Transformer {
         }
         let config = try Config(directory: directory)
         let storage = WeightStorage()
-        let parts = try Reader(file: file, storage: storage, quantize: quantize, epsilon: config.layerNormEpsilon)
+        let rowScaled = quantize && RowScaledInt8GEMM.hasFastKernel  // as Seq2SeqLoader: no Q8_0 step first
+        let parts = try Reader(file: file, storage: storage, quantize: quantize && !rowScaled, epsilon: config.layerNormEpsilon)
             .parts(settings: config.settings)
-        return Seq2SeqTransformer(parts, file: file, storage: storage, threads: threads, quantized: quantize)
+        return Seq2SeqTransformer(parts, file: file, storage: storage, threads: threads, quantized: quantize, rowScaled: rowScaled)
     }
 
     /// `config.json` plus the target vocabulary: the special tokens' ids.

@@ -126,6 +126,12 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// First byte of a tensor's data (valid while this file is alive).
     public func data(_ info: TensorInfo) -> UnsafeRawPointer { mapping.base + dataStart + info.offset }
 
+    /// The pages of `m` that this file maps stop counting as resident (`MappedFile.releaseResidentPages`):
+    /// for a matrix copied at load time, so that loading never holds the whole file at once.
+    public func releaseResidentPages(of m: WeightMatrix) {
+        mapping.releaseResidentPages(start: m.data, byteCount: m.rows * m.rowBytes)
+    }
+
     /// The tensor `name`, which must exist, be F32/F16/BF16 and have exactly `shape`.
     public func checked(_ name: String, shape: [Int]) throws -> (info: TensorInfo, type: TensorType) {
         guard let info = tensors[name] else { throw CheckpointError(path: path, problem: "missing tensor \(name)") }

@@ -6,12 +6,15 @@ struct Linear {
     let weight: WeightMatrix     // (out, in)
     let bias: [Float]?           // (out)
     /// The same weights in CTranslate2's int8 format (per-row scales), for products over many tokens
-    /// (Whisper's encoder on the q8_0 path); nil keeps every product on the paths below.
+    /// (Whisper's encoder on the q8_0 path) or every product (the q8_0 path of the safetensors and
+    /// CTranslate2 seq2seq models); nil keeps every product on the paths below.
     var rowScaled: RowScaledInt8Matrix? = nil
+    /// From this many tokens on, `rowScaled` weights take the int8 GEMM.
+    var rowScaledMinimumTokens = Linear.rowScaledTokens
 
     var outputs: Int { weight.rows }
 
-    /// From this many tokens on, `rowScaled` weights take the int8 GEMM.
+    /// Whisper's threshold: its decoder keeps Q8_0 mat-vecs for its few rows.
     static let rowScaledTokens = 64
 
     /// Up to this many rows, quantised weights with `.int8` precision take the batched int8 mat-vec
@@ -23,7 +26,7 @@ struct Linear {
     ///   - y: (tokens, out)
     func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
         guard tokens > 0 else { return }
-        if let rowScaled, tokens >= Linear.rowScaledTokens, RowScaledInt8GEMM.hasFastKernel {
+        if let rowScaled, tokens >= rowScaledMinimumTokens, RowScaledInt8GEMM.hasFastKernel {
             RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
         } else if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
@@ -47,6 +50,38 @@ struct Linear {
                 for t in 0..<tokens { addInPlace(b.baseAddress!, into: y + t * weight.rows, count: weight.rows) }
             }
         }
+    }
+}
+
+/// Every product on CTranslate2's int8 scheme (`RowScaledInt8GEMM`: per-row scales for weights and
+/// inputs, exact int32 sums): the q8_0 path of the safetensors and CTranslate2 seq2seq models. A
+/// decoder step of many rows (beams, a batch of sources) is then one int8 GEMM, and a row's result
+/// is the same alone or among others because the sums are exact.
+extension Linear {
+    /// - Parameter release: called with each run of source rows once its int8 copy is made.
+    func rowScaledEverywhere(releasing release: (WeightMatrix) -> Void = { _ in }) -> Linear {
+        let source = weight
+        guard let matrix = rowScaled ?? RowScaledInt8Matrix(source, afterRows: { rows in
+            release(WeightMatrix(type: source.type, rows: rows.count, columns: source.columns, data: source.row(rows.lowerBound)))
+        }) else { return self }
+        var layer = self
+        layer.rowScaled = matrix
+        layer.rowScaledMinimumTokens = 1
+        return layer
+    }
+}
+
+extension AttentionWeights {
+    func rowScaledEverywhere(releasing release: (WeightMatrix) -> Void) -> AttentionWeights {
+        AttentionWeights(query: query.rowScaledEverywhere(releasing: release), key: key.rowScaledEverywhere(releasing: release),
+                         value: value.rowScaledEverywhere(releasing: release), output: output.rowScaledEverywhere(releasing: release))
+    }
+}
+
+extension FeedForward {
+    func rowScaledEverywhere(releasing release: (WeightMatrix) -> Void) -> FeedForward {
+        FeedForward(input: input.rowScaledEverywhere(releasing: release), up: up?.rowScaledEverywhere(releasing: release),
+                    output: output.rowScaledEverywhere(releasing: release), activation: activation)
     }
 }
 

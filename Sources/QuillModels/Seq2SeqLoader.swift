@@ -11,8 +11,10 @@ public enum Seq2SeqLoader {
     /// Reads the configs, maps the weights and checks every tensor's shape.
     /// - Parameters:
     ///   - threads: threads for the kernels
-    ///   - quantize: store every matrix as Q8_0 (8-bit weights, made at load time) and decode with
-    ///     int8 dot products; otherwise the checkpoint's F32/F16/BF16 weights are used in place.
+    ///   - quantize: 8-bit weights made at load time: where the VNNI kernel runs, every matrix in
+    ///     CTranslate2's int8 format (per-row scales) and every product an int8 GEMM with per-row
+    ///     quantised inputs (`RowScaledInt8GEMM`); elsewhere Q8_0 matrices with int8 dot products.
+    ///     Otherwise the checkpoint's F32/F16/BF16 weights are used in place.
     public static func load(directory: String, threads: Int, quantize: Bool = false) throws -> Seq2SeqTransformer {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -31,7 +33,10 @@ public enum Seq2SeqLoader {
             throw CheckpointError(path: directory, problem: "no model.safetensors"
                 + (sharded ? " (sharded checkpoints are not supported yet)" : hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""))
         }
-        let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize, owner: WeightStorage())
+        // With the VNNI kernel, the quantised path is CTranslate2's int8 scheme made from the checkpoint's
+        // own values (Seq2SeqTransformer(rowScaled:)), so the matrices are not made Q8_0 first.
+        let rowScaled = quantize && RowScaledInt8GEMM.hasFastKernel
+        let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize && !rowScaled, owner: WeightStorage())
         try config.validate(path: (directory as NSString).appendingPathComponent("config.json"),
                             tensorCount: reader.file.tensors.count)
         try generation.validate(path: (directory as NSString).appendingPathComponent("generation_config.json"),
@@ -43,7 +48,8 @@ public enum Seq2SeqLoader {
         case "bart": parts = try Bart.parts(config: config, weights: reader, settings: settings)
         default: parts = try T5.parts(config: config, weights: reader, settings: settings)
         }
-        return Seq2SeqTransformer(parts, file: reader.file, storage: reader.owner, threads: threads, quantized: quantize)
+        return Seq2SeqTransformer(parts, file: reader.file, storage: reader.owner, threads: threads, quantized: quantize,
+                                  rowScaled: rowScaled) { reader.file.releaseResidentPages(of: $0) }
     }
 
     /// Generation settings as transformers derives them: generation_config.json first, then config.json.

@@ -45,6 +45,8 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     let outputScale: Float
     let lmHead: WeightMatrix             // (vocab, width)
     let finalLogitsBias: [Float]?        // (vocab)
+    /// `lmHead` and `finalLogitsBias` as a layer (with its int8 copy when every product is row-scaled).
+    let outputProjection: Linear
     let context: LayerContext
     let weightFile: AnyObject            // keeps the mapping the matrices point into alive
     let storage: WeightStorage           // keeps quantised copies alive
@@ -68,16 +70,35 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var zeroFirstDecoderEmbedding = false
     }
 
-    init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool) {
+    /// - Parameters:
+    ///   - rowScaled: every product on CTranslate2's int8 scheme (`Linear.rowScaledEverywhere`), when
+    ///     the VNNI kernel runs here; `quantized` alone keeps Q8_0 weights with int8 mat-vecs.
+    ///   - release: called with each matrix whose int8 copy has been made (to drop its file pages).
+    init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool, rowScaled: Bool = false,
+         releasing release: (WeightMatrix) -> Void = { _ in }) {
         modelType = p.modelType; width = p.width; heads = p.heads; headDimension = p.headDimension
         vocabularySize = p.vocabularySize; generationDefaults = p.generationDefaults
         encoderEmbedding = p.encoderEmbedding; decoderEmbedding = p.decoderEmbedding; embeddingScale = p.embeddingScale
         positions = p.positions
         encoderEmbeddingNorm = p.encoderEmbeddingNorm; decoderEmbeddingNorm = p.decoderEmbeddingNorm
-        preNorm = p.preNorm; encoderLayers = p.encoderLayers; decoderLayers = p.decoderLayers
+        preNorm = p.preNorm
+        let everyProductRowScaled = rowScaled && RowScaledInt8GEMM.hasFastKernel
+        encoderLayers = !everyProductRowScaled ? p.encoderLayers : p.encoderLayers.map {
+            EncoderLayer(attention: $0.attention.rowScaledEverywhere(releasing: release), attentionNorm: $0.attentionNorm,
+                         feedForward: $0.feedForward.rowScaledEverywhere(releasing: release), feedForwardNorm: $0.feedForwardNorm)
+        }
+        decoderLayers = !everyProductRowScaled ? p.decoderLayers : p.decoderLayers.map {
+            DecoderLayer(selfAttention: $0.selfAttention.rowScaledEverywhere(releasing: release), selfAttentionNorm: $0.selfAttentionNorm,
+                         crossAttention: $0.crossAttention.rowScaledEverywhere(releasing: release),
+                         crossAttentionNorm: $0.crossAttentionNorm,
+                         feedForward: $0.feedForward.rowScaledEverywhere(releasing: release), feedForwardNorm: $0.feedForwardNorm)
+        }
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
         lmHead = p.lmHead; finalLogitsBias = p.finalLogitsBias
+        let head = Linear(weight: p.lmHead, bias: p.finalLogitsBias)
+        // A tied head is also the embedding table: the rows embedded later fault back in.
+        outputProjection = everyProductRowScaled ? head.rowScaledEverywhere(releasing: release) : head
         zeroFirstDecoderEmbedding = p.zeroFirstDecoderEmbedding
         weightFile = file
         self.storage = storage
@@ -247,7 +268,7 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         if let norm = decoderFinalNorm { norm.apply(x, into: &x, rows: n, width: w) }
         if outputScale != 1 { for i in 0..<(n * w) { x[i] *= outputScale } }
         var logits = [Float](repeating: 0, count: n * vocabularySize)  // (rows, vocab)
-        Linear(weight: lmHead, bias: finalLogitsBias).apply(x, tokens: n, into: &logits, context: context)
+        outputProjection.apply(x, tokens: n, into: &logits, context: context)
         return logits
     }
 

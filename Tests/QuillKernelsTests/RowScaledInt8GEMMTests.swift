@@ -3,12 +3,13 @@ import QuillKernels
 
 @Suite struct RowScaledInt8GEMMTests {
     /// The VNNI kernel against its plain twin: the same exact int32 sums and final rounding, so
-    /// bitwise equal, for every tile remainder (tokens not a multiple of 6, rows not of 64) at 1
-    /// and 2 threads, and with the portable path.
+    /// bitwise equal, for every tile remainder (tokens not a multiple of 6, rows not of 64 or of 16,
+    /// the last block padded) at 1 and 2 threads (few tokens split the outputs, many the tokens),
+    /// and with the portable path.
     @Test func matchesTheReferenceBitwise() {
         var g = SeededGenerator(seed: 4100)
         let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
-        for (rows, columns) in [(16, 4), (64, 240), (80, 512), (48, 100)] {
+        for (rows, columns) in [(16, 4), (64, 240), (80, 512), (48, 100), (20, 8), (101, 100)] {
             let weights = RandomWeights(.f16, rows: rows, columns: columns, using: &g)
             defer { weights.free() }
             let w = RowScaledInt8Matrix(weights.matrix)!
@@ -61,12 +62,15 @@ import QuillKernels
         #expect(error > 0, "int8 quantisation cannot be exact on random floats")
     }
 
-    @Test func refusesShapesItCannotPack() {
+    /// Any row count packs (the last block of 16 padded with zero rows); columns must come in fours.
+    @Test func packsAnyRowCountButNotColumnsOutOfFour() {
         var g = SeededGenerator(seed: 4300)
-        let weights = RandomWeights(.f32, rows: 20, columns: 8, using: &g)
-        defer { weights.free() }
-        #expect(RowScaledInt8Matrix(weights.matrix) == nil)
+        let weights = RandomWeights(.f32, rows: 20, columns: 8, using: &g), odd = RandomWeights(.f32, rows: 16, columns: 6, using: &g)
+        defer { weights.free(); odd.free() }
+        let w = RowScaledInt8Matrix(weights.matrix)
+        #expect(w?.rows == 20 && w?.blocks == 2)
+        #expect(RowScaledInt8Matrix(odd.matrix) == nil)
         #expect(!RowScaledInt8Matrix.supports(rows: 16, columns: 6))
-        #expect(RowScaledInt8Matrix.supports(rows: 32, columns: 8))
+        #expect(RowScaledInt8Matrix.supports(rows: 33, columns: 8))
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import QuillGeneration
+import QuillKernels
 import QuillModels
 import Testing
 
@@ -66,6 +67,23 @@ enum SafetensorsWriter {
         #expect(m.row(1).loadUnaligned(fromByteOffset: 8, as: Float.self) == 6)
         #expect(throws: CheckpointError.self) { try file.matrix("a", rows: 3, columns: 2) }
         #expect(throws: CheckpointError.self) { try file.vector("missing", count: 1) }
+    }
+
+    /// Dropping a matrix's file pages after a load-time copy leaves its values readable (they fault
+    /// back in), and memory outside the mapping is never advised away.
+    @Test func releasedPagesReadBackTheSameValues() throws {
+        let values = (0 ..< 4096 * 3).map { Float($0) * 0.5 }
+        let path = try SafetensorsWriter.file(tensors: [("a", [3, 4096], values)])
+        let file = try SafetensorsFile(path: path)
+        let m = try file.matrix("a", rows: 3, columns: 4096)
+        file.releaseResidentPages(of: m)
+        let read = (0 ..< values.count).map { m.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
+        #expect(read == values)
+        var heap = values
+        heap.withUnsafeBufferPointer {
+            file.releaseResidentPages(of: WeightMatrix(type: .f32, rows: 3, columns: 4096, data: UnsafeRawPointer($0.baseAddress!)))
+        }
+        #expect(heap == values, "heap memory is not the file's and must keep its values")
     }
 
     @Test(arguments: [
@@ -171,6 +189,24 @@ enum SafetensorsWriter {
         #expect(throws: GenerationError.emptyPrompt) { try Seq2SeqSearch.greedy(model: model, sources: [[0, 2], []], settings: settings) }
         #expect(throws: GenerationError.invalidToken(5000, vocabularySize: 1500)) {
             try Seq2SeqSearch.beam(model: model, sources: [[0, 5000, 2]], settings: Seq2SeqFixtures.settings(model, beams: 2))
+        }
+    }
+
+    /// The quantised path runs every product on exact int32 sums with per-row scales, so a source's
+    /// translation is the same alone as among the 11 other cases, in greedy and in beam search
+    /// (same tokens and bitwise the same scores).
+    @Test(arguments: ["tiny-marian", "tiny-bart", "tiny-t5"])
+    func quantisedTranslationsAreTheSameAloneAndInABatch(model name: String) throws {
+        let model = try Seq2SeqFixtures.load(name, quantize: true)
+        let sources = try Seq2SeqFixtures.cases(name).map { Seq2SeqFixtures.ids($0["source_ids"]) }
+        let greedy = try Seq2SeqSearch.greedy(model: model, sources: sources, settings: Seq2SeqFixtures.settings(model))
+        let beams = try Seq2SeqSearch.beam(model: model, sources: sources, settings: Seq2SeqFixtures.settings(model, beams: 4))
+        for (i, source) in sources.enumerated() {
+            let alone = try Seq2SeqSearch.greedy(model: model, sources: [source], settings: Seq2SeqFixtures.settings(model))[0]
+            #expect(alone.tokens == greedy[i].tokens, "\(name) case \(i), greedy")
+            let aloneBeams = try Seq2SeqSearch.beam(model: model, sources: [source], settings: Seq2SeqFixtures.settings(model, beams: 4))[0]
+            #expect(aloneBeams.map(\.tokens) == beams[i].map(\.tokens), "\(name) case \(i), beam tokens")
+            #expect(aloneBeams.map(\.score) == beams[i].map(\.score), "\(name) case \(i), beam scores")
         }
     }
 
