@@ -23,7 +23,7 @@ struct Seq2SeqOptions: ParsableArguments {
     @Flag(help: "Read token ids instead of text: each input line is space-separated source ids, special tokens included (with --ids no tokenizer is needed).")
     var inputIds = false
 
-    @Option(help: "Weight format in memory: 'q8_0' quantises every matrix to 8 bits at load time (faster, approximate).")
+    @Option(help: "Weight format in memory: 'q8_0' quantises every matrix to 8 bits at load time (faster, approximate; CTranslate2's int8 scheme where AVX-512 VNNI runs).")
     var quantize: String?
 
     func validate() throws {
