@@ -11,8 +11,8 @@ public final class EncoderStates: @unchecked Sendable {
     public let lengths: [Int]
     /// Positions between two heads: the longest source (rounded up for transposed keys).
     public let stride: Int
-    /// Whether keys are stored per head transposed (`AttentionKeys.transposed`): so
-    /// when the attention kernel prefers them so, read at every step without transposing again.
+    /// Whether keys are stored transposed per head (`AttentionKeys.transposed`), as the attention
+    /// kernel prefers them for this head dimension: every decoding step then reads them as they are.
     public let transposedKeys: Bool
     public var sources: Int { lengths.count }
 

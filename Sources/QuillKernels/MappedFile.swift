@@ -95,15 +95,10 @@ public final class MappedFile: @unchecked Sendable {
     /// The mapped bytes as a buffer.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
 
-    /// Drops the pages read so far from this process's resident set (`MADV_DONTNEED`): after
-    /// load-time copies (quantised weights) the file's bytes need not stay counted. Later reads
-    /// fault them in again from the page cache, so the mapping stays valid.
-    public func releaseResidentPages() {
-        _ = madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED)
-    }
-
-    /// `releaseResidentPages` for the whole pages of `byteCount` bytes at `start`, when they lie in
-    /// this mapping (else nothing: other memory must never be advised away).
+    /// Drops the whole pages of `byteCount` bytes at `start` from this process's resident set
+    /// (`MADV_DONTNEED`), when they lie in this mapping (else nothing: other memory must never be
+    /// advised away). For load-time copies (quantised weights): the file's bytes need not stay
+    /// counted, and later reads fault them in again from the page cache.
     public func releaseResidentPages(start: UnsafeRawPointer, byteCount: Int) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let low = Int(bitPattern: start), high = low + byteCount

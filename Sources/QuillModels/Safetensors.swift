@@ -126,7 +126,7 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// First byte of a tensor's data (valid while this file is alive).
     public func data(_ info: TensorInfo) -> UnsafeRawPointer { mapping.base + dataStart + info.offset }
 
-    /// The pages of `m` that this file maps stop counting as resident (`MappedFile.releaseResidentPages`):
+    /// The pages of `m` that this file maps stop counting as resident (`MappedFile.releaseResidentPages(start:byteCount:)`):
     /// for a matrix copied at load time, so that loading never holds the whole file at once.
     public func releaseResidentPages(of m: WeightMatrix) {
         mapping.releaseResidentPages(start: m.data, byteCount: m.rows * m.rowBytes)

@@ -80,13 +80,15 @@ private func completion(_ request: Request, kind: CompletionRequest.Kind, config
     let submission = try handler.engine.submit(prepared.job)
     guard parsed.stream else {
         // Nothing is written until the answer is whole, so a client that goes away is seen by its
-        // connection's input closing (the body has been read, so input ends only then). Hummingbird
-        // closes the connection after such a response rather than keeping it alive.
-        let response = try await request.body.consumeWithInboundCloseHandler { _ in
+        // connection's input closing (the body has been read, so input ends only then). Watching
+        // the input consumes it: Hummingbird then closes the connection after the response, which
+        // says so (`Connection: close`) so that no client sends another request on it.
+        var response = try await request.body.consumeWithInboundCloseHandler { _ in
             jsonResponse(try await handler.respond(prepared, submission: submission, arrival: arrival))
         } onInboundClosed: {
             handler.engine.cancel(submission.id)
         }
+        response.headers[.connection] = "close"
         metrics.countRequest(endpoint: endpoint, status: 200)
         return response
     }

@@ -153,9 +153,10 @@ import Testing
             Thread.sleep(forTimeInterval: 0.05)
         }
         #expect(running == 0 && blocks == 0, "the abandoned request's sequence and blocks are gone")
-        // The server still answers whole responses afterwards.
+        // The server still answers whole responses afterwards, and says it closes their connections.
         let reply = try server.request("POST", "/v1/completions", json: ["prompt": "Once upon a time", "max_tokens": 4])
         #expect(reply.status == 200)
+        #expect(reply.headers["connection"]?.lowercased() == "close")
         #expect(server.stop() == 0)
     }
 
