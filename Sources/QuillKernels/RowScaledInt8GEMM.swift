@@ -197,19 +197,13 @@ public enum RowScaledInt8GEMM {
                 while t0 < xq.rows {
                     let left = xq.rows - t0
                     // Constant tile sizes, so that each call inlines to a loop over named registers.
+                    // 2–6 tokens take the full 6-token tile (missing rows repeat the last, computed and
+                    // not stored): the compiler keeps only that tile's accumulators in registers.
                     switch (wide, min(left, 6)) {
-                    case (true, 6): tile(6, 4, w, x, xq, t0, b0, y, ldy)
-                    case (true, 5): tile(5, 4, w, x, xq, t0, b0, y, ldy)
-                    case (true, 4): tile(4, 4, w, x, xq, t0, b0, y, ldy)
-                    case (true, 3): tile(3, 4, w, x, xq, t0, b0, y, ldy)
-                    case (true, 2): tile(2, 4, w, x, xq, t0, b0, y, ldy)
-                    case (true, _): tile(1, 4, w, x, xq, t0, b0, y, ldy)
-                    case (false, 6): tile(6, 1, w, x, xq, t0, b0, y, ldy)
-                    case (false, 5): tile(5, 1, w, x, xq, t0, b0, y, ldy)
-                    case (false, 4): tile(4, 1, w, x, xq, t0, b0, y, ldy)
-                    case (false, 3): tile(3, 1, w, x, xq, t0, b0, y, ldy)
-                    case (false, 2): tile(2, 1, w, x, xq, t0, b0, y, ldy)
-                    default: tile(1, 1, w, x, xq, t0, b0, y, ldy)
+                    case (true, 1): tile(1, 4, w, x, xq, t0, 1, b0, y, ldy)
+                    case (true, let rows): tile(6, 4, w, x, xq, t0, rows, b0, y, ldy)
+                    case (false, 1): tile(1, 1, w, x, xq, t0, 1, b0, y, ldy)
+                    case (false, let rows): tile(6, 1, w, x, xq, t0, rows, b0, y, ldy)
                     }
                     t0 += min(left, 6)
                 }
@@ -218,51 +212,63 @@ public enum RowScaledInt8GEMM {
         }
     }
 
-    /// `T` (≤ 6) tokens from `t0` × `B` (≤ 4) blocks of 16 outputs from block `b0`, over all columns.
-    /// Its 24 accumulators are named locals and `T`, `B` constants at every call, so the unused ones
-    /// fold away and the rest stay in registers (a tile over an accumulator array spilled them to
-    /// the stack every step and ran at a third of the speed).
+    /// `rows` (≤ `T` ≤ 6) tokens from `t0` × `B` (≤ 4) blocks of 16 outputs from block `b0`, over all
+    /// columns; rows past `rows` repeat the last one and are not stored. Its 24 accumulators are named
+    /// locals and `T`, `B` constants at every call, so the unused ones fold away and the rest stay in
+    /// registers (a tile over an accumulator array spilled them to the stack every step and ran at a
+    /// third of the speed; constant T of 2–5 spilled too, hence the repeated rows).
     @inline(__always)
     static func tile(_ T: Int, _ B: Int, _ w: RowScaledInt8Matrix, _ x: UnsafeRawPointer, _ xq: RowScaledActivations,
-                     _ t0: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+                     _ t0: Int, _ rows: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let last = rows - 1
+        let r1 = t0 + min(1, last), r2 = t0 + min(2, last), r3 = t0 + min(3, last), r4 = t0 + min(4, last), r5 = t0 + min(5, last)
         let groups = w.columns / 4, n = w.columns
         let weights = UnsafeRawPointer(w.packed) + b0 * groups * 64
         let z = _mm512_setzero_si512()
         var a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z
         var a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z
         var a40 = z, a41 = z, a42 = z, a43 = z, a50 = z, a51 = z, a52 = z, a53 = z
-        @inline(__always) func step(_ a0: inout __m512i, _ a1: inout __m512i, _ a2: inout __m512i, _ a3: inout __m512i,
-                                    _ t: Int, _ g: Int, _ w0: __m512i, _ w1: __m512i, _ w2: __m512i, _ w3: __m512i) {
-            let xv = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: (t0 + t) * n + 4 * g, as: Int32.self))
-            a0 = _mm512_mask_dpbusd_epi32(a0, 0xFFFF, xv, w0)
-            if B > 1 { a1 = _mm512_mask_dpbusd_epi32(a1, 0xFFFF, xv, w1) }
-            if B > 2 { a2 = _mm512_mask_dpbusd_epi32(a2, 0xFFFF, xv, w2) }
-            if B > 3 { a3 = _mm512_mask_dpbusd_epi32(a3, 0xFFFF, xv, w3) }
-        }
         for g in 0..<groups {
             let w0 = weights.load(fromByteOffset: g * 64, as: __m512i.self)
             let w1 = B > 1 ? weights.load(fromByteOffset: (groups + g) * 64, as: __m512i.self) : z
             let w2 = B > 2 ? weights.load(fromByteOffset: (2 * groups + g) * 64, as: __m512i.self) : z
             let w3 = B > 3 ? weights.load(fromByteOffset: (3 * groups + g) * 64, as: __m512i.self) : z
-            step(&a00, &a01, &a02, &a03, 0, g, w0, w1, w2, w3)
-            if T > 1 { step(&a10, &a11, &a12, &a13, 1, g, w0, w1, w2, w3) }
-            if T > 2 { step(&a20, &a21, &a22, &a23, 2, g, w0, w1, w2, w3) }
-            if T > 3 { step(&a30, &a31, &a32, &a33, 3, g, w0, w1, w2, w3) }
-            if T > 4 { step(&a40, &a41, &a42, &a43, 4, g, w0, w1, w2, w3) }
-            if T > 5 { step(&a50, &a51, &a52, &a53, 5, g, w0, w1, w2, w3) }
+            let column = 4 * g
+            step(B, &a00, &a01, &a02, &a03, x, (t0 + 0) * n + column, w0, w1, w2, w3)
+            if T > 1 { step(B, &a10, &a11, &a12, &a13, x, r1 * n + column, w0, w1, w2, w3) }
+            if T > 2 { step(B, &a20, &a21, &a22, &a23, x, r2 * n + column, w0, w1, w2, w3) }
+            if T > 3 { step(B, &a30, &a31, &a32, &a33, x, r3 * n + column, w0, w1, w2, w3) }
+            if T > 4 { step(B, &a40, &a41, &a42, &a43, x, r4 * n + column, w0, w1, w2, w3) }
+            if T > 5 { step(B, &a50, &a51, &a52, &a53, x, r5 * n + column, w0, w1, w2, w3) }
         }
-        @inline(__always) func finish(_ t: Int, _ a0: __m512i, _ a1: __m512i, _ a2: __m512i, _ a3: __m512i) {
-            finishBlock(w, xq, t0 + t, b0, a0, y, ldy)
-            if B > 1 { finishBlock(w, xq, t0 + t, b0 + 1, a1, y, ldy) }
-            if B > 2 { finishBlock(w, xq, t0 + t, b0 + 2, a2, y, ldy) }
-            if B > 3 { finishBlock(w, xq, t0 + t, b0 + 3, a3, y, ldy) }
-        }
-        finish(0, a00, a01, a02, a03)
-        if T > 1 { finish(1, a10, a11, a12, a13) }
-        if T > 2 { finish(2, a20, a21, a22, a23) }
-        if T > 3 { finish(3, a30, a31, a32, a33) }
-        if T > 4 { finish(4, a40, a41, a42, a43) }
-        if T > 5 { finish(5, a50, a51, a52, a53) }
+        finish(B, w, xq, t0, b0, a00, a01, a02, a03, y, ldy)
+        if T > 1 && rows > 1 { finish(B, w, xq, t0 + 1, b0, a10, a11, a12, a13, y, ldy) }
+        if T > 2 && rows > 2 { finish(B, w, xq, t0 + 2, b0, a20, a21, a22, a23, y, ldy) }
+        if T > 3 && rows > 3 { finish(B, w, xq, t0 + 3, b0, a30, a31, a32, a33, y, ldy) }
+        if T > 4 && rows > 4 { finish(B, w, xq, t0 + 4, b0, a40, a41, a42, a43, y, ldy) }
+        if T > 5 && rows > 5 { finish(B, w, xq, t0 + 5, b0, a50, a51, a52, a53, y, ldy) }
+    }
+
+    /// One token's step over 4 columns: its 4 activation bytes times each block's weights. (Free
+    /// functions without captures: nested ones capturing the tile's state made it spill for T < 6.)
+    @inline(__always)
+    static func step(_ B: Int, _ a0: inout __m512i, _ a1: inout __m512i, _ a2: inout __m512i, _ a3: inout __m512i,
+                     _ x: UnsafeRawPointer, _ offset: Int, _ w0: __m512i, _ w1: __m512i, _ w2: __m512i, _ w3: __m512i) {
+        let xv = _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: offset, as: Int32.self))
+        a0 = _mm512_mask_dpbusd_epi32(a0, 0xFFFF, xv, w0)
+        if B > 1 { a1 = _mm512_mask_dpbusd_epi32(a1, 0xFFFF, xv, w1) }
+        if B > 2 { a2 = _mm512_mask_dpbusd_epi32(a2, 0xFFFF, xv, w2) }
+        if B > 3 { a3 = _mm512_mask_dpbusd_epi32(a3, 0xFFFF, xv, w3) }
+    }
+
+    /// Token `t`'s sums for blocks `b0 ..< b0 + B` through `finishBlock`.
+    @inline(__always)
+    static func finish(_ B: Int, _ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, _ t: Int, _ b0: Int,
+                       _ a0: __m512i, _ a1: __m512i, _ a2: __m512i, _ a3: __m512i, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        finishBlock(w, xq, t, b0, a0, y, ldy)
+        if B > 1 { finishBlock(w, xq, t, b0 + 1, a1, y, ldy) }
+        if B > 2 { finishBlock(w, xq, t, b0 + 2, a2, y, ldy) }
+        if B > 3 { finishBlock(w, xq, t, b0 + 3, a3, y, ldy) }
     }
 
     /// Subtracts `128·rowSum` from token `t`'s sums for block `b`, converts, scales and stores them:
