@@ -63,24 +63,21 @@ enum FusedAttention {
         let padded = paddedKeyCount(count)
         if rows == 1 {
             scoresOneRow(queries, keysTransposed, blocks: padded / keyBlock, hd: hd, scale: scale, into: scratch)
-        } else {
-            // Each block of keys for every group of eight rows in turn, so it is read from L2 once. Missing
-            // rows of a group repeat its last one (computed, never read): every row takes the same path.
-            for b in 0..<(padded / keyBlock) {
-                for g in stride(from: 0, to: rows, by: 8) {
-                    scoresEightRows(queries + g * queryStride, queryStride: queryStride, rows: min(8, rows - g),
-                                    keysTransposed + b * keyBlock * hd, hd: hd, scale: scale,
-                                    into: scratch + g * padded + b * keyBlock, scoreStride: padded)
-                }
-            }
-        }
-        if rows == 1 {
             let inverse = 1 / exponentiateShifted(scratch, count: count)
             for c in stride(from: 0, to: hd, by: 64) {
                 weightedValuesOneRow(scratch, values + c, valueStride: hd, keys: count, vectors: min(4, (hd - c) / 16),
                                      inverse: inverse, into: output + c)
             }
             return
+        }
+        // Each block of keys for every group of eight rows in turn, so it is read from L2 once. Missing
+        // rows of a group repeat its last one (computed, never read): every row takes the same path.
+        for b in 0..<(padded / keyBlock) {
+            for g in stride(from: 0, to: rows, by: 8) {
+                scoresEightRows(queries + g * queryStride, queryStride: queryStride, rows: min(8, rows - g),
+                                keysTransposed + b * keyBlock * hd, hd: hd, scale: scale,
+                                into: scratch + g * padded + b * keyBlock, scoreStride: padded)
+            }
         }
         for g in stride(from: 0, to: rows, by: 8) {
             let groupRows = min(8, rows - g)
@@ -189,13 +186,7 @@ enum FusedAttention {
         }
         // One vector (the last 16 of hd % 32 == 16): a second would read past the last value row.
         for r in 0..<rows {
-            let coefficients = e + r * ss
-            var acc = SIMD16<Float>(), p = UnsafeRawPointer(v)
-            for j in 0..<keys {
-                acc.addProduct(SIMD16<Float>(repeating: coefficients[j]), p.loadUnaligned(as: SIMD16<Float>.self))
-                p += 4 * vs
-            }
-            UnsafeMutableRawPointer(o + r * os).storeBytes(of: acc * inverses[r], as: SIMD16<Float>.self)
+            weightedValuesOneRow(e + r * ss, v, valueStride: vs, keys: keys, vectors: 1, inverse: inverses[r], into: o + r * os)
         }
     }
 }

@@ -184,8 +184,9 @@ public enum RowScaledInt8GEMM {
     }
 
     #if canImport(COpenBLAS.AVX512VNNI)
-    /// Tiles of up to 6 tokens × 64 outputs (24 accumulators, 4 weight loads and 6 broadcasts per 4
-    /// columns), remainders in smaller tiles, over the output blocks `blocks`.
+    /// Tiles of 6 tokens × 64 outputs (24 accumulators, 4 weight loads and 6 broadcasts per 4 columns)
+    /// over the output blocks `blocks`; a last token alone gets a one-token tile, and blocks past the
+    /// last whole four go one at a time.
     static func multiplyAVX512(_ w: RowScaledInt8Matrix, _ xq: RowScaledActivations, into y: UnsafeMutablePointer<Float>, ldy: Int,
                                blocks: Range<Int>) {
         xq.bytes.withUnsafeBufferPointer { xb in
@@ -196,9 +197,9 @@ public enum RowScaledInt8GEMM {
                 var t0 = 0
                 while t0 < xq.rows {
                     let left = xq.rows - t0
-                    // Constant tile sizes, so that each call inlines to a loop over named registers.
-                    // 2–6 tokens take the full 6-token tile (missing rows repeat the last, computed and
-                    // not stored): the compiler keeps only that tile's accumulators in registers.
+                    // Constant tile sizes, so that each call inlines to a loop over named registers;
+                    // 2–6 tokens take the 6-token tile (missing rows repeat the last, computed and not
+                    // stored), the only size of several tokens the compiler kept in registers.
                     switch (wide, min(left, 6)) {
                     case (true, 1): tile(1, 4, w, x, xq, t0, 1, b0, y, ldy)
                     case (true, let rows): tile(6, 4, w, x, xq, t0, rows, b0, y, ldy)
@@ -249,8 +250,7 @@ public enum RowScaledInt8GEMM {
         if T > 5 && rows > 5 { finish(B, w, xq, t0 + 5, b0, a50, a51, a52, a53, y, ldy) }
     }
 
-    /// One token's step over 4 columns: its 4 activation bytes times each block's weights. (Free
-    /// functions without captures: nested ones capturing the tile's state made it spill for T < 6.)
+    /// One token's step over 4 columns: its 4 activation bytes times each block's weights.
     @inline(__always)
     static func step(_ B: Int, _ a0: inout __m512i, _ a1: inout __m512i, _ a2: inout __m512i, _ a3: inout __m512i,
                      _ x: UnsafeRawPointer, _ offset: Int, _ w0: __m512i, _ w1: __m512i, _ w2: __m512i, _ w3: __m512i) {

@@ -33,7 +33,7 @@ public enum CTranslate2Transformer {
         }
         let config = try Config(directory: directory)
         let storage = WeightStorage()
-        let rowScaled = quantize && RowScaledInt8GEMM.hasFastKernel  // as Seq2SeqLoader: no Q8_0 step first
+        let rowScaled = Seq2SeqTransformer.rowScaled(quantize: quantize)
         let parts = try Reader(file: file, storage: storage, quantize: quantize && !rowScaled, epsilon: config.layerNormEpsilon)
             .parts(settings: config.settings)
         return Seq2SeqTransformer(parts, file: file, storage: storage, threads: threads, quantized: quantize, rowScaled: rowScaled)

@@ -35,7 +35,7 @@ public enum Seq2SeqLoader {
         }
         // With the VNNI kernel, the quantised path is CTranslate2's int8 scheme made from the checkpoint's
         // own values (Seq2SeqTransformer(rowScaled:)), so the matrices are not made Q8_0 first.
-        let rowScaled = quantize && RowScaledInt8GEMM.hasFastKernel
+        let rowScaled = Seq2SeqTransformer.rowScaled(quantize: quantize)
         let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize && !rowScaled, owner: WeightStorage())
         try config.validate(path: (directory as NSString).appendingPathComponent("config.json"),
                             tensorCount: reader.file.tensors.count)

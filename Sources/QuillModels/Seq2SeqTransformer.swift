@@ -43,9 +43,8 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     let attentionScale: Float
     /// Applied to the decoder output before the lm_head (T5 with tied embeddings: width^-0.5).
     let outputScale: Float
-    let lmHead: WeightMatrix             // (vocab, width)
-    let finalLogitsBias: [Float]?        // (vocab)
-    /// `lmHead` and `finalLogitsBias` as a layer (with its int8 copy when every product is row-scaled).
+    /// The lm_head (vocab, width) and final logits bias (vocab), with its int8 copy when every product
+    /// is row-scaled.
     let outputProjection: Linear
     let context: LayerContext
     let weightFile: AnyObject            // keeps the mapping the matrices point into alive
@@ -70,9 +69,13 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var zeroFirstDecoderEmbedding = false
     }
 
+    /// Whether a quantised load puts every product on CTranslate2's int8 scheme: where the VNNI kernel
+    /// runs (else its matrices are Q8_0 with int8 mat-vecs). Loaders then skip the Q8_0 step.
+    static func rowScaled(quantize: Bool) -> Bool { quantize && RowScaledInt8GEMM.hasFastKernel }
+
     /// - Parameters:
-    ///   - rowScaled: every product on CTranslate2's int8 scheme (`Linear.rowScaledEverywhere`), when
-    ///     the VNNI kernel runs here; `quantized` alone keeps Q8_0 weights with int8 mat-vecs.
+    ///   - rowScaled: every product on CTranslate2's int8 scheme (`Linear.rowScaledEverywhere`; see
+    ///     `rowScaled(quantize:)`); `quantized` alone keeps Q8_0 weights with int8 mat-vecs.
     ///   - release: called with each matrix whose int8 copy has been made (to drop its file pages).
     init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool, rowScaled: Bool = false,
          releasing release: (WeightMatrix) -> Void = { _ in }) {
@@ -82,12 +85,11 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         positions = p.positions
         encoderEmbeddingNorm = p.encoderEmbeddingNorm; decoderEmbeddingNorm = p.decoderEmbeddingNorm
         preNorm = p.preNorm
-        let everyProductRowScaled = rowScaled && RowScaledInt8GEMM.hasFastKernel
-        encoderLayers = !everyProductRowScaled ? p.encoderLayers : p.encoderLayers.map {
+        encoderLayers = !rowScaled ? p.encoderLayers : p.encoderLayers.map {
             EncoderLayer(attention: $0.attention.rowScaledEverywhere(releasing: release), attentionNorm: $0.attentionNorm,
                          feedForward: $0.feedForward.rowScaledEverywhere(releasing: release), feedForwardNorm: $0.feedForwardNorm)
         }
-        decoderLayers = !everyProductRowScaled ? p.decoderLayers : p.decoderLayers.map {
+        decoderLayers = !rowScaled ? p.decoderLayers : p.decoderLayers.map {
             DecoderLayer(selfAttention: $0.selfAttention.rowScaledEverywhere(releasing: release), selfAttentionNorm: $0.selfAttentionNorm,
                          crossAttention: $0.crossAttention.rowScaledEverywhere(releasing: release),
                          crossAttentionNorm: $0.crossAttentionNorm,
@@ -95,10 +97,9 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         }
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
-        lmHead = p.lmHead; finalLogitsBias = p.finalLogitsBias
         let head = Linear(weight: p.lmHead, bias: p.finalLogitsBias)
         // A tied head is also the embedding table: the rows embedded later fault back in.
-        outputProjection = everyProductRowScaled ? head.rowScaledEverywhere(releasing: release) : head
+        outputProjection = rowScaled ? head.rowScaledEverywhere(releasing: release) : head
         zeroFirstDecoderEmbedding = p.zeroFirstDecoderEmbedding
         weightFile = file
         self.storage = storage
