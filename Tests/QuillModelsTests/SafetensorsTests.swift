@@ -79,7 +79,7 @@ enum SafetensorsWriter {
         file.releaseResidentPages(of: m)
         let read = (0 ..< values.count).map { m.data.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
         #expect(read == values)
-        var heap = values
+        let heap = values
         heap.withUnsafeBufferPointer {
             file.releaseResidentPages(of: WeightMatrix(type: .f32, rows: 3, columns: 4096, data: UnsafeRawPointer($0.baseAddress!)))
         }
