@@ -62,11 +62,20 @@ public enum MatMul {
             let panel = scratch + thread * scratchFloats
             for p in (thread * panels / threads)..<((thread + 1) * panels / threads) {
                 let r0 = p * rowsPerPanel, count = min(rowsPerPanel, w.rows - r0)
-                dequantizeRows(w, rows: r0..<(r0 + count), into: panel, portable: portable)
                 if let blas {
+                    // F32 weights go to sgemm where they lie (a copy cost as much as the packing
+                    // sgemm does anyway); the panel shape, and so the rounding, is the same.
+                    let weights: UnsafePointer<Float>
+                    if w.type == .f32 {
+                        weights = w.row(r0).assumingMemoryBound(to: Float.self)
+                    } else {
+                        dequantizeRows(w, rows: r0..<(r0 + count), into: panel, portable: portable)
+                        weights = UnsafePointer(panel)
+                    }
                     blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(tokens), Int32(count), Int32(w.columns),
-                               1, x, Int32(w.columns), panel, Int32(w.columns), 0, y + r0, Int32(w.rows))
+                               1, x, Int32(w.columns), weights, Int32(w.columns), 0, y + r0, Int32(w.rows))
                 } else {
+                    dequantizeRows(w, rows: r0..<(r0 + count), into: panel, portable: portable)
                     fallbackGEMM(panel, rows: count, columns: w.columns, x, tokens: tokens,
                                  into: y + r0, ldy: w.rows, portable: portable)
                 }

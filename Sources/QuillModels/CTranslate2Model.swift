@@ -67,6 +67,12 @@ public final class CTranslate2File: @unchecked Sendable {
     public let aliases: [String: String]
     let mapping: MappedFile
 
+    /// The pages of `m` that this file maps stop counting as resident, for a matrix copied at load
+    /// time (`MappedFile.releaseResidentPages(start:byteCount:)`; a matrix elsewhere is left alone).
+    public func releaseResidentPages(of m: WeightMatrix) {
+        mapping.releaseResidentPages(start: m.data, byteCount: m.rows * m.rowBytes)
+    }
+
     /// Maps `path` and validates the whole file.
     public init(path: String) throws {
         self.path = path

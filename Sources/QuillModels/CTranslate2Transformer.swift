@@ -33,10 +33,12 @@ public enum CTranslate2Transformer {
         }
         let config = try Config(directory: directory)
         let storage = WeightStorage()
-        let rowScaled = Seq2SeqTransformer.rowScaled(quantize: quantize)
-        let parts = try Reader(file: file, storage: storage, quantize: quantize && !rowScaled, epsilon: config.layerNormEpsilon)
+        let repacking = Seq2SeqTransformer.repacking(quantize: quantize)
+        let parts = try Reader(file: file, storage: storage, quantize: quantize && repacking == .none, epsilon: config.layerNormEpsilon)
             .parts(settings: config.settings)
-        return Seq2SeqTransformer(parts, file: file, storage: storage, threads: threads, quantized: quantize, rowScaled: rowScaled)
+        return Seq2SeqTransformer(parts, file: file, storage: storage, threads: threads, quantized: quantize, repacking: repacking) {
+            file.releaseResidentPages(of: $0)
+        }
     }
 
     /// `config.json` plus the target vocabulary: the special tokens' ids.

@@ -11,6 +11,10 @@ struct Linear {
     var rowScaled: RowScaledInt8Matrix? = nil
     /// From this many tokens on, `rowScaled` weights take the int8 GEMM.
     var rowScaledMinimumTokens = Linear.rowScaledTokens
+    /// The same weights widened to f32 and packed for `PackedF32GEMM`, which then takes every product
+    /// (the f32 path of the seq2seq models where AVX-512 runs): each row's result is one FMA chain,
+    /// the same at 1, 16 or 64 rows, and no panel is copied or packed per call.
+    var packed: PackedF32Matrix? = nil
 
     var outputs: Int { weight.rows }
 
@@ -26,7 +30,9 @@ struct Linear {
     ///   - y: (tokens, out)
     func apply(_ x: UnsafePointer<Float>, tokens: Int, into y: UnsafeMutablePointer<Float>, context: LayerContext) {
         guard tokens > 0 else { return }
-        if let rowScaled, tokens >= rowScaledMinimumTokens, RowScaledInt8GEMM.hasFastKernel {
+        if let packed, PackedF32GEMM.hasFastKernel {
+            PackedF32GEMM.multiply(packed, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
+        } else if let rowScaled, tokens >= rowScaledMinimumTokens, RowScaledInt8GEMM.hasFastKernel {
             RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
         } else if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
@@ -71,17 +77,45 @@ extension Linear {
     }
 }
 
+/// Every product through `PackedF32GEMM`: the f32 path of the seq2seq models where AVX-512 runs.
+extension Linear {
+    /// - Parameter release: called with each run of source rows once its packed copy is made.
+    func packedEverywhere(releasing release: (WeightMatrix) -> Void = { _ in }) -> Linear {
+        let source = weight
+        guard packed == nil, let matrix = PackedF32Matrix(source, afterRows: { rows in
+            release(WeightMatrix(type: source.type, rows: rows.count, columns: source.columns, data: source.row(rows.lowerBound)))
+        }) else { return self }
+        var layer = self
+        layer.packed = matrix
+        return layer
+    }
+
+    /// How a loader's matrices are repacked once at load time: CTranslate2's int8 scheme, the packed
+    /// f32 layout, or as stored.
+    enum Repacking {
+        case rowScaledInt8, packedF32, none
+
+        func apply(_ layer: Linear, releasing release: (WeightMatrix) -> Void) -> Linear {
+            switch self {
+            case .rowScaledInt8: return layer.rowScaledEverywhere(releasing: release)
+            case .packedF32: return layer.packedEverywhere(releasing: release)
+            case .none: return layer
+            }
+        }
+    }
+}
+
 extension AttentionWeights {
-    func rowScaledEverywhere(releasing release: (WeightMatrix) -> Void) -> AttentionWeights {
-        AttentionWeights(query: query.rowScaledEverywhere(releasing: release), key: key.rowScaledEverywhere(releasing: release),
-                         value: value.rowScaledEverywhere(releasing: release), output: output.rowScaledEverywhere(releasing: release))
+    func repacked(_ r: Linear.Repacking, releasing release: (WeightMatrix) -> Void) -> AttentionWeights {
+        AttentionWeights(query: r.apply(query, releasing: release), key: r.apply(key, releasing: release),
+                         value: r.apply(value, releasing: release), output: r.apply(output, releasing: release))
     }
 }
 
 extension FeedForward {
-    func rowScaledEverywhere(releasing release: (WeightMatrix) -> Void) -> FeedForward {
-        FeedForward(input: input.rowScaledEverywhere(releasing: release), up: up?.rowScaledEverywhere(releasing: release),
-                    output: output.rowScaledEverywhere(releasing: release), activation: activation)
+    func repacked(_ r: Linear.Repacking, releasing release: (WeightMatrix) -> Void) -> FeedForward {
+        FeedForward(input: r.apply(input, releasing: release), up: up.map { r.apply($0, releasing: release) },
+                    output: r.apply(output, releasing: release), activation: activation)
     }
 }
 

@@ -34,9 +34,9 @@ public enum Seq2SeqLoader {
                 + (sharded ? " (sharded checkpoints are not supported yet)" : hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""))
         }
         // With the VNNI kernel, the quantised path is CTranslate2's int8 scheme made from the checkpoint's
-        // own values (Seq2SeqTransformer(rowScaled:)), so the matrices are not made Q8_0 first.
-        let rowScaled = Seq2SeqTransformer.rowScaled(quantize: quantize)
-        let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize && !rowScaled, owner: WeightStorage())
+        // own values (Seq2SeqTransformer.repacking(quantize:)), so the matrices are not made Q8_0 first.
+        let repacking = Seq2SeqTransformer.repacking(quantize: quantize)
+        let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize && repacking == .none, owner: WeightStorage())
         try config.validate(path: (directory as NSString).appendingPathComponent("config.json"),
                             tensorCount: reader.file.tensors.count)
         try generation.validate(path: (directory as NSString).appendingPathComponent("generation_config.json"),
@@ -49,7 +49,7 @@ public enum Seq2SeqLoader {
         default: parts = try T5.parts(config: config, weights: reader, settings: settings)
         }
         return Seq2SeqTransformer(parts, file: reader.file, storage: reader.owner, threads: threads, quantized: quantize,
-                                  rowScaled: rowScaled) { reader.file.releaseResidentPages(of: $0) }
+                                  repacking: repacking) { reader.file.releaseResidentPages(of: $0) }
     }
 
     /// Generation settings as transformers derives them: generation_config.json first, then config.json.

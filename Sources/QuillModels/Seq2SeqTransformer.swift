@@ -69,15 +69,20 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         var zeroFirstDecoderEmbedding = false
     }
 
-    /// Whether a quantised load puts every product on CTranslate2's int8 scheme: where the VNNI kernel
-    /// runs (else its matrices are Q8_0 with int8 mat-vecs). Loaders then skip the Q8_0 step.
-    static func rowScaled(quantize: Bool) -> Bool { quantize && RowScaledInt8GEMM.hasFastKernel }
+    /// How a load repacks its matrices: a quantised one puts every product on CTranslate2's int8
+    /// scheme where the VNNI kernel runs (else its matrices are Q8_0 with int8 mat-vecs, and loaders
+    /// make them so); an f32 one packs them for `PackedF32GEMM` where AVX-512 runs.
+    static func repacking(quantize: Bool) -> Linear.Repacking {
+        if quantize { return RowScaledInt8GEMM.hasFastKernel ? .rowScaledInt8 : .none }
+        return PackedF32GEMM.hasFastKernel ? .packedF32 : .none
+    }
 
     /// - Parameters:
-    ///   - rowScaled: every product on CTranslate2's int8 scheme (`Linear.rowScaledEverywhere`; see
-    ///     `rowScaled(quantize:)`); `quantized` alone keeps Q8_0 weights with int8 mat-vecs.
-    ///   - release: called with each matrix whose int8 copy has been made (to drop its file pages).
-    init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool, rowScaled: Bool = false,
+    ///   - repacking: every matrix repacked once here (see `repacking(quantize:)`); `quantized` with
+    ///     `.none` keeps Q8_0 weights with int8 mat-vecs.
+    ///   - release: called with each run of a matrix's rows once its repacked copy has been made (to
+    ///     drop their file pages).
+    init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool, repacking: Linear.Repacking = .none,
          releasing release: (WeightMatrix) -> Void = { _ in }) {
         modelType = p.modelType; width = p.width; heads = p.heads; headDimension = p.headDimension
         vocabularySize = p.vocabularySize; generationDefaults = p.generationDefaults
@@ -85,21 +90,21 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         positions = p.positions
         encoderEmbeddingNorm = p.encoderEmbeddingNorm; decoderEmbeddingNorm = p.decoderEmbeddingNorm
         preNorm = p.preNorm
-        encoderLayers = !rowScaled ? p.encoderLayers : p.encoderLayers.map {
-            EncoderLayer(attention: $0.attention.rowScaledEverywhere(releasing: release), attentionNorm: $0.attentionNorm,
-                         feedForward: $0.feedForward.rowScaledEverywhere(releasing: release), feedForwardNorm: $0.feedForwardNorm)
+        let r = repacking
+        encoderLayers = p.encoderLayers.map {
+            EncoderLayer(attention: $0.attention.repacked(r, releasing: release), attentionNorm: $0.attentionNorm,
+                         feedForward: $0.feedForward.repacked(r, releasing: release), feedForwardNorm: $0.feedForwardNorm)
         }
-        decoderLayers = !rowScaled ? p.decoderLayers : p.decoderLayers.map {
-            DecoderLayer(selfAttention: $0.selfAttention.rowScaledEverywhere(releasing: release), selfAttentionNorm: $0.selfAttentionNorm,
-                         crossAttention: $0.crossAttention.rowScaledEverywhere(releasing: release),
+        decoderLayers = p.decoderLayers.map {
+            DecoderLayer(selfAttention: $0.selfAttention.repacked(r, releasing: release), selfAttentionNorm: $0.selfAttentionNorm,
+                         crossAttention: $0.crossAttention.repacked(r, releasing: release),
                          crossAttentionNorm: $0.crossAttentionNorm,
-                         feedForward: $0.feedForward.rowScaledEverywhere(releasing: release), feedForwardNorm: $0.feedForwardNorm)
+                         feedForward: $0.feedForward.repacked(r, releasing: release), feedForwardNorm: $0.feedForwardNorm)
         }
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
-        let head = Linear(weight: p.lmHead, bias: p.finalLogitsBias)
         // A tied head is also the embedding table: the rows embedded later fault back in.
-        outputProjection = rowScaled ? head.rowScaledEverywhere(releasing: release) : head
+        outputProjection = r.apply(Linear(weight: p.lmHead, bias: p.finalLogitsBias), releasing: release)
         zeroFirstDecoderEmbedding = p.zeroFirstDecoderEmbedding
         weightFile = file
         self.storage = storage

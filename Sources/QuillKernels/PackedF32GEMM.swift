@@ -1,0 +1,207 @@
+#if canImport(COpenBLAS.AVX512VNNI)
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
+#endif
+
+/// An f32 weight matrix repacked once at load time for `PackedF32GEMM`: blocks of 16 output rows (the
+/// last padded with zero rows), and within a block, for every column `k`, the 16 rows' values side by
+/// side (`(block · columns + k) · 16 + n % 16`). One aligned load then gives 16 outputs' weights for
+/// one input value, so a tile of tokens × outputs is a chain of broadcast FMAs with no horizontal sums
+/// and no packing at multiply time (OpenBLAS packs every panel again on every call).
+public final class PackedF32Matrix: @unchecked Sendable {
+    public let rows: Int
+    public let columns: Int
+    /// Blocks of 16 rows, the last one padded.
+    public var blocks: Int { (rows + 15) / 16 }
+    let packed: UnsafeMutablePointer<Float>
+
+    /// Widens `w` (any type, dequantised row by row) into the packed layout; nil for an empty matrix.
+    /// - Parameter done: called with each run of rows (256 at a time) once they are packed, so that a
+    ///   caller can drop their source pages while the rest is read.
+    public init?(_ w: WeightMatrix, afterRows done: (Range<Int>) -> Void = { _ in }) {
+        guard w.rows > 0, w.columns > 0 else { return nil }
+        rows = w.rows
+        columns = w.columns
+        let padded = (w.rows + 15) / 16 * 16
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * padded * w.columns, alignment: 64)
+        packed = raw.bindMemory(to: Float.self, capacity: padded * w.columns)
+        packed.initialize(repeating: 0, count: padded * w.columns)
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
+        defer { row.deallocate() }
+        for n in 0..<w.rows {
+            MatMul.dequantizeRow(w.type, w.row(n), count: w.columns, into: row, portable: false)
+            let base = packed + (n / 16) * w.columns * 16 + n % 16
+            for k in 0..<w.columns { base[16 * k] = row[k] }
+            if (n + 1) % 256 == 0 || n + 1 == w.rows { done((n / 256 * 256)..<(n + 1)) }
+        }
+    }
+
+    deinit { packed.deallocate() }
+
+    /// The weight `w[n, k]`.
+    public func value(row n: Int, column k: Int) -> Float {
+        packed[((n / 16) * columns + k) * 16 + n % 16]
+    }
+}
+
+/// `y[t, n] = Σ_k x[t, k]·w[n, k]` (no bias) for any number of tokens over a `PackedF32Matrix`.
+///
+/// Every output is one chain of fused multiply-adds in column order, starting from zero, whatever
+/// tile, thread or batch it falls in: a row's result is bitwise the same alone, among beams, among
+/// other sources and at any thread count, and bitwise `ReferencePackedF32GEMM`'s. (sgemm's rounding
+/// depends on the panel shapes it picks for the row count, and the dot-product mat-vec sums in 16
+/// lanes, so neither could promise that across 1, 16 and 64 rows.)
+public enum PackedF32GEMM {
+    /// Tokens per parallel work item when there are enough tokens for every thread.
+    static let chunkTokens = 96
+
+    /// Whether the AVX-512 kernel runs here (else `multiply` falls back to the plain twin, far slower
+    /// than the unpacked paths: callers should not pack then).
+    public static var hasFastKernel: Bool {
+        #if canImport(COpenBLAS.AVX512VNNI)
+        return !MatVec.usePortableKernels
+        #else
+        return false
+        #endif
+    }
+
+    /// - Parameters:
+    ///   - x: (tokens, w.columns) row-major
+    ///   - y: (tokens, ldy) row-major; columns `0..<w.rows` are written
+    public static func multiply(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, tokens: Int,
+                                into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ThreadPool) {
+        guard tokens > 0 else { return }
+        #if canImport(COpenBLAS.AVX512VNNI)
+        if !MatVec.usePortableKernels {
+            let chunks = (tokens + chunkTokens - 1) / chunkTokens
+            if chunks < pool.threadCount {
+                // A few rows (decoding): the outputs split over the threads in runs of 64.
+                let quads = (w.blocks + 3) / 4, parts = min(pool.threadCount, quads)
+                pool.parallelFor(parts) { p in
+                    multiplyAVX512(w, x, tokens: tokens, into: y, ldy: ldy,
+                                   blocks: (p * quads / parts * 4)..<min(w.blocks, (p + 1) * quads / parts * 4))
+                }
+            } else {
+                pool.parallelFor(chunks) { c in
+                    let t0 = c * chunkTokens, count = min(chunkTokens, tokens - t0)
+                    multiplyAVX512(w, x + t0 * w.columns, tokens: count, into: y + t0 * ldy, ldy: ldy, blocks: 0..<w.blocks)
+                }
+            }
+            return
+        }
+        #endif
+        ReferencePackedF32GEMM.multiply(w, x, tokens: tokens, into: y, ldy: ldy)
+    }
+
+    #if canImport(COpenBLAS.AVX512VNNI)
+    /// Tiles of 6 tokens × 64 outputs (24 accumulators, 4 weight loads and 6 broadcasts per column)
+    /// over the output blocks `blocks`, every token tile passing over one run of 4 blocks while its
+    /// weights are hot; a last token alone gets a one-token tile, and blocks past the last whole four
+    /// go one at a time.
+    static func multiplyAVX512(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, tokens: Int,
+                               into y: UnsafeMutablePointer<Float>, ldy: Int, blocks: Range<Int>) {
+        var b0 = blocks.lowerBound
+        while b0 < blocks.upperBound {
+            let wide = blocks.upperBound - b0 >= 4
+            var t0 = 0
+            while t0 < tokens {
+                let left = tokens - t0
+                // Constant tile sizes, so that each call inlines to a loop over named registers;
+                // 2–6 tokens take the 6-token tile with the last row repeated (computed, not stored).
+                switch (wide, min(left, 6)) {
+                case (true, 1): tile(1, 4, w, x, t0, 1, b0, y, ldy)
+                case (true, let rows): tile(6, 4, w, x, t0, rows, b0, y, ldy)
+                case (false, 1): tile(1, 1, w, x, t0, 1, b0, y, ldy)
+                case (false, let rows): tile(6, 1, w, x, t0, rows, b0, y, ldy)
+                }
+                t0 += min(left, 6)
+            }
+            b0 += wide ? 4 : 1
+        }
+    }
+
+    /// `rows` (≤ `T` ≤ 6) tokens from `t0` × `B` (≤ 4) blocks of 16 outputs from block `b0`, over all
+    /// columns. `T` and `B` are constants at every call, so the unused accumulators fold away and the
+    /// rest stay in registers (as in `RowScaledInt8GEMM.tile`).
+    @inline(__always)
+    static func tile(_ T: Int, _ B: Int, _ w: PackedF32Matrix, _ x: UnsafePointer<Float>,
+                     _ t0: Int, _ rows: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let last = rows - 1, n = w.columns
+        let x0 = x + t0 * n, x1 = x + (t0 + min(1, last)) * n, x2 = x + (t0 + min(2, last)) * n
+        let x3 = x + (t0 + min(3, last)) * n, x4 = x + (t0 + min(4, last)) * n, x5 = x + (t0 + min(5, last)) * n
+        let weights = UnsafeRawPointer(w.packed + b0 * n * 16), blockBytes = n * 64
+        let z = _mm512_setzero_ps()
+        var a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z
+        var a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z
+        var a40 = z, a41 = z, a42 = z, a43 = z, a50 = z, a51 = z, a52 = z, a53 = z
+        for k in 0..<n {
+            let w0 = weights.load(fromByteOffset: k * 64, as: __m512.self)
+            let w1 = B > 1 ? weights.load(fromByteOffset: blockBytes + k * 64, as: __m512.self) : z
+            let w2 = B > 2 ? weights.load(fromByteOffset: 2 * blockBytes + k * 64, as: __m512.self) : z
+            let w3 = B > 3 ? weights.load(fromByteOffset: 3 * blockBytes + k * 64, as: __m512.self) : z
+            step(B, &a00, &a01, &a02, &a03, x0[k], w0, w1, w2, w3)
+            if T > 1 { step(B, &a10, &a11, &a12, &a13, x1[k], w0, w1, w2, w3) }
+            if T > 2 { step(B, &a20, &a21, &a22, &a23, x2[k], w0, w1, w2, w3) }
+            if T > 3 { step(B, &a30, &a31, &a32, &a33, x3[k], w0, w1, w2, w3) }
+            if T > 4 { step(B, &a40, &a41, &a42, &a43, x4[k], w0, w1, w2, w3) }
+            if T > 5 { step(B, &a50, &a51, &a52, &a53, x5[k], w0, w1, w2, w3) }
+        }
+        store(B, w, t0, b0, a00, a01, a02, a03, y, ldy)
+        if T > 1 && rows > 1 { store(B, w, t0 + 1, b0, a10, a11, a12, a13, y, ldy) }
+        if T > 2 && rows > 2 { store(B, w, t0 + 2, b0, a20, a21, a22, a23, y, ldy) }
+        if T > 3 && rows > 3 { store(B, w, t0 + 3, b0, a30, a31, a32, a33, y, ldy) }
+        if T > 4 && rows > 4 { store(B, w, t0 + 4, b0, a40, a41, a42, a43, y, ldy) }
+        if T > 5 && rows > 5 { store(B, w, t0 + 5, b0, a50, a51, a52, a53, y, ldy) }
+    }
+
+    /// One token's step over one column: its value times each block's 16 weights.
+    @inline(__always)
+    static func step(_ B: Int, _ a0: inout __m512, _ a1: inout __m512, _ a2: inout __m512, _ a3: inout __m512,
+                     _ value: Float, _ w0: __m512, _ w1: __m512, _ w2: __m512, _ w3: __m512) {
+        let xv = _mm512_set1_ps(value)
+        a0 = _mm512_fmadd_ps(xv, w0, a0)
+        if B > 1 { a1 = _mm512_fmadd_ps(xv, w1, a1) }
+        if B > 2 { a2 = _mm512_fmadd_ps(xv, w2, a2) }
+        if B > 3 { a3 = _mm512_fmadd_ps(xv, w3, a3) }
+    }
+
+    /// Token `t`'s sums for blocks `b0 ..< b0 + B`: all 16 outputs of a block, or those before
+    /// `w.rows` in a padded last block.
+    @inline(__always)
+    static func store(_ B: Int, _ w: PackedF32Matrix, _ t: Int, _ b0: Int,
+                      _ a0: __m512, _ a1: __m512, _ a2: __m512, _ a3: __m512, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        storeBlock(w, t, b0, a0, y, ldy)
+        if B > 1 { storeBlock(w, t, b0 + 1, a1, y, ldy) }
+        if B > 2 { storeBlock(w, t, b0 + 2, a2, y, ldy) }
+        if B > 3 { storeBlock(w, t, b0 + 3, a3, y, ldy) }
+    }
+
+    @inline(__always)
+    static func storeBlock(_ w: PackedF32Matrix, _ t: Int, _ b: Int, _ sums: __m512, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        let first = b * 16, out = y + t * ldy + first
+        if first + 16 <= w.rows {
+            UnsafeMutableRawPointer(out).storeBytes(of: sums, as: __m512.self)
+        } else {
+            withUnsafeBytes(of: sums) { out.update(from: $0.bindMemory(to: Float.self).baseAddress!, count: w.rows - first) }
+        }
+    }
+    #endif
+}
+
+/// The plain twin of `PackedF32GEMM`: each output one fused multiply-add chain in column order from
+/// zero, so the fast kernel must match it bitwise.
+public enum ReferencePackedF32GEMM {
+    /// - Parameters:
+    ///   - x: (tokens, w.columns) row-major
+    ///   - y: (tokens, ldy) row-major; columns `0..<w.rows` are written
+    public static func multiply(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, tokens: Int,
+                                into y: UnsafeMutablePointer<Float>, ldy: Int) {
+        for t in 0..<tokens {
+            for n in 0..<w.rows {
+                var sum: Float = 0
+                for k in 0..<w.columns { sum.addProduct(x[t * w.columns + k], w.value(row: n, column: k)) }
+                y[t * ldy + n] = sum
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+import Testing
+import QuillKernels
+
+@Suite struct PackedF32GEMMTests {
+    /// The AVX-512 kernel against its plain twin (one FMA chain per output in column order), bitwise,
+    /// for every tile remainder (tokens not a multiple of 6, rows not of 64 or of 16, the last block
+    /// padded, odd column counts), at 1 and 2 threads (few tokens split the outputs, many the tokens)
+    /// and with the portable path.
+    @Test func matchesTheReferenceBitwise() {
+        var g = SeededGenerator(seed: 5100)
+        let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
+        for (type, rows, columns) in [(TensorType.f32, 16, 4), (.f32, 64, 240), (.f16, 80, 512), (.f32, 48, 100), (.f32, 20, 7),
+                                      (.bf16, 101, 100), (.f16, 3, 33)] {
+            let weights = RandomWeights(type, rows: rows, columns: columns, using: &g)
+            defer { weights.free() }
+            let w = PackedF32Matrix(weights.matrix)!
+            #expect(w.rows == rows && w.columns == columns && w.blocks == (rows + 15) / 16)
+            for tokens in [1, 2, 5, 7, 13, 100, 200] {
+                let x = [Float].random(count: tokens * columns, in: -3...3, using: &g)
+                var expected = [Float](repeating: .nan, count: tokens * rows)
+                ReferencePackedF32GEMM.multiply(w, x, tokens: tokens, into: &expected, ldy: rows)
+                for pool in pools {
+                    for portable in [false, true] {
+                        var y = [Float](repeating: .nan, count: tokens * rows)
+                        MatVec.$usePortableKernels.withValue(portable) {
+                            PackedF32GEMM.multiply(w, x, tokens: tokens, into: &y, ldy: rows, pool: pool)
+                        }
+                        #expect(y == expected, "\(type) \(rows)×\(columns), \(tokens) tokens, \(pool.threadCount) threads, portable \(portable)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Packing keeps every weight (widened exactly from f16/bf16), and the product is the f32 product
+    /// up to rounding: normalised error against a Double-accumulated product of the source matrix.
+    @Test func isTheFloatProductOfTheSourceWeights() {
+        var g = SeededGenerator(seed: 5200)
+        let rows = 70, columns = 300, tokens = 9
+        let weights = RandomWeights(.f16, rows: rows, columns: columns, using: &g)
+        defer { weights.free() }
+        let w = PackedF32Matrix(weights.matrix)!
+        var row = [Float](repeating: 0, count: columns)
+        var exact = [Float](repeating: 0, count: tokens * rows)
+        let x = [Float].random(count: tokens * columns, using: &g)
+        for n in 0..<rows {
+            ReferenceDequantizer.dequantize(.f16, weights.matrix.row(n), count: columns, into: &row)
+            for k in 0..<columns { #expect(w.value(row: n, column: k) == row[k]) }
+            for t in 0..<tokens {
+                var sum = 0.0
+                for k in 0..<columns { sum += Double(x[t * columns + k]) * Double(row[k]) }
+                exact[t * rows + n] = Float(sum)
+            }
+        }
+        var y = [Float](repeating: .nan, count: tokens * rows)
+        PackedF32GEMM.multiply(w, x, tokens: tokens, into: &y, ldy: rows, pool: ThreadPool(threads: 2))
+        let error = normalisedError(y, exact)
+        #expect(error < 1e-6, "normalised error \(error)")
+    }
+
+    /// A row's outputs do not depend on the rows around it: each of 64 rows multiplied alone gives
+    /// bitwise its row of the 64-row product (the batch invariance the f32 seq2seq path relies on).
+    @Test func aRowAloneIsItsRowInABatch() {
+        var g = SeededGenerator(seed: 5300)
+        let rows = 200, columns = 128, tokens = 64
+        let weights = RandomWeights(.f32, rows: rows, columns: columns, using: &g)
+        defer { weights.free() }
+        let w = PackedF32Matrix(weights.matrix)!
+        let x = [Float].random(count: tokens * columns, using: &g)
+        var batch = [Float](repeating: .nan, count: tokens * rows)
+        PackedF32GEMM.multiply(w, x, tokens: tokens, into: &batch, ldy: rows, pool: ThreadPool(threads: 2))
+        for t in 0..<tokens {
+            var alone = [Float](repeating: .nan, count: rows)
+            x.withUnsafeBufferPointer { PackedF32GEMM.multiply(w, $0.baseAddress! + t * columns, tokens: 1, into: &alone, ldy: rows,
+                                                                pool: ThreadPool(threads: 1)) }
+            #expect(alone == Array(batch[(t * rows)..<((t + 1) * rows)]), "row \(t)")
+        }
+    }
+}
