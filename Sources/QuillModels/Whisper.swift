@@ -109,6 +109,12 @@ public final class WhisperModel: @unchecked Sendable {
             ? WeightArena(bytes: arenaBytes) : nil
         weightArena = arena
         var copies: [UnsafeRawPointer: WeightMatrix] = [:]  // by source, so a tied alias is copied once
+        /// On the float paths the same products get packed f32 weights (`PackedF32GEMM`: 1.1–1.2× sgemm
+        /// over 1500 frames). The decoder's per-step matrices stay f16: packed f32 ones read twice the
+        /// bytes per step, and its beam-5 decoding took 1.3× as long.
+        func packs(_ name: String) -> Bool {
+            format != .q8_0 && PackedF32GEMM.hasFastKernel && (name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1"))
+        }
         func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
             let m = try file.matrix(name, shape: shape, storage: storage)
             switch format {
@@ -124,7 +130,8 @@ public final class WhisperModel: @unchecked Sendable {
                 // dequantisation and error.
                 return perStep(name) ? storage.quantizedQ80(m) : m
             case .f32:
-                guard m.type != .f32 else { return m }
+                // Matrices to be packed are widened by the packing.
+                guard m.type != .f32, !packs(String(name.dropLast("/weight".count))) else { return m }
                 let floats = storage.allocateFloats(m.rows * m.columns)
                 ReferenceDequantizer.dequantize(m.type, m.data, count: m.rows * m.columns, into: floats)
                 return WeightMatrix(type: .f32, rows: m.rows, columns: m.columns, data: UnsafeRawPointer(floats))
@@ -133,19 +140,23 @@ public final class WhisperModel: @unchecked Sendable {
         /// On the q8_0 path the products over all 1500 frames (encoder, cross-attention keys/values,
         /// the second convolution) also get CTranslate2-style int8 weights for the VNNI GEMM.
         func overFrames(_ name: String) -> Bool {
-            format == .q8_0 && (name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1"))
+            format == .q8_0 && name != "encoder/conv1" && (name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1"))
         }
-        func linear(_ name: String, rows: Int, columns: Int) throws -> Linear {
-            let weight = try matrix(name + "/weight", [rows, columns])
-            return Linear(weight: weight, bias: try file.vector(name + "/bias", count: rows),
-                          rowScaled: overFrames(name) ? RowScaledInt8Matrix(weight) : nil)
+        /// - Parameter packing: false for a fused projection that `slice` packs part by part.
+        func linear(_ name: String, rows: Int, columns: Int, shape: [Int]? = nil, packing: Bool = true) throws -> Linear {
+            let weight = try matrix(name + "/weight", shape ?? [rows, columns])
+            let layer = Linear(weight: weight, bias: try file.vector(name + "/bias", count: rows),
+                               rowScaled: overFrames(name) ? RowScaledInt8Matrix(weight) : nil)
+            return packing && packs(name) ? layer.packedEverywhere(releasing: file.releaseResidentPages) : layer
         }
-        /// Rows `part·rows ..< (part+1)·rows` of a fused projection, as its own Linear (no copy).
-        func slice(_ fused: Linear, part: Int, rows: Int) -> Linear {
+        /// Rows `part·rows ..< (part+1)·rows` of the fused projection `name`, as its own Linear (no
+        /// copy, unless packed).
+        func slice(_ fused: Linear, _ name: String, part: Int, rows: Int) -> Linear {
             let m = fused.weight
             let weight = WeightMatrix(type: m.type, rows: rows, columns: m.columns, data: m.row(part * rows))
-            return Linear(weight: weight, bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]),
-                          rowScaled: fused.rowScaled != nil ? RowScaledInt8Matrix(weight) : nil)
+            let layer = Linear(weight: weight, bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]),
+                               rowScaled: fused.rowScaled != nil ? RowScaledInt8Matrix(weight) : nil)
+            return packs(name) ? layer.packedEverywhere(releasing: file.releaseResidentPages) : layer
         }
         func norm(_ name: String) throws -> Norm {
             .layer(weight: try file.vector(name + "/gamma", count: w), bias: try file.vector(name + "/beta", count: w), epsilon: 1e-5)
@@ -156,9 +167,9 @@ public final class WhisperModel: @unchecked Sendable {
                                output: try linear(p + "/linear_1", rows: w, columns: ffn), activation: .gelu)
         }
         func selfAttention(_ p: String) throws -> AttentionWeights {
-            let fused = try linear(p + "/linear_0", rows: 3 * w, columns: w)
-            return AttentionWeights(query: slice(fused, part: 0, rows: w), key: slice(fused, part: 1, rows: w),
-                                    value: slice(fused, part: 2, rows: w), output: try linear(p + "/linear_1", rows: w, columns: w))
+            let name = p + "/linear_0", fused = try linear(name, rows: 3 * w, columns: w, packing: false)
+            return AttentionWeights(query: slice(fused, name, part: 0, rows: w), key: slice(fused, name, part: 1, rows: w),
+                                    value: slice(fused, name, part: 2, rows: w), output: try linear(p + "/linear_1", rows: w, columns: w))
         }
         let encoderLayers = try (0..<encoderLayerCount).map { i in
             let p = "encoder/layer_\(i)"
@@ -168,9 +179,11 @@ public final class WhisperModel: @unchecked Sendable {
         }
         let decoderLayers = try (0..<decoderLayerCount).map { i in
             let p = "decoder/layer_\(i)"
-            let keyValue = try linear(p + "/attention/linear_1", rows: 2 * w, columns: w)
+            let keyValueName = p + "/attention/linear_1"
+            let keyValue = try linear(keyValueName, rows: 2 * w, columns: w, packing: false)
             let cross = AttentionWeights(query: try linear(p + "/attention/linear_0", rows: w, columns: w),
-                                         key: slice(keyValue, part: 0, rows: w), value: slice(keyValue, part: 1, rows: w),
+                                         key: slice(keyValue, keyValueName, part: 0, rows: w),
+                                         value: slice(keyValue, keyValueName, part: 1, rows: w),
                                          output: try linear(p + "/attention/linear_2", rows: w, columns: w))
             return DecoderLayer(selfAttention: try selfAttention(p + "/self_attention"),
                                 selfAttentionNorm: try norm(p + "/self_attention/layer_norm"),
@@ -183,12 +196,9 @@ public final class WhisperModel: @unchecked Sendable {
             ? try matrix("decoder/projection/weight", [vocabulary, w]) : embedding
         encoderPositionTable = try file.floats("encoder/position_encodings/encodings", shape: [encoderPositions, w])
         let decoderTable = try file.floats("decoder/position_encodings/encodings", shape: [decoderPositions, w])
-        conv1 = Conv1D(linear: Linear(weight: try matrix("encoder/conv1/weight", [w, melBins, 3]),
-                                      bias: try file.vector("encoder/conv1/bias", count: w)),
+        conv1 = Conv1D(linear: try linear("encoder/conv1", rows: w, columns: melBins * 3, shape: [w, melBins, 3]),
                        inputChannels: melBins, kernel: 3, stride: 1, padding: 1)
-        let conv2Weight = try matrix("encoder/conv2/weight", [w, w, 3])
-        conv2 = Conv1D(linear: Linear(weight: conv2Weight, bias: try file.vector("encoder/conv2/bias", count: w),
-                                      rowScaled: overFrames("encoder/conv2") ? RowScaledInt8Matrix(conv2Weight) : nil),
+        conv2 = Conv1D(linear: try linear("encoder/conv2", rows: w, columns: w * 3, shape: [w, w, 3]),
                        inputChannels: w, kernel: 3, stride: 2, padding: 1)
         let settings = Seq2SeqSettings(decoderStartToken: config.startOfTranscript, endOfSequenceTokens: [config.endOfText],
                                        padToken: config.endOfText, maxNewTokens: decoderPositions - 1)

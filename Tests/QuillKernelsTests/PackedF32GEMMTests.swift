@@ -4,7 +4,7 @@ import QuillKernels
 @Suite struct PackedF32GEMMTests {
     /// The AVX-512 kernel against its plain twin (one FMA chain per output in column order), bitwise,
     /// for every tile remainder (tokens not a multiple of 6, rows not of 64 or of 16, the last block
-    /// padded, odd column counts), at 1 and 2 threads (few tokens split the outputs, many the tokens)
+    /// padded, odd column counts, tokens past one chunk of 96), at 1 and 2 threads
     /// and with the portable path.
     @Test func matchesTheReferenceBitwise() {
         var g = SeededGenerator(seed: 5100)
