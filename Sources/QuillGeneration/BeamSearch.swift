@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// Beam search with the semantics of transformers 5.24 `GenerationMixin._beam_search`, per source:
 ///
 /// 1. per beam, `log_softmax` of the raw logits (Float), then the processors (forced tokens 0,
@@ -86,14 +88,25 @@ extension Seq2SeqSearch {
                         logSoftmaxVectorised(row, count: vocabulary)
                         processors.apply(row, vocabulary: vocabulary, sequence: search.sequences[k])
                         let running = search.scores[k]
-                        for i in 0..<vocabulary {
-                            let score = row[i] + running
-                            if top.count == 2 * beams, !(score > top[top.count - 1].score) { continue }
-                            // Insertion keeps the earlier (beam, token) first among equal scores.
-                            var position = top.count
-                            while position > 0 && score > top[position - 1].score { position -= 1 }
-                            top.insert(Candidate(score: score, beam: k, token: TokenID(i)), at: position)
-                            if top.count > 2 * beams { top.removeLast() }
+                        var i = 0
+                        while i < vocabulary {
+                            // Once the list is full, the blocks of 16 in which no score beats its last
+                            // are passed over (the same sums and comparisons as below).
+                            if top.count == 2 * beams {
+                                i = CandidateScan.firstBlockAbove(row, from: i, count: vocabulary, offset: running,
+                                                                  threshold: top[top.count - 1].score)
+                                if i == vocabulary { break }
+                            }
+                            for j in i..<min(i + 16, vocabulary) {
+                                let score = row[j] + running
+                                if top.count == 2 * beams, !(score > top[top.count - 1].score) { continue }
+                                // Insertion keeps the earlier (beam, token) first among equal scores.
+                                var position = top.count
+                                while position > 0 && score > top[position - 1].score { position -= 1 }
+                                top.insert(Candidate(score: score, beam: k, token: TokenID(j)), at: position)
+                                if top.count > 2 * beams { top.removeLast() }
+                            }
+                            i = min(i + 16, vocabulary)
                         }
                     }
                     let hits = top.map { reachesLimit || settings.endOfSequenceTokens.contains($0.token) }

@@ -117,12 +117,20 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 /// row of every step (Whisper's 51,865 or Marian's 58,101 logits × beams × sources), where the scalar
 /// `expf` loop of `logSoftmaxInPlace` cost as much as a large part of the forward pass.
 func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    var maximum = -Float.infinity
-    for i in 0..<count { maximum = max(maximum, x[i]) }
+    let raw = UnsafeRawPointer(x)
+    // The maximum 16 lanes at a time (a scalar `max` loop does not vectorise); any order gives it exactly.
+    var lanes = SIMD16<Float>(repeating: -.infinity)
+    var i = 0
+    while i + 16 <= count {
+        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        lanes.replace(with: v, where: v .> lanes)
+        i += 16
+    }
+    var maximum = lanes.max()
+    while i < count { maximum = max(maximum, x[i]); i += 1 }
     let m = SIMD16<Float>(repeating: maximum)
     var sums = SIMD16<Float>(repeating: 0)
-    var i = 0
-    let raw = UnsafeRawPointer(x)
+    i = 0
     while i + 16 <= count {
         sums += exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
         i += 16

@@ -273,9 +273,12 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         guard withLogits else { return [] }
         if let norm = decoderFinalNorm { norm.apply(x, into: &x, rows: n, width: w) }
         if outputScale != 1 { for i in 0..<(n * w) { x[i] *= outputScale } }
-        var logits = [Float](repeating: 0, count: n * vocabularySize)  // (rows, vocab)
-        outputProjection.apply(x, tokens: n, into: &logits, context: context)
-        return logits
+        // (rows, vocab), every value written by the projection: not zeroed first (a memset of
+        // 15 MB a step at 64 rows of Marian's 58,101 tokens, 3 % of a beam step).
+        return [Float](unsafeUninitializedCapacity: n * vocabularySize) { buffer, initialized in
+            outputProjection.apply(x, tokens: n, into: buffer.baseAddress!, context: context)
+            initialized = n * vocabularySize
+        }
     }
 
     // MARK: Pieces
