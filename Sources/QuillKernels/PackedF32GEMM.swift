@@ -3,44 +3,72 @@
 @_implementationOnly import _Builtin_intrinsics.intel
 #endif
 
-/// An f32 weight matrix repacked once at load time for `PackedF32GEMM`: blocks of 16 output rows (the
-/// last padded with zero rows), and within a block, for every column `k`, the 16 rows' values side by
-/// side (`(block · columns + k) · 16 + n % 16`). One aligned load then gives 16 outputs' weights for
-/// one input value, so a tile of tokens × outputs is a chain of broadcast FMAs with no horizontal sums
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A weight matrix repacked once at load time for `PackedF32GEMM`: blocks of 16 output rows (the last
+/// padded with zero rows), and within a block, for every column `k`, the 16 rows' values side by side
+/// (`(block · columns + k) · 16 + n % 16`). One aligned load then gives 16 outputs' weights for one
+/// input value, so a tile of tokens × outputs is a chain of broadcast FMAs with no horizontal sums
 /// and no packing at multiply time (OpenBLAS packs every panel again on every call).
+///
+/// Values are f32, or f16 when the source is f16 and the caller keeps that (`keepingHalfPrecision`):
+/// the same values at half the bytes, widened exactly as they are loaded — for decoders, whose few
+/// rows per step are bound by reading the weights.
 public final class PackedF32Matrix: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
     /// Blocks of 16 rows, the last one padded.
     public var blocks: Int { (rows + 15) / 16 }
-    let packed: UnsafeMutablePointer<Float>
+    /// Whether the values are stored as f16 (else f32).
+    public let halfPrecision: Bool
+    let packed: UnsafeMutableRawPointer
 
-    /// Widens `w` (any type, dequantised row by row) into the packed layout; nil for an empty matrix.
-    /// - Parameter done: called with each run of rows (256 at a time) once they are packed, so that a
-    ///   caller can drop their source pages while the rest is read.
-    public init?(_ w: WeightMatrix, afterRows done: (Range<Int>) -> Void = { _ in }) {
+    /// Packs `w` (any type: dequantised row by row to f32, or f16 kept as it is); nil for an empty matrix.
+    /// - Parameters:
+    ///   - keepingHalfPrecision: store an f16 source's values as f16 (other types are widened anyway)
+    ///   - done: called with each run of rows (256 at a time) once they are packed, so that a caller
+    ///     can drop their source pages while the rest is read.
+    public init?(_ w: WeightMatrix, keepingHalfPrecision: Bool = false, afterRows done: (Range<Int>) -> Void = { _ in }) {
         guard w.rows > 0, w.columns > 0 else { return nil }
         rows = w.rows
         columns = w.columns
-        let padded = (w.rows + 15) / 16 * 16
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * padded * w.columns, alignment: 64)
-        packed = raw.bindMemory(to: Float.self, capacity: padded * w.columns)
-        packed.initialize(repeating: 0, count: padded * w.columns)
+        halfPrecision = keepingHalfPrecision && w.type == .f16
+        let padded = (w.rows + 15) / 16 * 16, byteCount = (halfPrecision ? 2 : 4) * padded * w.columns
+        // Large matrices on transparent huge pages: decoding streams them every step, and 4 KB pages
+        // cost a TLB miss per page (as for the GGUF decoder's WeightArena).
+        let hugePage = 2 << 20
+        packed = .allocate(byteCount: byteCount, alignment: byteCount >= 2 * hugePage ? hugePage : 64)
+        #if os(Linux)
+        if byteCount >= 2 * hugePage { _ = madvise(packed, byteCount / hugePage * hugePage, 14) }  // MADV_HUGEPAGE
+        #endif
+        packed.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
         let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
         defer { row.deallocate() }
         for n in 0..<w.rows {
-            MatMul.dequantizeRow(w.type, w.row(n), count: w.columns, into: row, portable: false)
-            let base = packed + (n / 16) * w.columns * 16 + n % 16
-            for k in 0..<w.columns { base[16 * k] = row[k] }
+            let first = (n / 16) * w.columns * 16 + n % 16
+            if halfPrecision {
+                let source = w.row(n), base = packed.assumingMemoryBound(to: UInt16.self) + first
+                for k in 0..<w.columns { base[16 * k] = source.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self) }
+            } else {
+                MatMul.dequantizeRow(w.type, w.row(n), count: w.columns, into: row, portable: false)
+                let base = packed.assumingMemoryBound(to: Float.self) + first
+                for k in 0..<w.columns { base[16 * k] = row[k] }
+            }
             if (n + 1) % 256 == 0 || n + 1 == w.rows { done((n / 256 * 256)..<(n + 1)) }
         }
     }
 
     deinit { packed.deallocate() }
 
-    /// The weight `w[n, k]`.
+    /// The weight `w[n, k]` (widened exactly when stored as f16).
     public func value(row n: Int, column k: Int) -> Float {
-        packed[((n / 16) * columns + k) * 16 + n % 16]
+        let i = ((n / 16) * columns + k) * 16 + n % 16
+        return halfPrecision ? halfBitsToFloat(packed.load(fromByteOffset: 2 * i, as: UInt16.self))
+            : packed.load(fromByteOffset: 4 * i, as: Float.self)
     }
 }
 
@@ -98,6 +126,14 @@ public enum PackedF32GEMM {
     static func multiplyAVX512(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, tokens: Int,
                                into y: UnsafeMutablePointer<Float>, ldy: Int, blocks: Range<Int>) {
         var b0 = blocks.lowerBound
+        if tokens == 1 {
+            // One row (greedy decoding): 8 blocks at a time, 8 independent FMA chains to cover the
+            // FMA latency (4 chains left the one-token tile latency-bound); the rest below.
+            while blocks.upperBound - b0 >= 8 && (b0 + 8) * 16 <= w.rows {
+                tile1x8(w, x, b0, y)
+                b0 += 8
+            }
+        }
         while b0 < blocks.upperBound {
             let wide = blocks.upperBound - b0 >= 4
             var t0 = 0
@@ -117,37 +153,75 @@ public enum PackedF32GEMM {
         }
     }
 
-    // One function per tile shape, so that each is compiled with its constants (a call of `tile`
-    // left to the inliner was once outlined with T and B as variables: branches in the inner loop
-    // and accumulators spilled, 0.6× the speed).
+    // One function per tile shape and storage, so that each is compiled with its constants (a call
+    // of `tile` left to the inliner was once outlined with T and B as variables: branches in the
+    // inner loop and accumulators spilled, 0.6× the speed).
     @inline(never) static func tile6x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 4, w, x, t0, rows, b0, y, ldy) }
+                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile(6, 4, true, w, x, t0, rows, b0, y, ldy) } else { tile(6, 4, false, w, x, t0, rows, b0, y, ldy) }
+    }
     @inline(never) static func tile1x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 4, w, x, t0, rows, b0, y, ldy) }
+                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile(1, 4, true, w, x, t0, rows, b0, y, ldy) } else { tile(1, 4, false, w, x, t0, rows, b0, y, ldy) }
+    }
     @inline(never) static func tile6x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 1, w, x, t0, rows, b0, y, ldy) }
+                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile(6, 1, true, w, x, t0, rows, b0, y, ldy) } else { tile(6, 1, false, w, x, t0, rows, b0, y, ldy) }
+    }
     @inline(never) static func tile1x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 1, w, x, t0, rows, b0, y, ldy) }
+                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile(1, 1, true, w, x, t0, rows, b0, y, ldy) } else { tile(1, 1, false, w, x, t0, rows, b0, y, ldy) }
+    }
+
+    @inline(never) static func tile1x8(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int, _ y: UnsafeMutablePointer<Float>) {
+        if w.halfPrecision { oneRowEightBlocks(true, w, x, b0, y) } else { oneRowEightBlocks(false, w, x, b0, y) }
+    }
+
+    /// One token × 8 blocks of 16 outputs from block `b0` (none padded): the same FMA chain per output
+    /// as `tile`, with 8 of them in flight.
+    @inline(__always)
+    static func oneRowEightBlocks(_ half: Bool, _ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int,
+                                  _ y: UnsafeMutablePointer<Float>) {
+        let n = w.columns, size = half ? 2 : 4, blockBytes = n * 16 * size
+        let weights = UnsafeRawPointer(w.packed) + b0 * blockBytes
+        let z = _mm512_setzero_ps()
+        var a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z
+        for k in 0..<n {
+            let offset = k * 16 * size, xv = _mm512_set1_ps(x[k])
+            a0 = _mm512_fmadd_ps(xv, load(half, weights, offset), a0)
+            a1 = _mm512_fmadd_ps(xv, load(half, weights, blockBytes + offset), a1)
+            a2 = _mm512_fmadd_ps(xv, load(half, weights, 2 * blockBytes + offset), a2)
+            a3 = _mm512_fmadd_ps(xv, load(half, weights, 3 * blockBytes + offset), a3)
+            a4 = _mm512_fmadd_ps(xv, load(half, weights, 4 * blockBytes + offset), a4)
+            a5 = _mm512_fmadd_ps(xv, load(half, weights, 5 * blockBytes + offset), a5)
+            a6 = _mm512_fmadd_ps(xv, load(half, weights, 6 * blockBytes + offset), a6)
+            a7 = _mm512_fmadd_ps(xv, load(half, weights, 7 * blockBytes + offset), a7)
+        }
+        let out = UnsafeMutableRawPointer(y + b0 * 16)
+        for (i, sums) in [a0, a1, a2, a3, a4, a5, a6, a7].enumerated() { out.storeBytes(of: sums, toByteOffset: 64 * i, as: __m512.self) }
+    }
 
     /// `rows` (≤ `T` ≤ 6) tokens from `t0` × `B` (≤ 4) blocks of 16 outputs from block `b0`, over all
-    /// columns. `T` and `B` are constants at every call, so the unused accumulators fold away and the
-    /// rest stay in registers (as in `RowScaledInt8GEMM.tile`).
+    /// columns, f16 weights widened as they are loaded when `half`. `T`, `B` and `half` are constants
+    /// at every call, so the unused accumulators fold away and the rest stay in registers (as in
+    /// `RowScaledInt8GEMM.tile`).
     @inline(__always)
-    static func tile(_ T: Int, _ B: Int, _ w: PackedF32Matrix, _ x: UnsafePointer<Float>,
+    static func tile(_ T: Int, _ B: Int, _ half: Bool, _ w: PackedF32Matrix, _ x: UnsafePointer<Float>,
                      _ t0: Int, _ rows: Int, _ b0: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        let last = rows - 1, n = w.columns
+        let last = rows - 1, n = w.columns, size = half ? 2 : 4
         let x0 = x + t0 * n, x1 = x + (t0 + min(1, last)) * n, x2 = x + (t0 + min(2, last)) * n
         let x3 = x + (t0 + min(3, last)) * n, x4 = x + (t0 + min(4, last)) * n, x5 = x + (t0 + min(5, last)) * n
-        let weights = UnsafeRawPointer(w.packed + b0 * n * 16), blockBytes = n * 64
+        let weights = UnsafeRawPointer(w.packed) + b0 * n * 16 * size, blockBytes = n * 16 * size
         let z = _mm512_setzero_ps()
         var a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z
         var a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z
         var a40 = z, a41 = z, a42 = z, a43 = z, a50 = z, a51 = z, a52 = z, a53 = z
         for k in 0..<n {
-            let w0 = weights.load(fromByteOffset: k * 64, as: __m512.self)
-            let w1 = B > 1 ? weights.load(fromByteOffset: blockBytes + k * 64, as: __m512.self) : z
-            let w2 = B > 2 ? weights.load(fromByteOffset: 2 * blockBytes + k * 64, as: __m512.self) : z
-            let w3 = B > 3 ? weights.load(fromByteOffset: 3 * blockBytes + k * 64, as: __m512.self) : z
+            let offset = k * 16 * size
+            let w0 = load(half, weights, offset)
+            let w1 = B > 1 ? load(half, weights, blockBytes + offset) : z
+            let w2 = B > 2 ? load(half, weights, 2 * blockBytes + offset) : z
+            let w3 = B > 3 ? load(half, weights, 3 * blockBytes + offset) : z
             step(B, &a00, &a01, &a02, &a03, x0[k], w0, w1, w2, w3)
             if T > 1 { step(B, &a10, &a11, &a12, &a13, x1[k], w0, w1, w2, w3) }
             if T > 2 { step(B, &a20, &a21, &a22, &a23, x2[k], w0, w1, w2, w3) }
@@ -161,6 +235,12 @@ public enum PackedF32GEMM {
         if T > 3 && rows > 3 { store(B, w, t0 + 3, b0, a30, a31, a32, a33, y, ldy) }
         if T > 4 && rows > 4 { store(B, w, t0 + 4, b0, a40, a41, a42, a43, y, ldy) }
         if T > 5 && rows > 5 { store(B, w, t0 + 5, b0, a50, a51, a52, a53, y, ldy) }
+    }
+
+    /// 16 weights: f32, or f16 widened (`vcvtph2ps`, exact).
+    @inline(__always)
+    static func load(_ half: Bool, _ weights: UnsafeRawPointer, _ offset: Int) -> __m512 {
+        half ? _mm512_cvtph_ps(weights.load(fromByteOffset: offset, as: __m256i.self)) : weights.load(fromByteOffset: offset, as: __m512.self)
     }
 
     /// One token's step over one column: its value times each block's 16 weights.

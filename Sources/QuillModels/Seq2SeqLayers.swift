@@ -79,10 +79,12 @@ extension Linear {
 
 /// Every product through `PackedF32GEMM`: the f32 path of the seq2seq models where AVX-512 runs.
 extension Linear {
-    /// - Parameter release: called with each run of source rows once its packed copy is made.
-    func packedEverywhere(releasing release: (WeightMatrix) -> Void = { _ in }) -> Linear {
+    /// - Parameters:
+    ///   - keepingHalfPrecision: an f16 matrix stays f16 in the packed layout (for decoders)
+    ///   - release: called with each run of source rows once its packed copy is made.
+    func packedEverywhere(keepingHalfPrecision: Bool = false, releasing release: (WeightMatrix) -> Void = { _ in }) -> Linear {
         let source = weight
-        guard packed == nil, let matrix = PackedF32Matrix(source, afterRows: { rows in
+        guard packed == nil, let matrix = PackedF32Matrix(source, keepingHalfPrecision: keepingHalfPrecision, afterRows: { rows in
             release(WeightMatrix(type: source.type, rows: rows.count, columns: source.columns, data: source.row(rows.lowerBound)))
         }) else { return self }
         var layer = self
@@ -91,14 +93,15 @@ extension Linear {
     }
 
     /// How a loader's matrices are repacked once at load time: CTranslate2's int8 scheme, the packed
-    /// f32 layout, or as stored.
+    /// layout (f32, or f16 sources kept f16), or as stored.
     enum Repacking {
-        case rowScaledInt8, packedF32, none
+        case rowScaledInt8, packedF32, packedKeepingHalfPrecision, none
 
         func apply(_ layer: Linear, releasing release: (WeightMatrix) -> Void) -> Linear {
             switch self {
             case .rowScaledInt8: return layer.rowScaledEverywhere(releasing: release)
             case .packedF32: return layer.packedEverywhere(releasing: release)
+            case .packedKeepingHalfPrecision: return layer.packedEverywhere(keepingHalfPrecision: true, releasing: release)
             case .none: return layer
             }
         }

@@ -98,23 +98,30 @@ public final class WhisperModel: @unchecked Sendable {
         func perStep(_ name: String) -> Bool {
             name.hasPrefix("decoder/") && name.hasSuffix("/weight") && !name.hasSuffix("/attention/linear_1/weight")
         }
-        // Stored weights: decoding reads its matrices from huge pages, as the GGUF decoder does
-        // (see WeightArena; Whisper-base's decoder ran 1.06× faster at beam 1 and 5);
-        // `QUILL_HUGE_PAGES=0` keeps them mapped. The arena is sized by every candidate variable
+        // Stored weights without the AVX-512 kernel: decoding reads its matrices from huge pages, as
+        // the GGUF decoder does (see WeightArena; Whisper-base's decoder ran 1.06× faster at beam 1
+        // and 5); `QUILL_HUGE_PAGES=0` keeps them mapped. The arena is sized by every candidate variable
         // (aliases counted twice: address space only).
         let floatTypes: Set<CTranslate2File.DType> = [.f32, .f16, .bf16]
         let arenaBytes = file.variables.values.filter { perStep($0.name) && $0.shape.count == 2 && floatTypes.contains($0.dtype) }
             .reduce(0) { $0 + ($1.byteCount + 63) / 64 * 64 }
-        let arena = format == .stored && arenaBytes > 0 && ProcessInfo.processInfo.environment["QUILL_HUGE_PAGES"] != "0"
+        // With it, the per-step matrices are packed instead (f16 kept, on huge pages as well; see
+        // `repacking(for:)`): beam-5 decoding 0.46 -> 0.33 s on the German clip, beam 1 the same.
+        let packsDecoder = format == .stored && PackedF32GEMM.hasFastKernel
+        let arena = format == .stored && !packsDecoder && arenaBytes > 0 && ProcessInfo.processInfo.environment["QUILL_HUGE_PAGES"] != "0"
             ? WeightArena(bytes: arenaBytes) : nil
         weightArena = arena
         var copies: [UnsafeRawPointer: WeightMatrix] = [:]  // by source, so a tied alias is copied once
-        /// On the float paths the same products get packed f32 weights (`PackedF32GEMM`: 1.1–1.2× sgemm
-        /// over 1500 frames). The decoder's per-step matrices stay f16: packed f32 ones read twice the
-        /// bytes per step, and its beam-5 decoding took 1.3× as long.
-        func packs(_ name: String) -> Bool {
-            format != .q8_0 && PackedF32GEMM.hasFastKernel && (name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1"))
+        /// How the float paths pack a layer's matrix for `PackedF32GEMM` (nil: not packed). The products
+        /// over all 1500 frames (encoder, convolutions, cross-attention keys/values) in f32: 1.1–1.2×
+        /// sgemm. The stored path's per-step decoder matrices keep f16 (half the bytes a step reads;
+        /// f32-packed ones made beam-5 decoding 1.3× slower than the f16 mat-vec).
+        func repacking(for name: String) -> Linear.Repacking? {
+            guard format != .q8_0, PackedF32GEMM.hasFastKernel else { return nil }
+            if name.hasPrefix("encoder/") || name.hasSuffix("/attention/linear_1") { return .packedF32 }
+            return packsDecoder && perStep(name + "/weight") ? .packedKeepingHalfPrecision : nil
         }
+        func packs(_ name: String) -> Bool { repacking(for: name) == .packedF32 }
         func matrix(_ name: String, _ shape: [Int]) throws -> WeightMatrix {
             let m = try file.matrix(name, shape: shape, storage: storage)
             switch format {
@@ -147,7 +154,8 @@ public final class WhisperModel: @unchecked Sendable {
             let weight = try matrix(name + "/weight", shape ?? [rows, columns])
             let layer = Linear(weight: weight, bias: try file.vector(name + "/bias", count: rows),
                                rowScaled: overFrames(name) ? RowScaledInt8Matrix(weight) : nil)
-            return packing && packs(name) ? layer.packedEverywhere(releasing: file.releaseResidentPages) : layer
+            guard packing, let scheme = repacking(for: name) else { return layer }
+            return scheme.apply(layer, releasing: file.releaseResidentPages)
         }
         /// Rows `part·rows ..< (part+1)·rows` of the fused projection `name`, as its own Linear (no
         /// copy, unless packed).
@@ -156,7 +164,8 @@ public final class WhisperModel: @unchecked Sendable {
             let weight = WeightMatrix(type: m.type, rows: rows, columns: m.columns, data: m.row(part * rows))
             let layer = Linear(weight: weight, bias: Array(fused.bias![(part * rows)..<((part + 1) * rows)]),
                                rowScaled: fused.rowScaled != nil ? RowScaledInt8Matrix(weight) : nil)
-            return packs(name) ? layer.packedEverywhere(releasing: file.releaseResidentPages) : layer
+            guard let scheme = repacking(for: name) else { return layer }
+            return scheme.apply(layer, releasing: file.releaseResidentPages)
         }
         func norm(_ name: String) throws -> Norm {
             .layer(weight: try file.vector(name + "/gamma", count: w), bias: try file.vector(name + "/beta", count: w), epsilon: 1e-5)
@@ -211,7 +220,8 @@ public final class WhisperModel: @unchecked Sendable {
             encoderLayers: encoderLayers, decoderLayers: decoderLayers,
             encoderFinalNorm: try norm("encoder/layer_norm"), decoderFinalNorm: try norm("decoder/layer_norm"),
             attentionScale: 1 / Float(w / heads).squareRoot(), outputScale: 1, lmHead: projection, finalLogitsBias: nil),
-            file: file, storage: storage, threads: threads, quantized: format == .q8_0)
+            file: file, storage: storage, threads: threads, quantized: format == .q8_0,
+            repacking: packsDecoder ? .packedKeepingHalfPrecision : .none) { file.releaseResidentPages(of: $0) }
     }
 
     /// The encoder output for one window of features: conv front end, positions, encoder layers.

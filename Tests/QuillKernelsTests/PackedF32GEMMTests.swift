@@ -9,12 +9,14 @@ import QuillKernels
     @Test func matchesTheReferenceBitwise() {
         var g = SeededGenerator(seed: 5100)
         let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
-        for (type, rows, columns) in [(TensorType.f32, 16, 4), (.f32, 64, 240), (.f16, 80, 512), (.f32, 48, 100), (.f32, 20, 7),
-                                      (.bf16, 101, 100), (.f16, 3, 33)] {
+        for (type, rows, columns, half) in [(TensorType.f32, 16, 4, false), (.f32, 64, 240, false), (.f16, 80, 512, false),
+                                            (.f16, 80, 512, true), (.f32, 48, 100, true), (.f32, 20, 7, false),
+                                            (.bf16, 101, 100, false), (.f16, 3, 33, true), (.f16, 272, 64, true), (.f32, 129, 16, false)] {
             let weights = RandomWeights(type, rows: rows, columns: columns, using: &g)
             defer { weights.free() }
-            let w = PackedF32Matrix(weights.matrix)!
+            let w = PackedF32Matrix(weights.matrix, keepingHalfPrecision: half)!
             #expect(w.rows == rows && w.columns == columns && w.blocks == (rows + 15) / 16)
+            #expect(w.halfPrecision == (half && type == .f16))
             for tokens in [1, 2, 5, 7, 13, 100, 200] {
                 let x = [Float].random(count: tokens * columns, in: -3...3, using: &g)
                 var expected = [Float](repeating: .nan, count: tokens * rows)
@@ -25,21 +27,22 @@ import QuillKernels
                         MatVec.$usePortableKernels.withValue(portable) {
                             PackedF32GEMM.multiply(w, x, tokens: tokens, into: &y, ldy: rows, pool: pool)
                         }
-                        #expect(y == expected, "\(type) \(rows)×\(columns), \(tokens) tokens, \(pool.threadCount) threads, portable \(portable)")
+                        #expect(y == expected, "\(type) \(half ? "kept " : "")\(rows)×\(columns), \(tokens) tokens, \(pool.threadCount) threads, portable \(portable)")
                     }
                 }
             }
         }
     }
 
-    /// Packing keeps every weight (widened exactly from f16/bf16), and the product is the f32 product
-    /// up to rounding: normalised error against a Double-accumulated product of the source matrix.
-    @Test func isTheFloatProductOfTheSourceWeights() {
+    /// Packing keeps every weight (widened exactly from f16, or kept f16), and the product is the f32
+    /// product up to rounding: normalised error against a Double-accumulated product of the source.
+    @Test(arguments: [false, true])
+    func isTheFloatProductOfTheSourceWeights(keepingHalfPrecision: Bool) {
         var g = SeededGenerator(seed: 5200)
         let rows = 70, columns = 300, tokens = 9
         let weights = RandomWeights(.f16, rows: rows, columns: columns, using: &g)
         defer { weights.free() }
-        let w = PackedF32Matrix(weights.matrix)!
+        let w = PackedF32Matrix(weights.matrix, keepingHalfPrecision: keepingHalfPrecision)!
         var row = [Float](repeating: 0, count: columns)
         var exact = [Float](repeating: 0, count: tokens * rows)
         let x = [Float].random(count: tokens * columns, using: &g)

@@ -4,13 +4,16 @@ import QuillKernels
 /// `kernel-bench gemm [threads...]`: f32 products of the seq2seq models, `MatMul` (the batched f32
 /// mat-vec up to 16 rows, OpenBLAS sgemm on dequantised panels beyond) against `PackedF32GEMM`
 /// (weights repacked once), in GFLOP/s (2·tokens·rows·columns). Shapes: Whisper-base's encoder over
-/// 1500 frames (f16 weights) and a Marian decoder step of 1, 5, 16 and 64 rows (f32 weights,
+/// 1500 frames (f16 weights, packed as f32), its decoder's steps of 1 and 5 rows (f16 weights kept
+/// f16 in the packed layout), and a Marian decoder step of 1, 5, 16 and 64 rows (f32 weights,
 /// including its 58,101-row output projection).
 func benchGEMM(threads: [Int]) {
     let cases: [(String, TensorType, Int, Int, [Int])] = [
         ("whisper encoder q/k/v/o", .f16, 512, 512, [1500]),
         ("whisper encoder ffn up", .f16, 2048, 512, [1500]),
         ("whisper encoder ffn down", .f16, 512, 2048, [1500]),
+        ("whisper decoder ffn up (f16 kept)", .f16, 2048, 512, [1, 5]),
+        ("whisper output projection (f16 kept)", .f16, 51865, 512, [1, 5]),
         ("marian decoder ffn up", .f32, 2048, 512, [1, 5, 16, 64]),
         ("marian output projection", .f32, 58101, 512, [1, 5, 16, 64]),
     ]
@@ -23,7 +26,7 @@ func benchGEMM(threads: [Int]) {
             for i in 0..<(rows * columns) { values[i] = Float.random(in: -0.1...0.1) }
             return WeightMatrix(type: .f32, rows: rows, columns: columns, data: UnsafeRawPointer(values))
         }()
-        let packed = PackedF32Matrix(w)!
+        let packed = PackedF32Matrix(w, keepingHalfPrecision: name.hasSuffix("(f16 kept)"))!
         for tokens in tokenCounts {
             let x = (0..<(tokens * columns)).map { _ in Float.random(in: -1...1) }
             var y = [Float](repeating: 0, count: tokens * rows)
