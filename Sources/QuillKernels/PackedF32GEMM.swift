@@ -153,28 +153,51 @@ public enum PackedF32GEMM {
         }
     }
 
-    // One function per tile shape and storage, so that each is compiled with its constants (a call
-    // of `tile` left to the inliner was once outlined with T and B as variables: branches in the
-    // inner loop and accumulators spilled, 0.6× the speed).
-    @inline(never) static func tile6x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        if w.halfPrecision { tile(6, 4, true, w, x, t0, rows, b0, y, ldy) } else { tile(6, 4, false, w, x, t0, rows, b0, y, ldy) }
+    // One function per tile shape and storage, each with a single call of `tile` so that it is
+    // compiled with its constants (a call left to the inliner was outlined with T, B and the storage
+    // as variables — two calls in one wrapper already did that: branches in the inner loop and
+    // accumulators spilled, 0.6× the speed).
+    static func tile6x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                        _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile6x4Half(w, x, t0, rows, b0, y, ldy) } else { tile6x4Single(w, x, t0, rows, b0, y, ldy) }
     }
-    @inline(never) static func tile1x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        if w.halfPrecision { tile(1, 4, true, w, x, t0, rows, b0, y, ldy) } else { tile(1, 4, false, w, x, t0, rows, b0, y, ldy) }
+    static func tile1x4(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                        _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile1x4Half(w, x, t0, rows, b0, y, ldy) } else { tile1x4Single(w, x, t0, rows, b0, y, ldy) }
     }
-    @inline(never) static func tile6x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        if w.halfPrecision { tile(6, 1, true, w, x, t0, rows, b0, y, ldy) } else { tile(6, 1, false, w, x, t0, rows, b0, y, ldy) }
+    static func tile6x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                        _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile6x1Half(w, x, t0, rows, b0, y, ldy) } else { tile6x1Single(w, x, t0, rows, b0, y, ldy) }
     }
-    @inline(never) static func tile1x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
-                                       _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
-        if w.halfPrecision { tile(1, 1, true, w, x, t0, rows, b0, y, ldy) } else { tile(1, 1, false, w, x, t0, rows, b0, y, ldy) }
+    static func tile1x1(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                        _ y: UnsafeMutablePointer<Float>, _ ldy: Int) {
+        if w.halfPrecision { tile1x1Half(w, x, t0, rows, b0, y, ldy) } else { tile1x1Single(w, x, t0, rows, b0, y, ldy) }
     }
+    @inline(never) static func tile6x4Single(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                             _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 4, false, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile6x4Half(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                           _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 4, true, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile1x4Single(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                             _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 4, false, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile1x4Half(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                           _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 4, true, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile6x1Single(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                             _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 1, false, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile6x1Half(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                           _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(6, 1, true, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile1x1Single(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                             _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 1, false, w, x, t0, rows, b0, y, ldy) }
+    @inline(never) static func tile1x1Half(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ t0: Int, _ rows: Int, _ b0: Int,
+                                           _ y: UnsafeMutablePointer<Float>, _ ldy: Int) { tile(1, 1, true, w, x, t0, rows, b0, y, ldy) }
 
-    @inline(never) static func tile1x8(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int, _ y: UnsafeMutablePointer<Float>) {
-        if w.halfPrecision { oneRowEightBlocks(true, w, x, b0, y) } else { oneRowEightBlocks(false, w, x, b0, y) }
+    static func tile1x8(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int, _ y: UnsafeMutablePointer<Float>) {
+        if w.halfPrecision { tile1x8Half(w, x, b0, y) } else { tile1x8Single(w, x, b0, y) }
+    }
+    @inline(never) static func tile1x8Single(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int, _ y: UnsafeMutablePointer<Float>) {
+        oneRowEightBlocks(false, w, x, b0, y)
+    }
+    @inline(never) static func tile1x8Half(_ w: PackedF32Matrix, _ x: UnsafePointer<Float>, _ b0: Int, _ y: UnsafeMutablePointer<Float>) {
+        oneRowEightBlocks(true, w, x, b0, y)
     }
 
     /// One token × 8 blocks of 16 outputs from block `b0` (none padded): the same FMA chain per output
