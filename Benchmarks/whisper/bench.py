@@ -10,8 +10,9 @@ is not timed, as CTranslate2 takes features). Quill's seconds are its own encode
 (`quill transcribe --timings`), CTranslate2's the wall time of `generate` (encoder included); both with the
 language given (no detection), best of --repeats. The engines run alternately, clip by clip, so load from
 other processes hits both alike. Compute types compared: Quill's f32 path (f32 arithmetic on the file's
-f16 weights, used in place: the same values CTranslate2 widens to f32, read at half the bytes) vs
-CTranslate2 float32, and Quill q8_0 vs CTranslate2 int8.
+f16 values, the same values CTranslate2 widens to f32: the encoder's products on weights packed to f32 at
+load, the decoder's per-step matrices packed keeping f16) vs CTranslate2 float32, and Quill q8_0 vs
+CTranslate2 int8.
 """
 import argparse
 import json
