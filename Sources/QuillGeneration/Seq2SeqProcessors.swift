@@ -118,19 +118,10 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 /// `expf` loop of `logSoftmaxInPlace` cost as much as a large part of the forward pass.
 func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
     let raw = UnsafeRawPointer(x)
-    // The maximum 16 lanes at a time (a scalar `max` loop does not vectorise); any order gives it exactly.
-    var lanes = SIMD16<Float>(repeating: -.infinity)
-    var i = 0
-    while i + 16 <= count {
-        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
-        lanes.replace(with: v, where: v .> lanes)
-        i += 16
-    }
-    var maximum = lanes.max()
-    while i < count { maximum = max(maximum, x[i]); i += 1 }
+    let maximum = largestValue(x, count: count)
     let m = SIMD16<Float>(repeating: maximum)
     var sums = SIMD16<Float>(repeating: 0)
-    i = 0
+    var i = 0
     while i + 16 <= count {
         sums += exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
         i += 16

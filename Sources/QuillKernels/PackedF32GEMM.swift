@@ -45,20 +45,35 @@ public final class PackedF32Matrix: @unchecked Sendable {
         #if os(Linux)
         if byteCount >= 2 * hugePage { _ = madvise(packed, byteCount / hugePage * hugePage, 14) }  // MADV_HUGEPAGE
         #endif
-        packed.initializeMemory(as: UInt8.self, repeating: 0, count: byteCount)
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
-        defer { row.deallocate() }
-        for n in 0..<w.rows {
-            let first = (n / 16) * w.columns * 16 + n % 16
-            if halfPrecision {
-                let source = w.row(n), base = packed.assumingMemoryBound(to: UInt16.self) + first
-                for k in 0..<w.columns { base[16 * k] = source.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self) }
-            } else {
-                MatMul.dequantizeRow(w.type, w.row(n), count: w.columns, into: row, portable: false)
-                let base = packed.assumingMemoryBound(to: Float.self) + first
-                for k in 0..<w.columns { base[16 * k] = row[k] }
+        // A block of 16 source rows at a time, read row by row into `rows16` and written out column by
+        // column, so the packed copy is written front to back (values scattered 64 bytes apart made
+        // loading the Marian F32 checkpoint take 0.8 s). Rows past `w.rows` in the last block are zero.
+        let columns = w.columns, rowFloats = halfPrecision ? (columns + 1) / 2 : columns
+        let rows16 = UnsafeMutablePointer<Float>.allocate(capacity: 16 * rowFloats)
+        defer { rows16.deallocate() }
+        for block in 0..<(padded / 16) {
+            let first = block * 16, count = min(16, w.rows - first)
+            rows16.update(repeating: 0, count: 16 * rowFloats)
+            for r in 0..<count {
+                if halfPrecision {
+                    UnsafeMutableRawPointer(rows16 + r * rowFloats).copyMemory(from: w.row(first + r), byteCount: 2 * columns)
+                } else {
+                    MatMul.dequantizeRow(w.type, w.row(first + r), count: columns, into: rows16 + r * rowFloats, portable: false)
+                }
             }
-            if (n + 1) % 256 == 0 || n + 1 == w.rows { done((n / 256 * 256)..<(n + 1)) }
+            if halfPrecision {
+                let source = UnsafeRawPointer(rows16), out = packed.assumingMemoryBound(to: UInt16.self) + first * columns
+                for k in 0..<columns {
+                    for r in 0..<16 { out[16 * k + r] = source.load(fromByteOffset: r * 4 * rowFloats + 2 * k, as: UInt16.self) }
+                }
+            } else {
+                let out = packed.assumingMemoryBound(to: Float.self) + first * columns
+                for k in 0..<columns {
+                    for r in 0..<16 { out[16 * k + r] = rows16[r * rowFloats + k] }
+                }
+            }
+            let end = first + count
+            if end % 256 == 0 || end == w.rows { done(((end - 1) / 256 * 256)..<end) }
         }
     }
 

@@ -85,11 +85,11 @@ public func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
     return p * unsafeBitCast(bits, to: SIMD16<Float>.self)
 }
 
-/// `x[i] = e^(x[i] − max)` over `count` values, returning their sum (the softmax numerators and
-/// denominator; the caller scales by 1/sum).
-@inlinable
-public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
-    let raw = UnsafeMutableRawPointer(x)
+/// The largest of `count` values (−∞ for none), 16 lanes at a time: a scalar `max` loop does not
+/// vectorise, and any order gives the maximum exactly.
+@inlinable @inline(__always)
+public func largestValue(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    let raw = UnsafeRawPointer(x)
     var vmax = SIMD16<Float>(repeating: -.infinity)
     var i = 0
     while i + 16 <= count {
@@ -99,9 +99,18 @@ public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) ->
     }
     var maximum = vmax.max()
     while i < count { maximum = Swift.max(maximum, x[i]); i += 1 }
+    return maximum
+}
+
+/// `x[i] = e^(x[i] − max)` over `count` values, returning their sum (the softmax numerators and
+/// denominator; the caller scales by 1/sum).
+@inlinable
+public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+    let raw = UnsafeMutableRawPointer(x)
+    let maximum = largestValue(x, count: count)
     var vsum = SIMD16<Float>(repeating: 0)
     let m = SIMD16<Float>(repeating: maximum)
-    i = 0
+    var i = 0
     while i + 16 <= count {
         let e = exp16(raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self) - m)
         raw.storeBytes(of: e, toByteOffset: 4 * i, as: SIMD16<Float>.self)

@@ -11,9 +11,9 @@ struct Linear {
     var rowScaled: RowScaledInt8Matrix? = nil
     /// From this many tokens on, `rowScaled` weights take the int8 GEMM.
     var rowScaledMinimumTokens = Linear.rowScaledTokens
-    /// The same weights widened to f32 and packed for `PackedF32GEMM`, which then takes every product
-    /// (the f32 path of the seq2seq models where AVX-512 runs): each row's result is one FMA chain,
-    /// the same at 1, 16 or 64 rows, and no panel is copied or packed per call.
+    /// The same weights packed for `PackedF32GEMM` (f32, or f16 kept), which then takes every product
+    /// (the float paths of the seq2seq models and Whisper where AVX-512 runs): each row's result is one
+    /// FMA chain, the same at 1, 16 or 64 rows, and no panel is copied or packed per call.
     var packed: PackedF32Matrix? = nil
 
     var outputs: Int { weight.rows }
