@@ -53,7 +53,7 @@ public final class PackedF32Matrix: @unchecked Sendable {
         defer { rows16.deallocate() }
         for block in 0..<(padded / 16) {
             let first = block * 16, count = min(16, w.rows - first)
-            rows16.update(repeating: 0, count: 16 * rowFloats)
+            if count < 16 { rows16.update(repeating: 0, count: 16 * rowFloats) }
             for r in 0..<count {
                 if halfPrecision {
                     UnsafeMutableRawPointer(rows16 + r * rowFloats).copyMemory(from: w.row(first + r), byteCount: 2 * columns)
@@ -101,13 +101,7 @@ public enum PackedF32GEMM {
 
     /// Whether the AVX-512 kernel runs here (else `multiply` falls back to the plain twin, far slower
     /// than the unpacked paths: callers should not pack then).
-    public static var hasFastKernel: Bool {
-        #if canImport(COpenBLAS.AVX512VNNI)
-        return !MatVec.usePortableKernels
-        #else
-        return false
-        #endif
-    }
+    public static var hasFastKernel: Bool { MatVec.hasAVX512Kernels && !MatVec.usePortableKernels }
 
     /// - Parameters:
     ///   - x: (tokens, w.columns) row-major
@@ -119,9 +113,9 @@ public enum PackedF32GEMM {
         if !MatVec.usePortableKernels {
             // The outputs split over the threads in runs of 64, each thread passing over all tokens:
             // splitting the tokens instead made both threads stream every weight (0.75× at 1500 tokens).
-            let quads = (w.blocks + 3) / 4, parts = min(pool.threadCount, quads)
+            let parts = outputBlockParts(w.blocks, threads: pool.threadCount)
             pool.parallelFor(parts) { p in
-                let blocks = (p * quads / parts * 4)..<min(w.blocks, (p + 1) * quads / parts * 4)
+                let blocks = outputBlocks(part: p, of: parts, blocks: w.blocks)
                 for t0 in stride(from: 0, to: tokens, by: chunkTokens) {
                     multiplyAVX512(w, x + t0 * w.columns, tokens: min(chunkTokens, tokens - t0), into: y + t0 * ldy, ldy: ldy,
                                    blocks: blocks)

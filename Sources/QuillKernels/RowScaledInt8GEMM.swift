@@ -142,13 +142,7 @@ public enum RowScaledInt8GEMM {
 
     /// Whether the VNNI kernel runs here (else `multiply` falls back to the plain twin, far slower than
     /// an f32 sgemm: callers should keep their float path then).
-    public static var hasFastKernel: Bool {
-        #if canImport(COpenBLAS.AVX512VNNI)
-        return !MatVec.usePortableKernels
-        #else
-        return false
-        #endif
-    }
+    public static var hasFastKernel: Bool { MatVec.hasAVX512Kernels && !MatVec.usePortableKernels }
 
     /// - Parameters:
     ///   - x: (tokens, w.columns) row-major
@@ -163,9 +157,9 @@ public enum RowScaledInt8GEMM {
             // A few rows (decoding): quantised once, the outputs split over the threads in runs of
             // 64 (the sums are exact, so the split never changes a result).
             let xq = RowScaledActivations(x, rows: tokens, columns: w.columns)
-            let quads = (w.blocks + 3) / 4, parts = min(pool.threadCount, quads)
+            let parts = outputBlockParts(w.blocks, threads: pool.threadCount)
             pool.parallelFor(parts) { p in
-                multiplyAVX512(w, xq, into: y, ldy: ldy, blocks: (p * quads / parts * 4)..<min(w.blocks, (p + 1) * quads / parts * 4))
+                multiplyAVX512(w, xq, into: y, ldy: ldy, blocks: outputBlocks(part: p, of: parts, blocks: w.blocks))
             }
             return
         }
@@ -307,4 +301,14 @@ public enum ReferenceRowScaledInt8GEMM {
             }
         }
     }
+}
+
+/// How many parts the blocks of 16 outputs of the tiled GEMMs split into over `threads` (whole runs of
+/// 4 blocks, the tiles' width; at most one part per run).
+func outputBlockParts(_ blocks: Int, threads: Int) -> Int { min(threads, (blocks + 3) / 4) }
+
+/// Part `p` of `parts` of `blocks` output blocks: consecutive runs of 4, as evenly as they divide.
+func outputBlocks(part p: Int, of parts: Int, blocks: Int) -> Range<Int> {
+    let runs = (blocks + 3) / 4
+    return (p * runs / parts * 4)..<min(blocks, (p + 1) * runs / parts * 4)
 }
