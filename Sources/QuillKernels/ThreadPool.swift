@@ -18,7 +18,9 @@ import COpenBLAS.Hints
 ///
 /// Which indices form a share does not depend on which thread runs it.
 ///
-/// Regions must not be nested and a pool must not be used from two threads at once.
+/// A pool may be shared: a region started while another is running (from another thread, or
+/// nested inside a share) runs all of its shares on its own calling thread. Since the shares are
+/// fixed by the caller, not by the thread that runs them, its results are the same bits either way.
 public final class ThreadPool: @unchecked Sendable {
     /// Threads that take part in a region, including the calling thread.
     public let threadCount: Int
@@ -37,6 +39,8 @@ public final class ThreadPool: @unchecked Sendable {
     /// when everyone is spinning.
     private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// Held by the thread whose region the workers are serving; another caller runs its region inline.
+    private let inUse = Atomic<Bool>(false)
 
     // The current job. Written by the caller before the generation bump (release) and read by
     // workers after observing it (acquire), so plain storage is race-free.
@@ -87,11 +91,15 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Runs `body(i)` for every `i` in `0..<count` exactly once. Index range is split into
     /// `threadCount` contiguous chunks; chunk 0 runs on the calling thread. Returns when all are done.
+    /// While the pool serves another region (another task sharing one model, or a nested region),
+    /// every index runs on the calling thread instead.
     public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-        if threadCount == 1 || count <= 1 {
+        if threadCount == 1 || count <= 1
+            || !inUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             for i in 0..<count { body(i) }
             return
         }
+        defer { inUse.store(false, ordering: .releasing) }
         let shares = min(count, threadCount, 0xFFFF)
         withoutActuallyEscaping(body) { escapable in
             withUnsafePointer(to: escapable) { bodyPointer in

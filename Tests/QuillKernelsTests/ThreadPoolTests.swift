@@ -43,6 +43,31 @@ import QuillKernels
         }
     }
 
+    /// Several threads driving one pool at once, and regions nested inside shares: every index of
+    /// every region still runs exactly once (a caller that finds the pool busy runs its own region).
+    @Test func sharedByConcurrentCallersAndNestedRegions() {
+        let pool = ThreadPool(threads: 2)
+        let callers = 4, regions = 500
+        let sums = Mutex([Int](repeating: 0, count: callers))
+        DispatchQueue.concurrentPerform(iterations: callers) { caller in
+            for region in 0..<regions {
+                let count = 1 + (caller * 31 + region * 7) % 40
+                pool.parallelFor(count) { i in
+                    sums.withLock { $0[caller] += i + 1 }
+                    // A nested region (as a kernel called from inside another one's share would make).
+                    if i == 0 { pool.parallelFor(3) { j in sums.withLock { $0[caller] += j } } }
+                }
+            }
+        }
+        for caller in 0..<callers {
+            let expected = (0..<regions).reduce(0) { total, region in
+                let count = 1 + (caller * 31 + region * 7) % 40
+                return total + count * (count + 1) / 2 + 3
+            }
+            #expect(sums.withLock { $0[caller] } == expected, "caller \(caller)")
+        }
+    }
+
     @Test func workersSleepAndWakeAndPoolsTearDown() {
         // Deinit must join every worker: the census outlives its pool, and other suites' pools
         // (running beside this one) do not count towards it.

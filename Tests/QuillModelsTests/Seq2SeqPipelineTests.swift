@@ -38,6 +38,37 @@ import Testing
         #expect(pipeline.sourceIDs(text) == Seq2SeqFixtures.ids(case_["source_ids"]))
     }
 
+    /// One loaded model (weights and its thread pool shared) serving several tasks at once: each task
+    /// gets, token for token and bit for bit in its scores, what it gets alone. Run under TSan by
+    /// `Tests/Sanitizers/run.sh thread`.
+    @Test(arguments: ["tiny-marian", "tiny-bart", "tiny-t5-gated"])
+    func severalTasksTranslateWithOneModelAtOnce(model name: String) async throws {
+        let pipeline = try pipeline(name)
+        let sources = try Seq2SeqFixtures.cases(name).prefix(6).map { Seq2SeqFixtures.ids($0["source_ids"]) }
+        func translate(_ sources: [[TokenID]], beams: Int) throws -> [[Seq2SeqHypothesis]] {
+            var settings = Seq2SeqFixtures.settings(pipeline.model, beams: beams)
+            settings.numReturnSequences = 1
+            var results: [[Seq2SeqHypothesis]] = []
+            try pipeline.run(sources: sources, settings: settings) { results.append($1) }
+            return results
+        }
+        // Tasks differ in work (beams, how many sources) so that their steps interleave unevenly.
+        let jobs = [(beams: 1, count: 6), (beams: 4, count: 3), (beams: 1, count: 2), (beams: 4, count: 6)]
+        let alone = try jobs.map { try translate(Array(sources.prefix($0.count)), beams: $0.beams) }
+        let together = try await withThrowingTaskGroup(of: (Int, [[Seq2SeqHypothesis]]).self) { group in
+            for (index, job) in jobs.enumerated() {
+                group.addTask { (index, try translate(Array(sources.prefix(job.count)), beams: job.beams)) }
+            }
+            var results = [[[Seq2SeqHypothesis]]](repeating: [], count: jobs.count)
+            for try await (index, result) in group { results[index] = result }
+            return results
+        }
+        for (index, job) in jobs.enumerated() {
+            #expect(together[index].count == job.count)
+            #expect(together[index] == alone[index], "\(name), job \(index) (beams \(job.beams))")
+        }
+    }
+
     @Test func onlyEmptyLines() throws {
         let pipeline = try pipeline("tiny-bart")
         var seen: [Int] = []
