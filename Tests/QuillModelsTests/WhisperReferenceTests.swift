@@ -116,6 +116,32 @@ import Testing
         print("whisper decoding: ids exact \(exact)/\(total), worst score |diff| \(worstScore)")
     }
 
+    /// One loaded model transcribing several clips from several tasks at once (its weights and thread
+    /// pool shared): every clip still gets CTranslate2's ids.
+    @Test func severalTasksTranscribeWithOneModelAtOnce() async throws {
+        let p = try Self.pipeline.get()
+        let outputs = try WhisperFixtures.json("ct2_outputs.json")
+        let jobs = [("en", 5), ("de", 1), ("fr", 5), ("es", 1)]
+        let expected = jobs.map { clip, beam in
+            let entry = (outputs[clip] as! [String: Any])["transcribe_beam\(beam)"] as! [String: Any]
+            return (prompt: (entry["prompt_ids"] as! [NSNumber]).map { TokenID(truncating: $0) },
+                    ids: (entry["ids"] as! [NSNumber]).map { TokenID(truncating: $0) })
+        }
+        try await withThrowingTaskGroup(of: (Int, [TokenID]?).self) { group in
+            for (index, (clip, beam)) in jobs.enumerated() {
+                let prompt = expected[index].prompt
+                group.addTask {
+                    let best = try WhisperSearch.decode(model: p.model.transformer, encoder: try Self.encoder(clip, p),
+                                                        prompt: prompt, settings: p.settings(beamSize: beam)).first
+                    return (index, best?.ids)
+                }
+            }
+            for try await (index, ids) in group {
+                #expect(ids == expected[index].ids, "\(jobs[index].0) beam \(jobs[index].1)")
+            }
+        }
+    }
+
     /// The CLI's default keeps the weights as f32 (widened at load): same ids on the fragile greedy case
     /// (de/transcribe, margin 6.4e-4 at step 6) and on the English beam-5 case.
     @Test func widenedF32WeightsGiveTheSameIds() throws {
