@@ -42,3 +42,32 @@ func benchGEMM(threads: [Int]) {
         }
     }
 }
+
+/// `kernel-bench int8gemm [threads...]`: `RowScaledInt8GEMM` (the seq2seq int8 path) on a Marian decoder
+/// step's products at 16 and 64 rows (greedy and beam 4 over 16 sources), in GOPS (2·tokens·rows·columns).
+func benchInt8GEMM(threads: [Int]) {
+    let cases: [(String, Int, Int)] = [
+        ("marian attention projection", 512, 512),
+        ("marian ffn up", 2048, 512),
+        ("marian ffn down", 512, 2048),
+        ("marian output projection", 58101, 512),
+    ]
+    row(["product", "rows × columns", "tokens", "threads", "µs", "GOPS"])
+    row(["---", "---", "---:", "---:", "---:", "---:"])
+    for (name, rows, columns) in cases {
+        let values = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+        for i in 0..<(rows * columns) { values[i] = Float.random(in: -0.1...0.1) }
+        let w = RowScaledInt8Matrix(WeightMatrix(type: .f32, rows: rows, columns: columns, data: UnsafeRawPointer(values)))!
+        for tokens in [16, 64] {
+            let x = (0..<(tokens * columns)).map { _ in Float.random(in: -1...1) }
+            var y = [Float](repeating: 0, count: tokens * rows)
+            let iterations = max(1, 40_000_000 / (tokens * rows * columns / 16 + 1))
+            for t in threads {
+                let pool = ThreadPool(threads: t)
+                let seconds = time(iterations) { RowScaledInt8GEMM.multiply(w, x, tokens: tokens, into: &y, ldy: rows, pool: pool) }
+                row([name, "\(rows) × \(columns)", "\(tokens)", "\(t)", f(seconds * 1e6, 0), f(2.0 * Double(tokens * rows * columns) / seconds / 1e9)])
+            }
+        }
+        values.deallocate()
+    }
+}

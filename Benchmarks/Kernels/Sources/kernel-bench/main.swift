@@ -8,6 +8,7 @@
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench attention [threads...]  (Whisper-base's attention shapes)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gemm [threads...]       (f32 seq2seq products: sgemm vs packed)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench int8gemm [threads...]   (int8 seq2seq products, GOPS)
 //
 // `quants` compares the mat-vec of every quantised type side by side (GB/s of weights read, int8 and
 // f32 paths) at 4096×4096 and at Qwen2.5-0.5B's feed-forward down projection, 896×4864.
@@ -82,6 +83,10 @@ if CommandLine.arguments.dropFirst().first == "quants" {
 let threads = threadCounts.isEmpty ? [1, 2] : threadCounts
 if CommandLine.arguments.dropFirst().first == "gemm" {
     benchGEMM(threads: threads)
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "int8gemm" {
+    benchInt8GEMM(threads: threads)
     exit(0)
 }
 if CommandLine.arguments.dropFirst().first == "attention" {
