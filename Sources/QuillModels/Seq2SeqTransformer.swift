@@ -103,10 +103,10 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
         }
         encoderFinalNorm = p.encoderFinalNorm; decoderFinalNorm = p.decoderFinalNorm
         attentionScale = p.attentionScale; outputScale = p.outputScale
-        // A tied head is also the embedding table: the rows embedded later fault back in.
         // Marian and BART checkpoints carry `final_logits_bias` as a buffer of zeros: adding it was a pass
         // over every step's logits (15 MB at 64 rows of Marian's 58,101) that changes no value but −0.
         let logitsBias = p.finalLogitsBias.flatMap { bias in bias.allSatisfy { $0 == 0 } ? nil : bias }
+        // A tied head is also the embedding table: the rows embedded later fault back in.
         outputProjection = r.apply(Linear(weight: p.lmHead, bias: logitsBias), releasing: release)
         zeroFirstDecoderEmbedding = p.zeroFirstDecoderEmbedding
         weightFile = file

@@ -86,6 +86,32 @@ enum SafetensorsWriter {
         #expect(heap == values, "heap memory is not the file's and must keep its values")
     }
 
+    #if os(Linux)
+    /// After the release, looking up one row (an embedding of a tied head) maps that row's page back
+    /// into the process with at most the kernel's fault-around window (64 KB by default), not the
+    /// whole matrix (counted in /proc/self/pagemap's present bits: 16 pages here, and 254 of 254
+    /// without `MADV_RANDOM`, as the page cache holds the file in large folios).
+    @Test func aRowLookedUpAfterReleaseMapsOnlyItsOwnPage() throws {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE))), columns = page / 4, rows = 256
+        let path = try SafetensorsWriter.file(tensors: [("a", [rows, columns], (0 ..< rows * columns).map { Float($0 % 1000) })])
+        let file = try SafetensorsFile(path: path)
+        let m = try file.matrix("a", rows: rows, columns: columns)
+        _ = (0 ..< rows).reduce(Float(0)) { $0 + m.row($1).load(as: Float.self) }   // every page mapped
+        file.releaseResidentPages(of: m)
+        // Whole pages of the matrix, past its first (unaligned) one.
+        let first = (Int(bitPattern: m.data) + page - 1) / page + 1, count = rows - 2
+        let row = first * page - Int(bitPattern: m.data) + 100 * page
+        #expect(m.data.loadUnaligned(fromByteOffset: row, as: Float.self) == Float((row / 4) % 1000))
+        let pagemap = try #require(FileHandle(forReadingAtPath: "/proc/self/pagemap"))
+        try pagemap.seek(toOffset: UInt64(first * 8))
+        let entries = try #require(try pagemap.read(upToCount: count * 8))
+        let present = entries.withUnsafeBytes { raw in
+            (0 ..< count).filter { raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self) >> 63 == 1 }.count
+        }
+        #expect(present >= 1 && present * page <= 64 * 1024, "\(present) of the matrix's \(count) pages are mapped after one lookup")
+    }
+    #endif
+
     @Test(arguments: [
         ("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,12]}}", "data_offsets span"),
         ("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "outside the data section"),
