@@ -86,12 +86,15 @@ public enum BidirectionalAttention {
                     p[j] = score
                     maximum = max(maximum, score)
                 }
-                if hd % 16 == 0 && hd <= 128 {
+                if FusedAttention.supports(headDimension: hd) {
                     // Decoding steps (one query over a row's cache): exponentials 16 at a time and the
-                    // weighted values summed in registers, one FMA chain per output over the keys in
-                    // order, then ×1/Σ (as `FusedAttention`).
+                    // weighted values summed in registers (`FusedAttention`'s one-row loop: one FMA chain
+                    // per output over the keys in order, then ×1/Σ) instead of a load and store per key.
                     let inverse = 1 / exponentiateShifted(p, count: length)
-                    weightedValues(p, v, count: length, headDimension: hd, inverse: inverse, into: out)
+                    for c in stride(from: 0, to: hd, by: 64) {
+                        FusedAttention.weightedValuesOneRow(p, v + c, valueStride: hd, keys: length, vectors: min(4, (hd - c) / 16),
+                                                            inverse: inverse, into: out + c)
+                    }
                     return
                 }
                 var total: Float = 0
@@ -109,38 +112,6 @@ public enum BidirectionalAttention {
 }
 
 extension BidirectionalAttention {
-    /// `out = inverse · Σ_j weights[j] · values[j]` for `hd` a multiple of 16 up to 128: the sums stay in
-    /// (at most 8) registers while the keys pass, instead of a load and store of `out` per key.
-    @inline(__always)
-    static func weightedValues(_ weights: UnsafePointer<Float>, _ values: UnsafePointer<Float>, count: Int,
-                               headDimension hd: Int, inverse: Float, into out: UnsafeMutablePointer<Float>) {
-        let vectors = hd / 16
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-        var a4 = SIMD16<Float>(), a5 = SIMD16<Float>(), a6 = SIMD16<Float>(), a7 = SIMD16<Float>()
-        var row = UnsafeRawPointer(values)
-        for j in 0..<count {
-            let w = SIMD16<Float>(repeating: weights[j])
-            a0.addProduct(w, row.loadUnaligned(as: SIMD16<Float>.self))
-            if vectors > 1 { a1.addProduct(w, row.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)) }
-            if vectors > 2 { a2.addProduct(w, row.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)) }
-            if vectors > 3 { a3.addProduct(w, row.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)) }
-            if vectors > 4 { a4.addProduct(w, row.loadUnaligned(fromByteOffset: 256, as: SIMD16<Float>.self)) }
-            if vectors > 5 { a5.addProduct(w, row.loadUnaligned(fromByteOffset: 320, as: SIMD16<Float>.self)) }
-            if vectors > 6 { a6.addProduct(w, row.loadUnaligned(fromByteOffset: 384, as: SIMD16<Float>.self)) }
-            if vectors > 7 { a7.addProduct(w, row.loadUnaligned(fromByteOffset: 448, as: SIMD16<Float>.self)) }
-            row += 4 * hd
-        }
-        let o = UnsafeMutableRawPointer(out)
-        o.storeBytes(of: a0 * inverse, as: SIMD16<Float>.self)
-        if vectors > 1 { o.storeBytes(of: a1 * inverse, toByteOffset: 64, as: SIMD16<Float>.self) }
-        if vectors > 2 { o.storeBytes(of: a2 * inverse, toByteOffset: 128, as: SIMD16<Float>.self) }
-        if vectors > 3 { o.storeBytes(of: a3 * inverse, toByteOffset: 192, as: SIMD16<Float>.self) }
-        if vectors > 4 { o.storeBytes(of: a4 * inverse, toByteOffset: 256, as: SIMD16<Float>.self) }
-        if vectors > 5 { o.storeBytes(of: a5 * inverse, toByteOffset: 320, as: SIMD16<Float>.self) }
-        if vectors > 6 { o.storeBytes(of: a6 * inverse, toByteOffset: 384, as: SIMD16<Float>.self) }
-        if vectors > 7 { o.storeBytes(of: a7 * inverse, toByteOffset: 448, as: SIMD16<Float>.self) }
-    }
-
     /// Whether keys of this head dimension should be stored transposed (`AttentionKeys.transposed`)
     /// for attention without bias or causal mask: the fused kernel then reads them as they are
     /// (cross-attention over an utterance's keys, every decoding step) instead of transposing them.

@@ -139,7 +139,7 @@ enum FusedAttention {
     /// `output[0 ..< 16·vectors] = inverse · Σ_j e[j]·V[j]` (vectors ≤ 4): one FMA chain per output
     /// value, keys in order, as in `weightedValuesEightRows`.
     @inline(__always)
-    private static func weightedValuesOneRow(_ e: UnsafePointer<Float>, _ v: UnsafePointer<Float>, valueStride vs: Int,
+    static func weightedValuesOneRow(_ e: UnsafePointer<Float>, _ v: UnsafePointer<Float>, valueStride vs: Int,
                                              keys: Int, vectors: Int, inverse: Float, into o: UnsafeMutablePointer<Float>) {
         var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
         var p = UnsafeRawPointer(v)
