@@ -70,10 +70,13 @@ public final class DecoderState: @unchecked Sendable {
     public private(set) var count = 0
     public var rows: Int { rowSources.count }
 
-    /// (layers, maxRows, 2, heads, capacity, headDimension)
+    /// (layers, maxRows, 2, heads, capacity, headDimension), indexed by slot: row r's cache is in slot
+    /// `slots[r]`, so that rows which only move (beams reordered, finished rows dropped) move no data.
     private let storage: UnsafeMutablePointer<Float>
     private let blockSize: Int
     private let maxRows: Int
+    /// The slot of each row; a permutation of part of `0 ..< maxRows`.
+    private var slots: [Int]
 
     /// A state whose row r decodes source `rowSources[r]`.
     /// Throws `Seq2SeqError.badSettings` when the cache of every row at full capacity could not fit in
@@ -87,6 +90,7 @@ public final class DecoderState: @unchecked Sendable {
         self.capacity = capacity
         self.rowSources = rowSources
         maxRows = max(1, rowSources.count)
+        slots = Array(rowSources.indices)
         let bytes = try Self.checkFits(layers: layers, heads: heads, headDimension: headDimension, rows: maxRows,
                                        capacity: capacity)
         blockSize = heads * capacity * headDimension
@@ -112,7 +116,7 @@ public final class DecoderState: @unchecked Sendable {
 
     /// Self-attention keys of `row` in `layer`: (heads, capacity, headDimension).
     public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> {
-        storage + (layer * maxRows + row) * 2 * blockSize
+        storage + (layer * maxRows + slots[row]) * 2 * blockSize
     }
 
     /// Self-attention values: (heads, capacity, headDimension).
@@ -140,36 +144,36 @@ public final class DecoderState: @unchecked Sendable {
         count += 1
     }
 
-    /// Rearranges the rows in place: new row i continues old row `parents[i]` (beams that survive
-    /// a step, or the unfinished rows only). `parents.count` may be smaller than `rows`. Only the
-    /// `count` filled positions move; a row whose parent is itself is not touched.
+    /// Rearranges the rows: new row i continues old row `parents[i]` (beams that survive a step, or
+    /// the unfinished rows only). `parents.count` may be smaller or (up to the rows the state was made
+    /// for) larger than `rows`. A parent's first child takes over its slot; only further children copy
+    /// its `count` filled positions, into slots no child took over.
     public func reorder(_ parents: [Int]) {
         precondition(parents.count <= maxRows && parents.allSatisfy { $0 >= 0 && $0 < rows }, "bad parent rows")
-        let rowFloats = 2 * blockSize
-        // Rows read by another row that get overwritten themselves are saved first.
-        var saved: [Int: Int] = [:]
-        for (i, p) in parents.enumerated() where p != i && p < parents.count && parents[p] != p && saved[p] == nil {
-            saved[p] = saved.count
+        var taken = [Bool](repeating: false, count: rows)   // (old rows) whose slot a child has taken over
+        var newSlots = [Int](repeating: -1, count: parents.count)
+        for (i, p) in parents.enumerated() where !taken[p] {
+            taken[p] = true
+            newSlots[i] = slots[p]
         }
-        let used = count, hd = headDimension
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, saved.count * layers * rowFloats))
-        defer { scratch.deallocate() }
-        func copyRow(from source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>) {
-            // Each (keys|values, head) block holds `used` filled positions.
-            for block in 0..<(2 * heads) {
-                (destination + block * capacity * hd).update(from: source + block * capacity * hd, count: used * hd)
-            }
-        }
-        for (p, slot) in saved {
-            for layer in 0..<layers { copyRow(from: keys(layer: layer, row: p), to: scratch + (slot * layers + layer) * rowFloats) }
-        }
-        for (i, p) in parents.enumerated() where p != i {
+        // Slots no child took over: rows without children, and those past the old row count.
+        var kept = [Bool](repeating: false, count: maxRows)
+        for slot in newSlots where slot >= 0 { kept[slot] = true }
+        var free = (0..<maxRows).filter { !kept[$0] }
+        let hd = headDimension
+        for (i, p) in parents.enumerated() where newSlots[i] < 0 {
+            let slot = free.removeLast()
+            newSlots[i] = slot
             for layer in 0..<layers {
-                let source = saved[p].map { UnsafePointer(scratch + ($0 * layers + layer) * rowFloats) }
-                    ?? UnsafePointer(keys(layer: layer, row: p))
-                copyRow(from: source, to: keys(layer: layer, row: i))
+                let source = storage + (layer * maxRows + slots[p]) * 2 * blockSize
+                let destination = storage + (layer * maxRows + slot) * 2 * blockSize
+                // Each (keys|values, head) block holds `count` filled positions.
+                for block in 0..<(2 * heads) {
+                    (destination + block * capacity * hd).update(from: source + block * capacity * hd, count: count * hd)
+                }
             }
         }
+        slots = newSlots
         rowSources = parents.map { rowSources[$0] }
     }
 }

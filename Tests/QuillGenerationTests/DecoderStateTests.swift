@@ -1,0 +1,52 @@
+import QuillGeneration
+import Testing
+
+/// `DecoderState.reorder` against a plain model of the rows' caches (arrays copied per row): after
+/// every reordering each row holds exactly its parent's keys and values, whatever the pattern —
+/// permutations, one parent with several children, dropped rows, rows growing back.
+@Suite struct DecoderStateTests {
+    let layers = 2, heads = 2, hd = 4, capacity = 6
+
+    /// The filled part of row `row`'s keys and values, all layers, as one array.
+    func contents(_ state: DecoderState, row: Int) -> [Float] {
+        var out: [Float] = []
+        for layer in 0..<layers {
+            for pointer in [state.keys(layer: layer, row: row), state.values(layer: layer, row: row)] {
+                for h in 0..<heads { out += (0 ..< state.count * hd).map { pointer[h * capacity * hd + $0] } }
+            }
+        }
+        return out
+    }
+
+    @Test func reorderedRowsHoldTheirParentsCaches() throws {
+        let encoder = EncoderStates(layers: layers, heads: heads, headDimension: hd, lengths: [3, 2, 4, 1])
+        let state = try DecoderState(encoder: encoder, rowSources: [0, 1, 2, 3], capacity: capacity)
+        var model: [[Float]] = Array(repeating: [], count: 4)   // (rows) → contents
+        var sources = [0, 1, 2, 3]
+        let patterns: [[Int]] = [
+            [0, 1, 2, 3],      // unchanged
+            [1, 0, 3, 2],      // a permutation
+            [2, 2, 2, 0],      // one parent, three children; rows 1 and 3 dropped
+            [0, 1],            // finished rows removed
+            [1, 1, 0, 0],      // grows back to four rows
+            [3],               // one row left
+        ]
+        for (step, parents) in patterns.enumerated() {
+            // Every row stores a new position whose values say (step, row, layer, keys|values, head, i).
+            for layer in 0..<layers {
+                let n = state.rows * heads * hd
+                let keys = (0..<n).map { Float(step * 100_000 + layer * 10_000 + $0) }
+                let values = keys.map { -$0 }
+                state.store(layer: layer, newKeys: keys, newValues: values)
+            }
+            state.advance()
+            for r in 0..<state.rows { model[r] = contents(state, row: r) }
+            state.reorder(parents)
+            model = parents.map { model[$0] }
+            sources = parents.map { sources[$0] }
+            #expect(state.rows == parents.count)
+            #expect(state.rowSources == sources, "step \(step)")
+            for r in 0..<state.rows { #expect(contents(state, row: r) == model[r], "step \(step), row \(r)") }
+        }
+    }
+}
