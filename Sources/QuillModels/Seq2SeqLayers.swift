@@ -33,7 +33,14 @@ struct Linear {
         if let packed, PackedF32GEMM.hasFastKernel {
             PackedF32GEMM.multiply(packed, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
         } else if let rowScaled, tokens >= rowScaledMinimumTokens, RowScaledInt8GEMM.hasFastKernel {
-            RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
+            // The GEMM adds the bias itself, while its outputs are in cache.
+            guard let bias else {
+                return RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, pool: context.pool)
+            }
+            return bias.withUnsafeBufferPointer {
+                RowScaledInt8GEMM.multiply(rowScaled, x, tokens: tokens, into: y, ldy: weight.rows, bias: $0.baseAddress!,
+                                           pool: context.pool)
+            }
         } else if tokens == 1 {
             // Float weights always take MatVec's f32 path; Q8_0 ones use int8 activations when asked.
             MatVec.multiply(weight, x, into: y, precision: context.matVecPrecision, pool: context.pool)

@@ -5,7 +5,7 @@ import QuillKernels
     /// The VNNI kernel against its plain twin: the same exact int32 sums and final rounding, so
     /// bitwise equal, for every tile remainder (tokens not a multiple of 6, rows not of 64 or of 16,
     /// the last block padded) at 1 and 2 threads (few tokens split the outputs, many the tokens),
-    /// and with the portable path.
+    /// and with the portable path; with a bias, the product plus the bias in one rounding.
     @Test func matchesTheReferenceBitwise() {
         var g = SeededGenerator(seed: 4100)
         let pools = [ThreadPool(threads: 1), ThreadPool(threads: 2)]
@@ -24,13 +24,19 @@ import QuillKernels
                         ReferenceRowScaledInt8GEMM.multiply(w, xq, into: $0.baseAddress! + c * rows, ldy: rows)
                     }
                 }
+                let bias = [Float].random(count: rows, in: -1...1, using: &g)
+                let biased = expected.indices.map { expected[$0] + bias[$0 % rows] }
                 for pool in pools {
                     for portable in [false, true] {
-                        var y = [Float](repeating: .nan, count: tokens * rows)
+                        var y = [Float](repeating: .nan, count: tokens * rows), z = y
                         MatVec.$usePortableKernels.withValue(portable) {
                             RowScaledInt8GEMM.multiply(w, x, tokens: tokens, into: &y, ldy: rows, pool: pool)
+                            bias.withUnsafeBufferPointer {
+                                RowScaledInt8GEMM.multiply(w, x, tokens: tokens, into: &z, ldy: rows, bias: $0.baseAddress!, pool: pool)
+                            }
                         }
                         #expect(y == expected, "\(rows)×\(columns), \(tokens) tokens, \(pool.threadCount) threads, portable \(portable)")
+                        #expect(z == biased, "with bias: \(rows)×\(columns), \(tokens) tokens, \(pool.threadCount) threads, portable \(portable)")
                     }
                 }
             }
