@@ -128,8 +128,11 @@ enum FusedAttention {
     private static func scoresEightRows(_ q: UnsafePointer<Float>, queryStride qs: Int, rows: Int,
                                         _ kT: UnsafePointer<Float>, hd: Int, scale: Float,
                                         into s: UnsafeMutablePointer<Float>, scoreStride ss: Int) {
-        let tile = EightRowTile(q, rowStride: qs, rows: rows, count: hd, UnsafeRawPointer(kT), vectorStep: 4 * keyBlock)
-        for r in 0..<8 {
+        // Four rows (a source's beams at beam 4) take the half tile: the other four would be computed
+        // and never read. A constant at each call, so the unused accumulators fold away.
+        let tile = rows <= 4 ? EightRowTile(q, rowStride: qs, rows: rows, tileRows: 4, count: hd, UnsafeRawPointer(kT), vectorStep: 4 * keyBlock)
+                             : EightRowTile(q, rowStride: qs, rows: rows, tileRows: 8, count: hd, UnsafeRawPointer(kT), vectorStep: 4 * keyBlock)
+        for r in 0..<(rows <= 4 ? 4 : 8) {
             let out = UnsafeMutableRawPointer(s + r * ss)
             out.storeBytes(of: tile[r, 0] * scale, as: SIMD16<Float>.self)
             out.storeBytes(of: tile[r, 1] * scale, toByteOffset: 64, as: SIMD16<Float>.self)
@@ -176,7 +179,8 @@ enum FusedAttention {
                                                 _ v: UnsafePointer<Float>, valueStride vs: Int, keys: Int, twoVectors: Bool,
                                                 inverses: SIMD8<Float>, into o: UnsafeMutablePointer<Float>, outputStride os: Int) {
         if twoVectors {
-            let tile = EightRowTile(e, rowStride: ss, rows: rows, count: keys, UnsafeRawPointer(v), vectorStep: 4 * vs)
+            let tile = rows <= 4 ? EightRowTile(e, rowStride: ss, rows: rows, tileRows: 4, count: keys, UnsafeRawPointer(v), vectorStep: 4 * vs)
+                                 : EightRowTile(e, rowStride: ss, rows: rows, tileRows: 8, count: keys, UnsafeRawPointer(v), vectorStep: 4 * vs)
             for r in 0..<rows {
                 let out = UnsafeMutableRawPointer(o + r * os)
                 out.storeBytes(of: tile[r, 0] * inverses[r], as: SIMD16<Float>.self)
@@ -203,9 +207,11 @@ private struct EightRowTile {
 
     /// - Parameters:
     ///   - coefficients: row r at `coefficients + r·rowStride`; rows past `rows` repeat the last
+    ///   - tileRows: 8, or 4 to compute rows 0–3 only (rows 4–7 stay zero); a constant at every call
     ///   - vectors: w_i's 32 floats at `vectors + i·vectorStep` bytes
     @inline(__always)
-    init(_ coefficients: UnsafePointer<Float>, rowStride: Int, rows: Int, count: Int, _ vectors: UnsafeRawPointer, vectorStep: Int) {
+    init(_ coefficients: UnsafePointer<Float>, rowStride: Int, rows: Int, tileRows: Int, count: Int, _ vectors: UnsafeRawPointer,
+         vectorStep: Int) {
         let c = coefficients, last = rows - 1
         let c0 = c, c1 = c + min(1, last) * rowStride, c2 = c + min(2, last) * rowStride, c3 = c + min(3, last) * rowStride
         let c4 = c + min(4, last) * rowStride, c5 = c + min(5, last) * rowStride, c6 = c + min(6, last) * rowStride
@@ -217,10 +223,12 @@ private struct EightRowTile {
             x = SIMD16<Float>(repeating: c1[i]); a1.addProduct(x, w0); b1.addProduct(x, w1)
             x = SIMD16<Float>(repeating: c2[i]); a2.addProduct(x, w0); b2.addProduct(x, w1)
             x = SIMD16<Float>(repeating: c3[i]); a3.addProduct(x, w0); b3.addProduct(x, w1)
-            x = SIMD16<Float>(repeating: c4[i]); a4.addProduct(x, w0); b4.addProduct(x, w1)
-            x = SIMD16<Float>(repeating: c5[i]); a5.addProduct(x, w0); b5.addProduct(x, w1)
-            x = SIMD16<Float>(repeating: c6[i]); a6.addProduct(x, w0); b6.addProduct(x, w1)
-            x = SIMD16<Float>(repeating: c7[i]); a7.addProduct(x, w0); b7.addProduct(x, w1)
+            if tileRows > 4 {
+                x = SIMD16<Float>(repeating: c4[i]); a4.addProduct(x, w0); b4.addProduct(x, w1)
+                x = SIMD16<Float>(repeating: c5[i]); a5.addProduct(x, w0); b5.addProduct(x, w1)
+                x = SIMD16<Float>(repeating: c6[i]); a6.addProduct(x, w0); b6.addProduct(x, w1)
+                x = SIMD16<Float>(repeating: c7[i]); a7.addProduct(x, w0); b7.addProduct(x, w1)
+            }
             p += vectorStep
         }
     }
