@@ -115,8 +115,11 @@ public final class DecoderState: @unchecked Sendable {
     deinit { storage.deallocate() }
 
     /// Self-attention keys of `row` in `layer`: (heads, capacity, headDimension).
-    public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> {
-        storage + (layer * maxRows + slots[row]) * 2 * blockSize
+    public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> { keys(layer: layer, slot: slots[row]) }
+
+    /// The keys, then the values, of slot `slot` in `layer`.
+    private func keys(layer: Int, slot: Int) -> UnsafeMutablePointer<Float> {
+        storage + (layer * maxRows + slot) * 2 * blockSize
     }
 
     /// Self-attention values: (heads, capacity, headDimension).
@@ -165,8 +168,7 @@ public final class DecoderState: @unchecked Sendable {
             let slot = free.removeLast()
             newSlots[i] = slot
             for layer in 0..<layers {
-                let source = storage + (layer * maxRows + slots[p]) * 2 * blockSize
-                let destination = storage + (layer * maxRows + slot) * 2 * blockSize
+                let source = keys(layer: layer, slot: slots[p]), destination = keys(layer: layer, slot: slot)
                 // Each (keys|values, head) block holds `count` filled positions.
                 for block in 0..<(2 * heads) {
                     (destination + block * capacity * hd).update(from: source + block * capacity * hd, count: count * hd)

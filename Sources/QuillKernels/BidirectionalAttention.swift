@@ -77,14 +77,12 @@ public enum BidirectionalAttention {
             }
             withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
                 let p = scores.baseAddress!
-                var maximum = -Float.infinity
                 let biasRow = bias.map { $0.row(head: h) }
                 let span = bias?.span ?? 0
                 for j in 0..<length {
                     var score = dot(q, k + j * hd, count: hd) * scale
                     if let biasRow { score += biasRow[min(max(j - query, -span), span)] }
                     p[j] = score
-                    maximum = max(maximum, score)
                 }
                 if FusedAttention.supports(headDimension: hd) {
                     // Decoding steps (one query over a row's cache): exponentials 16 at a time and the
@@ -97,6 +95,7 @@ public enum BidirectionalAttention {
                     }
                     return
                 }
+                let maximum = largestValue(p, count: length)
                 var total: Float = 0
                 for j in 0..<length {
                     let e = expf(p[j] - maximum)
