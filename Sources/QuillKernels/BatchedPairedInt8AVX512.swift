@@ -73,13 +73,9 @@ extension BatchedAVX512MatVec {
     static func pairedInt8Batch<K: AVX512Int8Kernel>(_ k: K.Type, _ w: WeightMatrix, _ xq: QuantizedActivationBatch,
                                                      _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
         let x = PairedOperand(xq), count = xq.rows
-        // Per weight row of a pass (at most 4) and block, the scales d_w·d_x of 16 activation rows;
-        // then the weight rows' d_w, m_w as f16 and f32 (see pairedPass).
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 16 * (w.columns / 32) + 4 * 3 * (w.columns / 32 + 16)) { buffer in
+        // Per weight row of a pass (at most 4) and block, the scales d_w·d_x of 16 activation rows.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 4 * 16 * (w.columns / 32)) { buffer in
             let products = buffer.baseAddress!
-            // No software prefetch: a batch spends ≥ 8× the one-row kernel's time per weight byte,
-            // which the hardware prefetchers keep up with (prefetching the next tile measured no
-            // faster, and issuing it all at once stalled on the line-fill buffers).
             forEachTile(w, rows) { tile in
                 var pair0 = 0
                 let pairs = (count + 1) / 2
@@ -134,29 +130,9 @@ extension BatchedAVX512MatVec {
         let g0 = 2 * pair0
         let ts = x.transposed + g0, ts2 = 2 * x.rowStride
         let out = UnsafeMutableRawPointer(products)
-        // d_w (and m_w) of every block of the pass's rows as f32: the halves gathered with scalar
-        // loads and stores, then converted 16 at a time (exact, as the one-row kernel's conversions).
-        let padded = (blocks + 15) / 16 * 16
-        let halves = UnsafeMutableRawPointer(products + 16 * R * blocks)           // 2R × padded f16
-        let weightScales = UnsafeMutableRawPointer(products + 16 * R * blocks + R * padded)  // 2R × padded f32
-        for i in 0..<R {
-            let row = p + i * rb
-            for b in 0..<blocks {
-                halves.storeBytes(of: row.loadUnaligned(fromByteOffset: b * stride, as: UInt16.self),
-                                  toByteOffset: 2 * (2 * i * padded + b), as: UInt16.self)
-                if K.hasOwnMinimum {
-                    halves.storeBytes(of: row.loadUnaligned(fromByteOffset: b * stride + 2, as: UInt16.self),
-                                      toByteOffset: 2 * ((2 * i + 1) * padded + b), as: UInt16.self)
-                }
-            }
-        }
-        for c in 0..<(K.hasOwnMinimum ? 2 * R : R) * padded / 16 {
-            let index = K.hasOwnMinimum ? c : (c / (padded / 16)) * 2 * (padded / 16) + c % (padded / 16)
-            weightScales.storeBytes(of: _mm512_cvtph_ps(halves.loadUnaligned(fromByteOffset: 32 * index, as: __m256i.self)),
-                                    toByteOffset: 64 * index, as: __m512.self)
-        }
-        let ws = UnsafeRawPointer(weightScales)
-        // Lane g of msum_i: Σ_b m_w·(d_x·Σq_x) of weight row r + i and activation row g0 + g.
+        // Per block and weight row: d_w·d_x for the 16 activation rows into `products` (the main
+        // loop broadcasts each pair's two), and lane g of msum_i: Σ_b m_w·(d_x·Σq_x) of weight row
+        // r + i and activation row g0 + g. This loop is the first to read the pass's rows.
         let zero = _mm512_setzero_ps()
         var msum = (zero, zero, zero, zero)
         withUnsafeMutableBytes(of: &msum) { m in
@@ -165,11 +141,18 @@ extension BatchedAVX512MatVec {
                 let dxv = dx.loadUnaligned(as: __m512.self)
                 let sx = dx.loadUnaligned(fromByteOffset: 4 * x.rowStride, as: __m512.self)
                 for i in 0..<R {
-                    let d = ws.load(fromByteOffset: 4 * (2 * i * padded + b), as: Float.self)
-                    let mw = K.hasOwnMinimum ? ws.load(fromByteOffset: 4 * ((2 * i + 1) * padded + b), as: Float.self) : d
-                    out.storeBytes(of: _mm512_mul_ps(_mm512_set1_ps(d), dxv), toByteOffset: 64 * (R * b + i), as: __m512.self)
-                    m.storeBytes(of: _mm512_add_ps(m.load(fromByteOffset: 64 * i, as: __m512.self),
-                                                   _mm512_mul_ps(_mm512_set1_ps(mw), sx)),
+                    // d_w (and m_w, the f16 after it) converted exactly, as the one-row kernel does.
+                    let halves = (p + i * rb).loadUnaligned(fromByteOffset: b * stride, as: UInt32.self)
+                    // The same block 4 passes ahead, so its line arrives before that pass's first
+                    // load (on an AMD Zen 5 this loop waited on the weights: without it 8 rows ran
+                    // 1.4x slower end to end, prefetching 1 pass ahead gained 1.38x, 2 and 4 1.5x;
+                    // a whole tile issued at once had stalled on the line-fill buffers).
+                    prefetchStep(p + (4 * R + i) * rb + b * stride, bytes: 1)
+                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: halves)))
+                    let d = _mm512_broadcastss_ps(dm)
+                    let mw = K.hasOwnMinimum ? _mm512_broadcastss_ps(_mm_movehdup_ps(dm)) : d
+                    out.storeBytes(of: _mm512_mul_ps(d, dxv), toByteOffset: 64 * (R * b + i), as: __m512.self)
+                    m.storeBytes(of: _mm512_add_ps(m.load(fromByteOffset: 64 * i, as: __m512.self), _mm512_mul_ps(mw, sx)),
                                  toByteOffset: 64 * i, as: __m512.self)
                 }
             }
