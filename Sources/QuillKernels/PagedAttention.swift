@@ -1,4 +1,5 @@
 import Foundation
+import COpenBLAS.Hints
 
 /// Where one layer's keys and values live in a paged KV pool: block `b`, KV head `g` holds
 /// `blockTokens` consecutive positions of `headDimension` values (f32, or IEEE half bits).
@@ -171,13 +172,21 @@ extension Attention {
         let position = sequence.firstPosition + t
         let start = windowStart(position, window), length = position + 1 - start
         let row = (sequence.firstRow + t) * shape.heads
-        let count = heads.count
+        let count = heads.count, headBytes = bt * hd * kv.elementBytes
         withUnsafeTemporaryAllocation(of: Float.self, capacity: count * (length + 1) + 2 * bt * hd) { buffer in
             // Scores, then softmax weights: (count, length); then each head's 1 / Σ exp.
             let weights = buffer.baseAddress!, inverses = weights + count * length, widened = inverses + count
             var p = start
+            for b in p / bt ..< min(p / bt + 2, position / bt + 1) {
+                prefetchLines(kv.keys(block: sequence.blocks[b], head: g), bytes: headBytes)
+            }
             while p < position + 1 {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
+                // Blocks are scattered, too short for the hardware prefetchers to find: request the
+                // next block's keys and this block's values (read by the second loop) now.
+                let ahead = p / bt + 2
+                if ahead * bt <= position { prefetchLines(kv.keys(block: sequence.blocks[ahead], head: g), bytes: headBytes) }
+                prefetchLines(kv.values(block: block, head: g) + offset * hd * kv.elementBytes, bytes: n * hd * kv.elementBytes)
                 let keys = rows(kv.keys(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
                 for j in 0 ..< count {
                     let q = queries + (row + heads.lowerBound + j) * hd
@@ -201,6 +210,13 @@ extension Attention {
             }
             for j in 0 ..< count { scale(output + (row + heads.lowerBound + j) * hd, by: inverses[j], count: hd) }
         }
+    }
+
+    /// Asks for the cache lines of `bytes` from `start` (a hint: never faults).
+    @inline(__always)
+    static func prefetchLines(_ start: UnsafeRawPointer, bytes: Int) {
+        var o = 0
+        while o < bytes { quill_prefetch(start + o); o += 64 }
     }
 
     /// f32 rows `offset ..< offset + count` of a block's head (widened into `scratch` when half).
