@@ -150,6 +150,15 @@ extension Attention {
                     pagedBlock(blas, queries: queries, kv: kv, sequence: sequence, firstToken: item.first,
                                rows: item.count, kvHead: item.head, output: output, shape: shape, window: window)
                 } else {
+                    // The next item's first blocks load while this one computes (a short history
+                    // is otherwise all latency: its blocks are read as soon as they are requested).
+                    if index + 1 < work.count {
+                        let next = work[index + 1], nextSequence = sequences[next.sequence]
+                        if nextSequence.tokens == 1 || blas == nil {
+                            prefetchFirstBlocks(kv: kv, sequence: nextSequence, token: next.first, kvHead: next.head / group,
+                                                window: window)
+                        }
+                    }
                     pagedGroup(queries: queries, kv: kv, sequence: sequence, token: item.first,
                                heads: item.head ..< item.head + item.count, output: output, shape: shape, window: window)
                 }
@@ -177,9 +186,7 @@ extension Attention {
             // Scores, then softmax weights: (count, length); then each head's 1 / Σ exp.
             let weights = buffer.baseAddress!, inverses = weights + count * length, widened = inverses + count
             var p = start
-            for b in p / bt ..< min(p / bt + 2, position / bt + 1) {
-                prefetchLines(kv.keys(block: sequence.blocks[b], head: g), bytes: headBytes)
-            }
+            prefetchFirstBlocks(kv: kv, sequence: sequence, token: t, kvHead: g, window: window)
             while p < position + 1 {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
                 // Blocks are scattered, too short for the hardware prefetchers to find: request the
@@ -209,6 +216,17 @@ extension Attention {
                 p += n
             }
             for j in 0 ..< count { scale(output + (row + heads.lowerBound + j) * hd, by: inverses[j], count: hd) }
+        }
+    }
+
+    /// Asks for the keys of the first two blocks that token `t` of `sequence` attends to in KV head
+    /// `kvHead` (`pagedGroup` asks for later blocks as it goes).
+    @inline(__always)
+    static func prefetchFirstBlocks(kv: PagedKVView, sequence: AttentionSequence, token t: Int, kvHead: Int, window: Int?) {
+        let bt = kv.blockTokens, position = sequence.firstPosition + t
+        let first = windowStart(position, window) / bt
+        for b in first ..< min(first + 2, position / bt + 1) {
+            prefetchLines(kv.keys(block: sequence.blocks[b], head: kvHead), bytes: bt * kv.headDimension * kv.elementBytes)
         }
     }
 
