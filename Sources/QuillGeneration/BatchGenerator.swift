@@ -51,7 +51,9 @@ extension BatchLanguageModelContext {
 /// prompt chunks computed are registered, so reusing them changes no bit of the result. The unit of
 /// reuse is one block when the context computes each prompt token independently of its chunk
 /// (`promptTokensIndependentOfChunks`; at least two tokens are then left to compute, as a single
-/// token would take the decoding path); otherwise a whole chunk, so that every cached position was
+/// token would take the decoding path), and the match may end inside a cached block whose later
+/// tokens differ (a shared system text followed by another question), which is copied on the first
+/// write; otherwise a whole chunk, so that every cached position was
 /// computed exactly as this request would compute it (the same chunk at the same offset, over the
 /// same earlier positions). Positions computed while decoding are never shared.
 ///
@@ -140,6 +142,11 @@ public final class BatchGenerator {
         return context.promptTokensIndependentOfChunks ? kv.blockTokens : promptChunk
     }
 
+    /// Whether a prompt may also take the first positions of a cached block whose later tokens
+    /// differ from its own (block-sized reuse only: each position is then bitwise what this prompt
+    /// would compute, whichever chunk computed it).
+    private var reusesPartialBlocks: Bool { reuseGranularity == context.kv.blockTokens && context.promptTokensIndependentOfChunks }
+
     /// The tokens whose leading cached blocks a sequence may take: with block-sized reuse, all but the
     /// last, so that at least two are left to compute as a prompt chunk (one alone would decode,
     /// which is not bitwise the prompt path).
@@ -186,8 +193,9 @@ public final class BatchGenerator {
         guard promptBlocks <= kv.capacityBlocks else {
             throw KVCacheError.outOfBlocks(neededBlocks: promptBlocks, freeBlocks: kv.capacityBlocks, blockTokens: kv.blockTokens)
         }
-        let (sequence, reused) = reuseGranularity.map { kv.createSequence(reusingPrefixOf: reusable(prompt), granularity: $0) }
-            ?? (kv.createSequence(), 0)
+        let (sequence, reused) = reuseGranularity.map {
+            kv.createSequence(reusingPrefixOf: reusable(prompt), granularity: $0, throughPartialBlock: reusesPartialBlocks)
+        } ?? (kv.createSequence(), 0)
         let ids = (0 ..< sampling.count).map { nextID + $0 }
         nextID += sampling.count
         var request = Request(sequence: sequence, pending: Array(prompt[reused...]),
@@ -334,7 +342,8 @@ public final class BatchGenerator {
         let kv = context.kv
         let done = kv.length(of: request.sequence)
         guard done == request.shareable, request.tokens.count - request.pending.count == done else { return }
-        let length = kv.extendFromCache(request.sequence, tokens: reusable(request.tokens), granularity: granularity)
+        let length = kv.extendFromCache(request.sequence, tokens: reusable(request.tokens), granularity: granularity,
+                                        throughPartialBlock: reusesPartialBlocks)
         guard length > done else { return }
         request.pending = Array(request.tokens[length...])
         request.shareable = length
@@ -367,7 +376,8 @@ public final class BatchGenerator {
         let cached = kv.cachedPrefixLength(of: reusable(request.tokens), granularity: granularity)
         guard cached > 0, (request.tokens.count - cached + kv.blockTokens) / kv.blockTokens <= available else { return }
         kv.release(request.sequence)
-        let (sequence, reused) = kv.createSequence(reusingPrefixOf: reusable(request.tokens), granularity: granularity)
+        let (sequence, reused) = kv.createSequence(reusingPrefixOf: reusable(request.tokens), granularity: granularity,
+                                                   throughPartialBlock: reusesPartialBlocks)
         request.sequence = sequence
         request.pending = Array(request.tokens[reused...])
         request.shareable = reused

@@ -294,8 +294,12 @@ public final class KVBlockPool {
         return max(needed, 0) + (lastBlockIsShared(state) ? 1 : 0)
     }
 
+    /// Whether the partial last block must be copied before the sequence writes into it: another
+    /// sequence holds it, or it is a cached block taken for its first positions only
+    /// (`createSequence(reusingPrefixOf:granularity:throughPartialBlock:)`), whose tokens must stay.
     private func lastBlockIsShared(_ state: Sequence) -> Bool {
-        state.length % blockTokens != 0 && referenceCounts[Int(state.blocks[state.blocks.count - 1])] > 1
+        guard state.length % blockTokens != 0, let last = state.blocks.last else { return false }
+        return referenceCounts[Int(last)] > 1 || prefixIndex.isCached(last)
     }
 
     /// Marks `tokens` reserved positions as filled, after every layer has stored them; then frees the

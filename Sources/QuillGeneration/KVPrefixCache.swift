@@ -16,6 +16,8 @@ struct PrefixIndex {
 
     private var blockOfKey: [Key: Int32] = [:]
     private var keyOfBlock: [Int32: Key] = [:]
+    /// The cached blocks that follow each prefix hash, for matches that end inside a block.
+    private var blocksAfter: [UInt64: [Int32]] = [:]
     // Idle cached blocks as a doubly linked list over block indices, least recently used at the head.
     private var previous: [Int32]
     private var next: [Int32]
@@ -41,12 +43,29 @@ struct PrefixIndex {
         guard blockOfKey[key] == nil, keyOfBlock[block] == nil else { return }
         blockOfKey[key] = block
         keyOfBlock[block] = key
+        blocksAfter[key.parent, default: []].append(block)
     }
 
     /// Drops `block` from the index (its contents are about to change).
     mutating func forget(_ block: Int32) {
         if isIdle[Int(block)] { unlink(block) }
-        if let key = keyOfBlock.removeValue(forKey: block) { blockOfKey[key] = nil }
+        if let key = keyOfBlock.removeValue(forKey: block) {
+            blockOfKey[key] = nil
+            blocksAfter[key.parent]?.removeAll { $0 == block }
+            if blocksAfter[key.parent]?.isEmpty == true { blocksAfter[key.parent] = nil }
+        }
+    }
+
+    /// The cached block after the prefix hashing to `parent` whose tokens start with the longest run
+    /// of `tokens` (at least one token; ties go to the block cached first).
+    func longestPartialMatch(parent: UInt64, tokens: ArraySlice<TokenID>) -> (block: Int32, tokens: Int)? {
+        var best: (block: Int32, tokens: Int)?
+        for block in blocksAfter[parent] ?? [] {
+            guard let key = keyOfBlock[block] else { continue }
+            let n = zip(key.tokens, tokens).prefix { $0 == $1 }.count
+            if n > (best?.tokens ?? 0) { best = (block, n) }
+        }
+        return best
     }
 
     /// `block` lost its last user: append it at the most recently used end.
@@ -108,9 +127,17 @@ extension KVBlockPool {
     /// that the caller gets logits for the prompt's last position. Without `prefixCaching`, an empty
     /// sequence.
     /// - Returns: the sequence and how many leading tokens of `tokens` it already holds.
-    public func createSequence(reusingPrefixOf tokens: [TokenID], granularity: Int? = nil) -> (sequence: SequenceID, reusedTokens: Int) {
+    ///
+    /// With `throughPartialBlock` (block granularity, no sliding-window layers), the match may go on
+    /// into the first positions of one more cached block whose later tokens differ (another prompt
+    /// with the same start, e.g. a shared system text followed by a different question): the
+    /// sequence shares that block as its partial last one, and its first write copies it (`reserve`),
+    /// so the cached block keeps its tokens. Only for contexts whose positions do not depend on the
+    /// chunk that computed them: the shared positions are then bitwise what this sequence would compute.
+    public func createSequence(reusingPrefixOf tokens: [TokenID], granularity: Int? = nil,
+                               throughPartialBlock: Bool = false) -> (sequence: SequenceID, reusedTokens: Int) {
         let sequence = createSequence()
-        return (sequence, extendFromCache(sequence, tokens: tokens, granularity: granularity))
+        return (sequence, extendFromCache(sequence, tokens: tokens, granularity: granularity, throughPartialBlock: throughPartialBlock))
     }
 
     /// Appends to `sequence` the cached full blocks that hold its next tokens of `tokens` (its tokens
@@ -121,7 +148,8 @@ extension KVBlockPool {
     /// multiple of `granularity`.
     /// - Returns: the length of `sequence` afterwards.
     @discardableResult
-    public func extendFromCache(_ sequence: SequenceID, tokens: [TokenID], granularity: Int? = nil) -> Int {
+    public func extendFromCache(_ sequence: SequenceID, tokens: [TokenID], granularity: Int? = nil,
+                                throughPartialBlock: Bool = false) -> Int {
         guard var state = sequences[sequence.rawValue] else { return 0 }
         let unit = granularity ?? blockTokens
         guard state.length == state.blocks.count * blockTokens, state.prefixHashes.count == state.blocks.count,
@@ -139,6 +167,16 @@ extension KVBlockPool {
             }
         }
         state.length = state.blocks.count * blockTokens
+        // At least one token of `tokens` stays uncovered, as for whole blocks.
+        let left = tokens.count - 1 - state.length
+        if throughPartialBlock, prefixCaching, unit == blockTokens, windowed == nil, left > 0,
+           let (block, count) = prefixIndex.longestPartialMatch(parent: state.prefixHashes.last ?? 0,
+                                                               tokens: tokens[state.length ..< state.length + min(left, blockTokens - 1)]) {
+            if referenceCounts[Int(block)] == 0 { prefixIndex.markUsed(block) }
+            referenceCounts[Int(block)] += 1
+            state.blocks.append(block)
+            state.length += count
+        }
         sequences[sequence.rawValue] = state
         return state.length
     }

@@ -94,8 +94,9 @@ final class PrefixHashingContext: BatchLanguageModelContext {
     }
 
     /// A context whose prompt tokens do not depend on their chunk shares prompts block by block: 16
-    /// prompts with 30 common tokens (not a whole number of 8-token chunks) compute the 28 tokens of
-    /// the 7 common 4-token blocks once, where whole-chunk sharing takes only 24 of them.
+    /// prompts with 30 common tokens (not a whole number of 8-token chunks) compute the 30 common
+    /// tokens once — the 7 common 4-token blocks and the first 2 positions of the 8th, which each
+    /// prompt copies before writing its own tail — where whole-chunk sharing takes only 24 of them.
     @Test(arguments: [8, 64])
     func aChunkIndependentContextSharesPromptsBlockByBlock(tokenBudget: Int) throws {
         let common = Array(Self.shared.prefix(30))
@@ -111,8 +112,8 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         let uncached = try run(prefixCaching: false, independent: true)
         #expect(uncached.computed == 16 * 35)
         #expect(chunkwise.computed == 35 + 15 * (35 - 24), "whole chunks: 24 common tokens shared")
-        #expect(blockwise.computed == 35 + 15 * (35 - 28), "whole blocks: 28 common tokens shared")
-        #expect(blockwise.cached.sorted() == [0] + [Int](repeating: 28, count: 15))
+        #expect(blockwise.computed == 35 + 15 * (35 - 30), "blocks and a partial block: all 30 common tokens shared")
+        #expect(blockwise.cached.sorted() == [0] + [Int](repeating: 30, count: 15))
         #expect(blockwise.tokens == uncached.tokens && chunkwise.tokens == uncached.tokens)
     }
 
@@ -127,9 +128,9 @@ final class PrefixHashingContext: BatchLanguageModelContext {
         _ = try generator.run()                              // registers blocks 0–3
         let prompt = Array(Self.shared.prefix(13))
         let submission = try generator.submit(prompt: prompt, options: options, sampling: [.greedy], contextSize: 64)
-        #expect(submission.cachedTokens == 8, "12 cached tokens would leave one; block 2 is recomputed")
+        #expect(submission.cachedTokens == 11, "blocks 0-1 and 3 positions of block 2: 12 would leave one")
         _ = try generator.run()
-        #expect(context.computedChunks.last == Array(prompt[8...]), "the same chunk as without the cache")
+        #expect(context.computedChunks.last == Array(prompt[11...]), "the last two tokens run as a prompt chunk")
     }
 
     @Test func aPromptWhoseProducerIsCancelledComputesTheRestItself() throws {

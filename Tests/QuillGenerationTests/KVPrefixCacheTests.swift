@@ -45,6 +45,46 @@ import Testing
         #expect(reusedC == 4)
     }
 
+    @Test func aMatchEndingInsideACachedBlockTakesItsFirstPositionsAndCopiesItOnWrite() throws {
+        let pool = try pool(blocks: 8)
+        let (a, _) = try run(pool, Array(1 ... 10), tag: 0)            // caches [1-4] [5-8]
+        let tokens: [TokenID] = [1, 2, 3, 4, 5, 6, 99, 100, 101]       // the same start, then another tail
+        #expect(pool.createSequence(reusingPrefixOf: tokens).reusedTokens == 4, "whole blocks only by default")
+        let (b, reused) = pool.createSequence(reusingPrefixOf: tokens, throughPartialBlock: true)
+        #expect(reused == 6, "block [1-4], then positions 4 and 5 of block [5-8]")
+        #expect(pool.blocks(of: b) == Array(pool.blocks(of: a).prefix(2)), "shared until it writes")
+        #expect(pool.blocksNeeded(appending: 3, to: b) == 2, "a copy of the shared block for positions 6-7, a new one for 8")
+        let freeBefore = pool.freeBlocks
+        try pool.reserve(b, appending: 3)
+        #expect(pool.freeBlocks == freeBefore - 2)
+        let keys = (6 ..< 9).flatMap { [Float](repeating: 100 + Float($0), count: 4) }
+        pool.store(b, layer: 0, keys: keys, values: keys, tokens: 3)
+        pool.commit(b, appending: 3)
+        #expect(pool.blocks(of: b)[1] != pool.blocks(of: a)[1])
+        #expect((0 ..< 9).map { key(pool, b, at: $0) } == [0, 1, 2, 3, 4, 5, 106, 107, 108])
+        #expect((4 ..< 8).map { key(pool, a, at: $0) } == [4, 5, 6, 7], "the cached block kept its own positions")
+        #expect(pool.createSequence(reusingPrefixOf: Array(1 ... 9)).reusedTokens == 8, "and is still found")
+        // At least one token is left to compute; no token in common means no partial match.
+        #expect(pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5, 6], throughPartialBlock: true).reusedTokens == 5)
+        #expect(pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 77, 6, 7], throughPartialBlock: true).reusedTokens == 4)
+    }
+
+    @Test func aPartlyMatchedIdleBlockIsCopiedBeforeItIsWrittenAndStaysCached() throws {
+        let pool = try pool(blocks: 4)
+        let (a, _) = try run(pool, Array(1 ... 9), tag: 0)
+        pool.release(a)                                                  // [1-4] [5-8] idle, still cached
+        let (b, reused) = pool.createSequence(reusingPrefixOf: [1, 2, 3, 4, 5, 50, 51], throughPartialBlock: true)
+        #expect(reused == 5)
+        try pool.reserve(b, appending: 2)
+        let keys = (5 ..< 7).flatMap { [Float](repeating: 100 + Float($0), count: 4) }
+        pool.store(b, layer: 0, keys: keys, values: keys, tokens: 2)
+        pool.commit(b, appending: 2)
+        pool.release(b)
+        let (c, reusedC) = pool.createSequence(reusingPrefixOf: Array(1 ... 9))
+        #expect(reusedC == 8, "no other user, but the block was copied all the same")
+        #expect((4 ..< 8).map { key(pool, c, at: $0) } == [4, 5, 6, 7])
+    }
+
     @Test func aDifferentEarlierBlockMeansNoMatch() throws {
         let pool = try pool(blocks: 8)
         _ = try run(pool, [1, 2, 3, 4, 5, 6, 7, 8, 9], tag: 0)
