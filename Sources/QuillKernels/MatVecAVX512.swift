@@ -1,6 +1,5 @@
 #if canImport(COpenBLAS.AVX512VNNI)
 @_implementationOnly import COpenBLAS.AVX512VNNI
-import COpenBLAS.Hints
 @_implementationOnly import _Builtin_intrinsics.intel
 
 // AVX-512 / VNNI mat-vec kernels. Written with intrinsics rather than Swift SIMD because integer
@@ -181,17 +180,6 @@ enum AVX512MatVec {
 }
 
 // MARK: - Helpers
-
-/// Prefetches `bytes` (rounded up to whole lines) from `p`; `bytes` is a constant per kernel so the
-/// loop unrolls.
-@inline(__always) func prefetchStep(_ p: UnsafeRawPointer, bytes: Int, streaming: Bool = false) {
-    var o = 0
-    if streaming {
-        while o < bytes { quill_prefetch_nta(p + o); o += 64 }
-    } else {
-        while o < bytes { quill_prefetch(p + o); o += 64 }
-    }
-}
 
 @inline(__always) func hsum256(_ v: __m256) -> Float {
     let h = unsafeBitCast(v, to: SIMD8<Float>.self)

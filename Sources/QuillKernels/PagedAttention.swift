@@ -192,8 +192,8 @@ extension Attention {
                 // Blocks are scattered, too short for the hardware prefetchers to find: request the
                 // next block's keys and this block's values (read by the second loop) now.
                 let ahead = p / bt + 2
-                if ahead * bt <= position { prefetchLines(kv.keys(block: sequence.blocks[ahead], head: g), bytes: headBytes) }
-                prefetchLines(kv.values(block: block, head: g) + offset * hd * kv.elementBytes, bytes: n * hd * kv.elementBytes)
+                if ahead * bt <= position { prefetchStep(kv.keys(block: sequence.blocks[ahead], head: g), bytes: headBytes) }
+                prefetchStep(kv.values(block: block, head: g) + offset * hd * kv.elementBytes, bytes: n * hd * kv.elementBytes)
                 let keys = rows(kv.keys(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
                 for j in 0 ..< count {
                     let q = queries + (row + heads.lowerBound + j) * hd
@@ -226,15 +226,8 @@ extension Attention {
         let bt = kv.blockTokens, position = sequence.firstPosition + t
         let first = windowStart(position, window) / bt
         for b in first ..< min(first + 2, position / bt + 1) {
-            prefetchLines(kv.keys(block: sequence.blocks[b], head: kvHead), bytes: bt * kv.headDimension * kv.elementBytes)
+            prefetchStep(kv.keys(block: sequence.blocks[b], head: kvHead), bytes: bt * kv.headDimension * kv.elementBytes)
         }
-    }
-
-    /// Asks for the cache lines of `bytes` from `start` (a hint: never faults).
-    @inline(__always)
-    static func prefetchLines(_ start: UnsafeRawPointer, bytes: Int) {
-        var o = 0
-        while o < bytes { quill_prefetch(start + o); o += 64 }
     }
 
     /// f32 rows `offset ..< offset + count` of a block's head (widened into `scratch` when half).
@@ -354,5 +347,17 @@ func narrowToHalves(_ source: UnsafePointer<Float>, into destination: UnsafeMuta
         #else
         destination[i] = floatToHalf(source[i])
         #endif
+    }
+}
+
+/// Prefetches `bytes` (rounded up to whole lines) from `p` — a hint, which never faults (addresses
+/// past a matrix or a block table's last block are fine); `bytes` is a constant per kernel so the
+/// loop unrolls. Shared by the mat-vec kernels and paged attention.
+@inline(__always) func prefetchStep(_ p: UnsafeRawPointer, bytes: Int, streaming: Bool = false) {
+    var o = 0
+    if streaming {
+        while o < bytes { quill_prefetch_nta(p + o); o += 64 }
+    } else {
+        while o < bytes { quill_prefetch(p + o); o += 64 }
     }
 }
