@@ -39,7 +39,8 @@ public final class GGUFFile: @unchecked Sendable {
     public let path: String
     /// GGUF format version (2 or 3).
     public let version: Int
-    public let metadata: [String: GGUFValue]
+    /// Key–value pairs; arrays are decoded on access (see `GGUFMetadata`).
+    public let metadata: GGUFMetadata
     /// Tensor infos in file order.
     public let tensors: [GGUFTensorInfo]
     /// Alignment of the data section and of every tensor offset (`general.alignment`, default 32).
@@ -97,17 +98,24 @@ public final class GGUFFile: @unchecked Sendable {
         }
 
         // Metadata.
-        var metadata: [String: GGUFValue] = [:]
-        metadata.reserveCapacity(metadataCount)
+        var entries: [String: GGUFMetadata.Entry] = [:]
+        entries.reserveCapacity(metadataCount)
         for i in 0..<metadataCount {
             p.context = "key of metadata pair \(i)"
             let key = try p.readString(name: true)
             p.context = "value of key \(key)"
             let type = try p.readValueType()
-            let value = try p.readValue(type)
-            guard metadata.updateValue(value, forKey: key) == nil else { throw p.error("duplicate key \(key)") }
+            let entry: GGUFMetadata.Entry
+            if type == .array {
+                let start = p.offset
+                try p.skipValue(type)
+                entry = .array(offset: start)
+            } else {
+                entry = .scalar(try p.readValue(type))
+            }
+            guard entries.updateValue(entry, forKey: key) == nil else { throw p.error("duplicate key \(key)") }
         }
-        self.metadata = metadata
+        metadata = GGUFMetadata(entries: entries, file: file, path: path)
 
         var alignment = Self.defaultAlignment
         if let value = metadata["general.alignment"] {
@@ -219,6 +227,13 @@ public final class GGUFFile: @unchecked Sendable {
         return WeightMatrix(type: t.type, rows: t.rows, columns: t.columns, data: data(for: t))
     }
 
+    /// Drops the mapped header — metadata and tensor infos — from the resident set. Call it once
+    /// the tokenizer and the model are built: nothing reads those bytes again except a later
+    /// request for an array, which faults them back in from the page cache.
+    public func releaseMetadataPages() {
+        file.releaseResidentPages(start: file.base, byteCount: min(dataOffset, file.size))
+    }
+
     // MARK: Metadata
 
     private func value(_ key: String) throws -> GGUFValue {
@@ -258,43 +273,21 @@ public final class GGUFFile: @unchecked Sendable {
 
     /// An array of strings (an empty array is fine).
     public func stringArray(_ key: String) throws -> [String] {
-        let v = try value(key)
-        guard let a = v.arrayValue else { throw mismatch(key, v, "array of string") }
-        var out: [String] = []
-        out.reserveCapacity(a.count)
-        for e in a {
-            guard case .string(let s) = e else { throw mismatch(key, v, "array of string") }
-            out.append(s)
-        }
-        return out
+        if let strings = try metadata.elements(key, \.stringValue) { return strings }
+        throw mismatch(key, try value(key), "array of string")
     }
 
     /// An array of integers of any type, each of which must fit in Int32.
     public func intArray(_ key: String) throws -> [Int32] {
+        if let ints = try metadata.elements(key, { $0.intValue.flatMap { Int32(exactly: $0) } }) { return ints }
         let v = try value(key)
-        guard let a = v.arrayValue else { throw mismatch(key, v, "array of integers") }
-        var out: [Int32] = []
-        out.reserveCapacity(a.count)
-        for e in a {
-            guard let i = e.intValue, let i32 = Int32(exactly: i) else {
-                throw mismatch(key, v, "array of integers that fit in int32")
-            }
-            out.append(i32)
-        }
-        return out
+        throw mismatch(key, v, v.arrayValue == nil ? "array of integers" : "array of integers that fit in int32")
     }
 
     /// An array of float32 / float64 / integer values, as Float.
     public func floatArray(_ key: String) throws -> [Float] {
-        let v = try value(key)
-        guard let a = v.arrayValue else { throw mismatch(key, v, "array of numbers") }
-        var out: [Float] = []
-        out.reserveCapacity(a.count)
-        for e in a {
-            guard let f = e.floatValue else { throw mismatch(key, v, "array of numbers") }
-            out.append(f)
-        }
-        return out
+        if let floats = try metadata.elements(key, \.floatValue) { return floats }
+        throw mismatch(key, try value(key), "array of numbers")
     }
 
     /// `int(key)`, or nil when the key is missing or not an integer.

@@ -17,10 +17,11 @@ struct GGUFParser {
     /// What is being read, for error messages ("header", "value of key 'x'", ...).
     var context = "header"
 
-    init(path: String, base: UnsafeRawPointer, size: Int) {
+    init(path: String, base: UnsafeRawPointer, size: Int, offset: Int = 0) {
         self.path = path
         self.base = base
         self.size = size
+        self.offset = offset
     }
 
     var remaining: Int { size - offset }
@@ -102,15 +103,46 @@ struct GGUFParser {
         }
     }
 
-    private mutating func readArray(depth: Int) throws -> [GGUFValue] {
+    /// Reads an array's element type and count, checking the nesting depth and that `count`
+    /// elements can fit in the bytes left (before anything is sized by the count).
+    mutating func readArrayHeader(depth: Int) throws -> (elementType: GGUFValueType, count: Int) {
         guard depth <= Self.maxArrayNesting else {
             throw error("arrays nested deeper than \(Self.maxArrayNesting) levels in \(context)")
         }
         let elementType = try readValueType()
         let count = try readSize("array count")
-        // Bound the count by the bytes left *before* reserving, so a corrupt count cannot
-        // trigger a huge allocation.
         try checkCount(count, minimumSize: elementType.minimumSize, "array count")
+        return (elementType, count)
+    }
+
+    /// Checks one value of `type` as `readValue` would and moves past it without decoding
+    /// anything: what opening a file does with arrays (see `GGUFMetadata`).
+    mutating func skipValue(_ type: GGUFValueType, depth: Int = 0) throws {
+        switch type {
+        case .string:
+            let length = try read(UInt64.self)
+            guard length <= UInt64(remaining) else {
+                throw error("file truncated in \(context): string length \(length) at offset \(offset - 8) exceeds the \(remaining) bytes left")
+            }
+            offset += Int(length)
+        case .array:
+            let (elementType, count) = try readArrayHeader(depth: depth + 1)
+            switch elementType {
+            case .string, .array:
+                for _ in 0..<count { try skipValue(elementType, depth: depth + 1) }
+            default:
+                offset += count * elementType.minimumSize  // readArrayHeader proved they fit
+            }
+        default:
+            guard type.minimumSize <= remaining else { throw truncated(type.minimumSize) }
+            offset += type.minimumSize
+        }
+    }
+
+    private mutating func readArray(depth: Int) throws -> [GGUFValue] {
+        // The count is bounded by the bytes left *before* reserving, so a corrupt count cannot
+        // trigger a huge allocation.
+        let (elementType, count) = try readArrayHeader(depth: depth)
         var elements: [GGUFValue] = []
         elements.reserveCapacity(count)
         switch elementType {

@@ -22,6 +22,9 @@ public final class TextModel: @unchecked Sendable {
         model = try DecoderModel(gguf: file, threads: threads, precision: precision, endOfSequenceTokens: endTokens,
                                  maxBatch: maxBatch)
         beginningOfSequence = GGUFTokenizer.beginningOfSequence(in: file)
+        // The tokenizer holds its own tables now; the vocabulary's bytes in the mapping (~2 MB for
+        // SmolLM2) need not stay resident.
+        file.releaseMetadataPages()
     }
 
     /// Token ids of `text` as a prompt: special tokens such as `<|im_start|>` are recognised, and the
