@@ -16,8 +16,8 @@ public final class BPETokenizer: Sendable {
 
     /// The pre-tokenizer this tokenizer applies.
     public let preTokenizer: PreTokenizer
-    let tokenStrings: [String]
-    let tokenIndex: [String: Int32]
+    /// Spellings by id and ids by spelling (GPT-2's byte alphabet).
+    let spellings: TokenSpellings
     /// Bytes of every token, flattened: token `i` is `decodeArena[decodeOffsets[i]..<decodeOffsets[i+1]]`.
     let decodeArena: [UInt8]
     let decodeOffsets: [Int]
@@ -80,11 +80,8 @@ public final class BPETokenizer: Sendable {
         self.suffixIds = suffixIds
         guard tokens.count < Int(Int32.max) else { throw TokenizerError("vocabulary too large") }
         self.preTokenizer = preTokenizer
-        tokenStrings = tokens
-        var index: [String: Int32] = [:]
-        index.reserveCapacity(tokens.count)
-        for (i, t) in tokens.enumerated() where index[t] == nil { index[t] = Int32(i) }
-        tokenIndex = index
+        let index = try TokenSpellings(tokens)
+        spellings = index
 
         var specialTokens: [SpecialToken] = []
         var isSpecial = [Bool](repeating: false, count: tokens.count)
@@ -113,31 +110,31 @@ public final class BPETokenizer: Sendable {
         decodeArena = arena
         decodeOffsets = offsets
 
-        byteToId = (0..<256).map { b in index[String(ByteLevel.byteToScalar[b])] ?? -1 }
+        byteToId = (0..<256).map { b in index.id(of: String(ByteLevel.byteToScalar[b])) ?? -1 }
 
         var table = MergeTable(capacity: mergePairs.count)
         for (rank, (a, b)) in mergePairs.enumerated() {
             // Merges whose parts or result are not in the vocabulary can never apply; skip them.
-            guard let l = index[a], let r = index[b], let m = index[a + b] else { continue }
+            guard let l = index.id(of: a), let r = index.id(of: b), let m = index.id(of: a + b) else { continue }
             table.insert(left: l, right: r, rank: Int32(rank), merged: m)
         }
         merges = table
     }
 
     /// Number of token ids (the size of the model's embedding table).
-    public var vocabularySize: Int { tokenStrings.count }
+    public var vocabularySize: Int { spellings.count }
 
     /// The id of a token given by its vocabulary spelling (e.g. `"<|im_end|>"`, `"Ġthe"`).
-    public func id(of token: String) -> Int32? { tokenIndex[token] }
+    public func id(of token: String) -> Int32? { spellings.id(of: token) }
 
     /// The vocabulary spelling of a token id (byte alphabet; `Ġ` = space), or nil if out of range.
     public func tokenString(_ id: Int32) -> String? {
-        id >= 0 && Int(id) < tokenStrings.count ? tokenStrings[Int(id)] : nil
+        id >= 0 && Int(id) < spellings.count ? spellings.spelling(Int(id)) : nil
     }
 
     /// The bytes one token stands for (special tokens: their UTF-8 text). Empty for invalid ids.
     public func tokenBytes(_ id: Int32) -> [UInt8] {
-        guard id >= 0 && Int(id) < tokenStrings.count else { return [] }
+        guard id >= 0 && Int(id) < spellings.count else { return [] }
         return Array(decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
     }
 
@@ -146,7 +143,7 @@ public final class BPETokenizer: Sendable {
     public func decode(_ ids: [Int32]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
-        for id in ids where id >= 0 && Int(id) < tokenStrings.count {
+        for id in ids where id >= 0 && Int(id) < spellings.count {
             out.append(contentsOf: decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
         }
         return out
