@@ -25,6 +25,11 @@ public final class TextModel: @unchecked Sendable {
         // The tokenizer holds its own tables now; the vocabulary's bytes in the mapping (~2 MB for
         // SmolLM2) need not stay resident.
         file.releaseMetadataPages()
+        #if os(Linux)
+        // Loading parsed the vocabulary into temporary arrays (several MB for a 150k vocabulary) that
+        // are free now but sit in the middle of the heap, where free() leaves their pages resident.
+        _ = malloc_trim(0)
+        #endif
     }
 
     /// Token ids of `text` as a prompt: special tokens such as `<|im_start|>` are recognised, and the
@@ -67,3 +72,9 @@ public enum DefaultModel {
         return (home as NSString).appendingPathComponent("models/" + fileName)
     }
 }
+
+#if os(Linux)
+/// glibc's `malloc_trim` (declared in <malloc.h>, which the Glibc module does not import): returns
+/// the free pages of every heap arena to the system.
+@_silgen_name("malloc_trim") private func malloc_trim(_ pad: Int) -> Int32
+#endif
