@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Element-wise activation functions of feed-forward blocks, named as in Hugging Face configs.
 public enum Activation: String, Sendable, CaseIterable {

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 #if canImport(COpenBLAS.AVX512VNNI)
 @_implementationOnly import COpenBLAS.AVX512VNNI
 @_implementationOnly import _Builtin_intrinsics.intel
@@ -162,7 +166,7 @@ public enum ReferenceAttention {
                     scores[p - start] = s * Double(shape.scale)
                 }
                 let m = scores.max()!
-                let e = scores.map { Foundation.exp($0 - m) }
+                let e = scores.map { Glibc.exp($0 - m) }
                 let total = e.reduce(0, +)
                 for i in 0..<hd {
                     var acc = 0.0

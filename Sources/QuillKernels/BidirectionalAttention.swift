@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An additive attention bias that depends only on the relative position `key − query` (T5's
 /// bucketed relative position bias), expanded per head so the kernel needs no bucket logic.
@@ -205,7 +209,7 @@ public enum ReferenceBidirectionalAttention {
                         }
                     }
                     let m = scores.max() ?? 0
-                    let e = scores.map { Foundation.exp($0 - m) }
+                    let e = scores.map { Glibc.exp($0 - m) }
                     let total = e.reduce(0, +)
                     for i in 0..<hd {
                         var acc = 0.0

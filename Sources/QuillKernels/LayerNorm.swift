@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Layer normalisation with mean subtraction and bias, as `torch.nn.LayerNorm` computes it (BART,
 /// Marian): `y = (x − mean) / sqrt(var + eps) · weight + bias`, biased variance.

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Root-mean-square layer norm as Llama uses it: `y = weight ⊙ x / sqrt(mean(x²) + eps)`.
 public enum RMSNorm {

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import COpenBLAS.Hints
 
 /// Where one layer's keys and values live in a paged KV pool: block `b`, KV head `g` holds
