@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Whisper's log-mel spectrogram (OpenAI `whisper.audio.log_mel_spectrogram`, as transformers'
 /// `WhisperFeatureExtractor` and the reference pack's `whisper_feats.py` compute it), in Double,

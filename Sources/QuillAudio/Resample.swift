@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Band-limited resampling by a windowed-sinc low-pass filter evaluated at each output instant
 /// (arbitrary rational or irrational ratios, no intermediate upsampling).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A problem with an audio file: not a WAV, truncated, or a sample format Quill does not read. One line.
 public struct AudioError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -33,9 +33,9 @@ public struct Audio: Sendable {
 public enum WAV {
     public static func read(path: String) throws -> Audio {
         guard let data = FileManager.default.contents(atPath: path) else {
-            var isDirectory: ObjCBool = false
+            var isDirectory = false
             let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-            throw AudioError(path: path, problem: !exists ? "no such file" : isDirectory.boolValue ? "is a directory" : "cannot read")
+            throw AudioError(path: path, problem: !exists ? "no such file" : isDirectory ? "is a directory" : "cannot read")
         }
         return try decode(data, path: path)
     }
