@@ -1,4 +1,9 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import QuillKernels
 
 /// A token id. 32 bits are enough for every vocabulary and halve the memory of long histories.
@@ -77,7 +82,7 @@ public enum KVCacheError: Error, CustomStringConvertible, Equatable {
 
 func formatBytes(_ bytes: Int) -> String {
     let gib = Double(bytes) / Double(1 << 30)
-    return gib >= 1 ? String(format: "%.1f GiB", gib) : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+    return gib >= 1 ? String(fixed: gib, decimals: 1) + " GiB" : String(fixed: Double(bytes) / Double(1 << 20), decimals: 1) + " MiB"
 }
 
 /// Keys and values of many sequences in fixed-size blocks (vLLM's paged KV memory).

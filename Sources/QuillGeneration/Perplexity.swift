@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Perplexity of a model on a token sequence, scored in independent windows.
 public enum Perplexity {

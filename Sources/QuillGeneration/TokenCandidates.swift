@@ -1,4 +1,3 @@
-import Foundation
 import QuillKernels
 
 /// The tokens still in the running for the next position, with their (processed) logits.

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A token with its natural-log probability.
 public struct TokenLogprob: Sendable, Equatable {
