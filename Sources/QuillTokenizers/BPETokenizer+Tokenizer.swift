@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 extension BPETokenizer: Tokenizer {
     /// Encodes with special-token text parsed; adds `prefixIds` / `suffixIds` when asked
@@ -36,7 +36,7 @@ extension BPETokenizer: Tokenizer {
         for (t, id) in vocab { tokens[Int(id)] = t }
         let text: String
         do { text = try String(contentsOf: mergesTXT, encoding: .utf8) } catch {
-            throw TokenizerError("cannot read \(mergesTXT.path): \(error.localizedDescription)")
+            throw TokenizerError("cannot read \(mergesTXT.path): \(fileErrorDescription(error))")
         }
         var pairs: [(String, String)] = []
         for (n, line) in text.split(omittingEmptySubsequences: true, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
@@ -58,7 +58,7 @@ enum HFFiles {
     static func vocabulary(_ url: URL) throws -> [String: Int32] {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw TokenizerError("cannot read \(url.path): \(error.localizedDescription)")
+            throw TokenizerError("cannot read \(url.path): \(fileErrorDescription(error))")
         }
         // JSONDecoder keeps a leading U+FEFF in keys, which JSONSerialization on Linux drops.
         guard let map = try? JSONDecoder().decode([String: Int32].self, from: data) else {
@@ -69,24 +69,24 @@ enum HFFiles {
     }
 
     /// `tokenizer_config.json` as a dictionary (empty if absent or unreadable).
-    static func config(_ dir: URL) -> [String: Any] {
+    static func config(_ dir: URL) -> [String: JSONValue] {
         guard let data = try? Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json")),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+              let obj = (try? JSONValue(parsing: data))?.objectValue else { return [:] }
         return obj
     }
 
     /// A token field, either `"</s>"` or `{"content": "</s>", ...}`.
-    static func tokenText(_ any: Any?) -> String? {
-        if let s = any as? String { return s }
-        return (any as? [String: Any])?["content"] as? String
+    static func tokenText(_ value: JSONValue?) -> String? {
+        if let s = value?.stringValue { return s }
+        return value?["content"]?.stringValue
     }
 
     /// `added_tokens_decoder` entries marked special: (content, id).
-    static func addedTokensDecoder(_ config: [String: Any]) -> [(String, Int32)] {
-        guard let dec = config["added_tokens_decoder"] as? [String: Any] else { return [] }
+    static func addedTokensDecoder(_ config: [String: JSONValue]) -> [(String, Int32)] {
+        guard let dec = config["added_tokens_decoder"]?.objectValue else { return [] }
         var out: [(String, Int32)] = []
         for (key, value) in dec {
-            guard let id = Int32(key), let entry = value as? [String: Any], let text = entry["content"] as? String else { continue }
+            guard let id = Int32(key), let text = value["content"]?.stringValue else { continue }
             out.append((text, id))
         }
         return out.sorted { $0.1 < $1.1 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A SentencePiece model wrapped the way Hugging Face transformers wraps it for Marian and T5:
 /// added/special tokens matched in the input text, an optional remapping of piece ids
@@ -108,7 +108,7 @@ public final class HFSentencePieceTokenizer: Tokenizer {
     public convenience init(t5Directory dir: URL) throws {
         let sp = try SentencePieceTokenizer(modelFile: dir.appendingPathComponent("spiece.model"))
         let config = HFFiles.config(dir)
-        let extra = (config["extra_ids"] as? NSNumber)?.intValue ?? 100
+        let extra = config["extra_ids"]?.bridgedInt ?? 100
         // Compared by subtraction: `size + extra` overflows for extra_ids near Int.max (found by the mutation campaign).
         guard extra >= 0 && extra <= VocabularyLimits.maximumSize - sp.vocabularySize else {
             throw TokenizerError("tokenizer_config.json: extra_ids \(extra) must be between 0 and \(VocabularyLimits.maximumSize - sp.vocabularySize)")
@@ -171,7 +171,7 @@ public final class HFSentencePieceTokenizer: Tokenizer {
                 }
             }
             out += sentencePiece.decode(run, skipSpecialTokens: false)
-            return out.replacingOccurrences(of: "\u{2581}", with: " ").trimmingCharacters(in: .whitespacesAndNewlines)
+            return out.replacingScalars("\u{2581}", with: " ").trimmingWhitespaceAndNewlines()
         case .metaspace:
             var out: [UInt8] = []
             for (k, id) in kept.enumerated() {

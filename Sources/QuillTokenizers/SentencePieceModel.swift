@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The parts of SentencePiece's `ModelProto` (sentencepiece_model.proto) that tokenization needs.
 ///
@@ -77,7 +77,7 @@ public struct SentencePieceModelProto: Sendable, Equatable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw TokenizerError("cannot read \(url.path): \(error.localizedDescription)")
+            throw TokenizerError("cannot read \(url.path): \(fileErrorDescription(error))")
         }
         do { try self.init(bytes: [UInt8](data)) } catch let e as TokenizerError {
             throw TokenizerError("\(url.lastPathComponent): \(e.message)")

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// A SentencePiece tokenizer (unigram or BPE, optional byte fallback) that reproduces the
 /// sentencepiece library: same normalisation, same segmentation, same decoding.

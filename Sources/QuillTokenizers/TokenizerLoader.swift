@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Picks and loads the right tokenizer for a Hugging Face model folder.
 public enum TokenizerLoader {
@@ -11,13 +11,13 @@ public enum TokenizerLoader {
     /// - Throws: `TokenizerError` with a one-line message for missing folders and unknown layouts.
     public static func load(directory dir: URL) throws -> any Tokenizer {
         let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: dir.path, isDirectory: &isDir), isDir.boolValue else {
+        var isDir = false
+        guard fm.fileExists(atPath: dir.path, isDirectory: &isDir), isDir else {
             throw TokenizerError("\(dir.path) is not a directory")
         }
         func has(_ name: String) -> Bool { fm.fileExists(atPath: dir.appendingPathComponent(name).path) }
         let config = HFFiles.config(dir)
-        let cls = (config["tokenizer_class"] as? String ?? "").replacingOccurrences(of: "Fast", with: "")
+        let cls = (config["tokenizer_class"]?.stringValue ?? "").replacingScalars("Fast", with: "")
         if cls == "MarianTokenizer" || (cls.isEmpty && has("source.spm") && has("vocab.json")) {
             guard has("source.spm"), has("vocab.json") else {
                 throw TokenizerError("\(dir.lastPathComponent): MarianTokenizer needs source.spm and vocab.json")
