@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillKernels
 
 /// A CTranslate2 `model.bin` (binary version 6, as written by CTranslate2's `specs/model_spec.py`),

@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillKernels
+import QuillTokenizers
 
 /// Loads a CTranslate2 `TransformerSpec` model folder (`model.bin`, `config.json`,
 /// `shared_vocabulary.json` or `target_vocabulary.json`), as `ct2-transformers-converter` writes
@@ -23,7 +24,7 @@ public enum CTranslate2Transformer {
     /// Reads the folder, checking every variable's shape.
     /// - Parameter quantize: requantise every matrix to 8 bits (as `Seq2SeqLoader.load(quantize:)`).
     public static func load(directory: String, threads: Int, quantize: Bool = false) throws -> Seq2SeqTransformer {
-        let binPath = (directory as NSString).appendingPathComponent("model.bin")
+        let binPath = directory.appendingPathComponent("model.bin")
         guard FileManager.default.fileExists(atPath: binPath) else {
             throw CheckpointError(path: directory, problem: "no model.bin (a CTranslate2 model folder is expected)")
         }
@@ -47,14 +48,14 @@ public enum CTranslate2Transformer {
         let layerNormEpsilon: Float
 
         init(directory: String) throws {
-            let path = (directory as NSString).appendingPathComponent("config.json")
+            let path = directory.appendingPathComponent("config.json")
             guard let data = FileManager.default.contents(atPath: path),
-                  let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+                  let json = (try? JSONValue(parsing: data))?.objectValue else {
                 throw CheckpointError(path: path, problem: "missing or not a JSON object")
             }
             let vocabulary = try Self.targetVocabulary(directory)
             func id(_ key: String, default fallback: String) throws -> TokenID {
-                let token = json[key] as? String ?? fallback
+                let token = json[key]?.stringValue ?? fallback
                 guard let index = vocabulary[token] else {
                     throw CheckpointError(path: path, problem: "\(key) '\(token)' is not in the target vocabulary")
                 }
@@ -63,15 +64,16 @@ public enum CTranslate2Transformer {
             let eos = try id("eos_token", default: "</s>")
             settings = Seq2SeqSettings(decoderStartToken: try id("decoder_start_token", default: "<s>"),
                                        endOfSequenceTokens: [eos], padToken: eos)
-            layerNormEpsilon = (json["layer_norm_epsilon"] as? NSNumber)?.floatValue ?? 1e-5
+            layerNormEpsilon = json["layer_norm_epsilon"]?.bridgedFloat ?? 1e-5
         }
 
         /// token → id from `target_vocabulary.json` or `shared_vocabulary.json` (JSON arrays of tokens).
         static func targetVocabulary(_ directory: String) throws -> [String: Int] {
             for name in ["target_vocabulary.json", "shared_vocabulary.json"] {
-                let path = (directory as NSString).appendingPathComponent(name)
+                let path = directory.appendingPathComponent(name)
                 guard let data = FileManager.default.contents(atPath: path) else { continue }
-                guard let tokens = (try? JSONSerialization.jsonObject(with: data)) as? [String] else {
+                guard let values = (try? JSONValue(parsing: data))?.arrayValue,
+                      case let tokens = values.compactMap(\.stringValue), tokens.count == values.count else {
                     throw CheckpointError(path: path, problem: "not a JSON array of tokens")
                 }
                 var ids: [String: Int] = [:]

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillTokenizers
 
 /// One message of a conversation.
@@ -53,7 +53,7 @@ public struct ChatTemplate: Sendable, Equatable {
             family = .gemma
             return
         }
-        let start = source.prefix(60).replacingOccurrences(of: "\n", with: "\\n")
+        let start = source.prefix(60).replacingScalars("\n", with: "\\n")
         throw ChatTemplateError(description: "unsupported chat template (Quill recognises ChatML, <|im_start|>role … <|im_end|>, and Gemma, <start_of_turn>role … <end_of_turn>); the template starts with: \(start)")
     }
 
@@ -192,11 +192,11 @@ public struct ChatTemplate: Sendable, Equatable {
         for quote in ["'", "\""] {
             let open = quote + "<|im_start|>system"
             var searchStart = source.startIndex
-            while let range = source.range(of: open, range: searchStart ..< source.endIndex) {
+            while let range = source[searchStart...].firstRange(of: open) {
                 searchStart = range.upperBound
                 guard let literal = jinjaStringLiteral(source[range.lowerBound...], quote: Character(quote)),
                       literal.hasPrefix("<|im_start|>system\n"),
-                      let end = literal.range(of: "<|im_end|>") else { continue }
+                      let end = literal.firstRange(of: "<|im_end|>") else { continue }
                 let prompt = literal[literal.index(literal.startIndex, offsetBy: "<|im_start|>system\n".count) ..< end.lowerBound]
                 return String(prompt)
             }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Synchronization
 import QuillGeneration
 import QuillKernels
 
@@ -139,7 +140,7 @@ public final class DecoderModel: CausalLanguageModel, Sendable {
     static func cacheResidentBudget() -> Int {
         if let text = ProcessInfo.processInfo.environment["QUILL_RESIDENT_MB"], let mb = Int(text) { return mb << 20 }
         guard let text = try? String(contentsOfFile: "/sys/devices/system/cpu/cpu0/cache/index3/size", encoding: .utf8),
-              let kb = Int(text.trimmingCharacters(in: .whitespacesAndNewlines).dropLast()) else { return 0 }
+              let kb = Int(text.trimmingWhitespaceAndNewlines().dropLast()) else { return 0 }
         return kb * 1024 * 6 / 10
     }
 
@@ -202,9 +203,8 @@ struct WeightBinder {
 }
 
 /// A counter shared by the contexts of one model (the only mutable thing a `DecoderModel` holds).
-final class PassCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int { lock.withLock { count } }
-    func increment() { lock.withLock { count += 1 } }
+final class PassCounter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func increment() { count.withLock { $0 += 1 } }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// One token id or a list of them: HF writes `eos_token_id` either way.
 public struct TokenIDList: Codable, Sendable, Equatable {
@@ -127,11 +127,11 @@ public struct HFGenerationConfig: Codable, Sendable {
 extension HFModelConfig {
     /// Reads `directory/config.json`; a missing file or an unreadable value is a one-line error.
     public static func load(directory: String) throws -> HFModelConfig {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw CheckpointError(path: directory, problem: "no such model folder")
         }
-        let path = (directory as NSString).appendingPathComponent("config.json")
+        let path = directory.appendingPathComponent("config.json")
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CheckpointError(path: directory, problem: "no config.json (expected a Hugging Face model folder)")
         }
@@ -146,7 +146,7 @@ extension HFModelConfig {
 extension HFGenerationConfig {
     /// Reads `directory/generation_config.json`, or an empty configuration when there is none.
     public static func load(directory: String) throws -> HFGenerationConfig {
-        let path = (directory as NSString).appendingPathComponent("generation_config.json")
+        let path = directory.appendingPathComponent("generation_config.json")
         guard let data = FileManager.default.contents(atPath: path) else { return HFGenerationConfig() }
         do {
             return try JSONDecoder().decode(HFGenerationConfig.self, from: data)

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// Resolves what a user passes to `-m`: a short model name that `Weights/fetch` knows (`smollm2`,
 /// `gemma3-270m`, `qwen2.5-coder-0.5b`, `whisper-base`), a file or folder path, or nothing (the default
@@ -30,8 +30,8 @@ public enum ModelLocator {
     public static var modelsDirectory: String {
         let environment = ProcessInfo.processInfo.environment
         let home = environment["QUILL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/quill")
-        return (home as NSString).appendingPathComponent("models")
+            ?? FileManager.default.homeDirectoryForCurrentUser.path.appendingPathComponent(".cache/quill")
+        return home.appendingPathComponent("models")
     }
 
     /// The known model with this short name, if any.
@@ -41,7 +41,7 @@ public enum ModelLocator {
 
     /// Where the named model is (or would be, once fetched).
     public static func path(of model: KnownModel) -> String {
-        (modelsDirectory as NSString).appendingPathComponent(model.storedAs)
+        modelsDirectory.appendingPathComponent(model.storedAs)
     }
 
     /// The path `argument` stands for, without checking that it exists: nil gives the default model
@@ -63,7 +63,7 @@ public enum ModelLocator {
         if let model = knownModel(named: name), argument == nil || !FileManager.default.fileExists(atPath: name) {
             // The default model can also come from $QUILL_MODEL; only the fetched location gets the fetch advice.
             let isFetchedLocation = resolved == path(of: model)
-            let checked = model.marker.map { (resolved as NSString).appendingPathComponent($0) } ?? resolved
+            let checked = model.marker.map { resolved.appendingPathComponent($0) } ?? resolved
             if isFetchedLocation && !FileManager.default.fileExists(atPath: checked) {
                 throw ModelLocatorError(description: "model '\(model.name)' is not fetched (expected at \(resolved)); run Weights/fetch \(model.name)")
             }

@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import QuillKernels
+import QuillTokenizers
 
 /// A problem with a Hugging Face checkpoint folder: missing files, a malformed safetensors header,
 /// a config Quill cannot use, or a tensor with the wrong shape. One line, path first.
@@ -14,7 +15,7 @@ public struct CheckpointError: Error, CustomStringConvertible, Sendable {
     public init(path: String, problem: String) {
         self.path = path
         // Tensor names and config values come from the files; keep the message on one line.
-        let oneLine = problem.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\r", with: "\\r")
+        let oneLine = problem.replacingScalars("\n", with: "\\n").replacingScalars("\r", with: "\\r")
         if oneLine.count > Self.longestProblem {
             let omitted = oneLine.count - 500
             self.problem = "\(oneLine.prefix(400))… (\(omitted) characters omitted) …\(oneLine.suffix(100))"
@@ -69,19 +70,20 @@ public final class SafetensorsFile: @unchecked Sendable {
         }
         dataStart = 8 + Int(headerLength)
         let headerData = Data(bytes: mapping.base + 8, count: Int(headerLength))
-        guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
+        guard let header = (try? JSONValue(parsing: headerData))?.objectValue else {
             throw fail("safetensors header is not a JSON object")
         }
         let dataSize = mapping.size - dataStart
         var tensors: [String: TensorInfo] = [:]
         for (name, value) in header where name != "__metadata__" {
-            guard let entry = value as? [String: Any], let dtype = entry["dtype"] as? String,
-                  let shapeValues = entry["shape"] as? [NSNumber], let offsets = entry["data_offsets"] as? [NSNumber],
+            // Numbers as JSONSerialization's NSNumber.intValue read them (truncated), so headers load
+            // or fail as before.
+            guard let entry = value.objectValue, let dtype = entry["dtype"]?.stringValue,
+                  let shape = entry["shape"]?.bridgedIntArray, let offsets = entry["data_offsets"]?.bridgedIntArray,
                   offsets.count == 2 else {
                 throw fail("tensor \(name): header entry needs dtype, shape and two data_offsets")
             }
             guard let size = Self.elementSize(dtype) else { throw fail("tensor \(name): unknown dtype \(dtype)") }
-            let shape = shapeValues.map(\.intValue)
             guard shape.allSatisfy({ $0 >= 0 }) else { throw fail("tensor \(name): negative dimension in \(shape)") }
             var elements = 1
             for d in shape {
@@ -90,7 +92,7 @@ public final class SafetensorsFile: @unchecked Sendable {
                 elements = product
             }
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: size)
-            let begin = offsets[0].intValue, end = offsets[1].intValue
+            let begin = offsets[0], end = offsets[1]
             guard !overflow, begin >= 0, begin <= end, end <= dataSize else {
                 throw fail("tensor \(name): data_offsets [\(begin), \(end)] outside the data section (\(dataSize) bytes)")
             }

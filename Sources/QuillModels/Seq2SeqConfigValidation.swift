@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 
 // Every size in config.json and generation_config.json decides an allocation or a loop count before

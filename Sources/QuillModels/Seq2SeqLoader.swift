@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillKernels
 
@@ -16,8 +16,8 @@ public enum Seq2SeqLoader {
     ///     quantised inputs (`RowScaledInt8GEMM`); elsewhere Q8_0 matrices with int8 dot products.
     ///     Otherwise the checkpoint's F32/F16/BF16 weights are used in place.
     public static func load(directory: String, threads: Int, quantize: Bool = false) throws -> Seq2SeqTransformer {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw CheckpointError(path: directory, problem: "no such model folder")
         }
         let config = try HFModelConfig.load(directory: directory)
@@ -26,10 +26,10 @@ public enum Seq2SeqLoader {
                 "unsupported model_type '\(config.modelType)' (Quill reads \(supportedModelTypes.joined(separator: ", ")))")
         }
         let generation = try HFGenerationConfig.load(directory: directory)
-        let weightsPath = (directory as NSString).appendingPathComponent("model.safetensors")
+        let weightsPath = directory.appendingPathComponent("model.safetensors")
         guard FileManager.default.fileExists(atPath: weightsPath) else {
-            let hasBin = FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("pytorch_model.bin"))
-            let sharded = FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("model.safetensors.index.json"))
+            let hasBin = FileManager.default.fileExists(atPath: directory.appendingPathComponent("pytorch_model.bin"))
+            let sharded = FileManager.default.fileExists(atPath: directory.appendingPathComponent("model.safetensors.index.json"))
             throw CheckpointError(path: directory, problem: "no model.safetensors"
                 + (sharded ? " (sharded checkpoints are not supported yet)" : hasBin ? " (pytorch_model.bin is not supported; convert it to safetensors)" : ""))
         }
@@ -37,9 +37,9 @@ public enum Seq2SeqLoader {
         // own values (Seq2SeqTransformer.repacking(quantize:)), so the matrices are not made Q8_0 first.
         let repacking = Seq2SeqTransformer.repacking(quantize: quantize)
         let reader = WeightReader(file: try SafetensorsFile(path: weightsPath), quantize: quantize && repacking == .none, owner: WeightStorage())
-        try config.validate(path: (directory as NSString).appendingPathComponent("config.json"),
+        try config.validate(path: directory.appendingPathComponent("config.json"),
                             tensorCount: reader.file.tensors.count)
-        try generation.validate(path: (directory as NSString).appendingPathComponent("generation_config.json"),
+        try generation.validate(path: directory.appendingPathComponent("generation_config.json"),
                                 vocabulary: config.vocabSize)
         let settings = defaults(config: config, generation: generation)
         let parts: Seq2SeqTransformer.Parts

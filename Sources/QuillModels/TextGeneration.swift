@@ -1,5 +1,7 @@
-import Foundation
+import FoundationEssentials
+import Synchronization
 import QuillGeneration
+import QuillKernels
 import QuillTokenizers
 
 /// Everything that shapes one text generation: length, stop conditions and sampling.
@@ -91,7 +93,7 @@ extension TextModel {
         AsyncThrowingStream { continuation in
             let state = StreamState()
             continuation.onTermination = { _ in state.cancel() }
-            let thread = Thread { [self] in
+            DetachedThread.start(stackSize: 8 << 20) { [self] in
                 do {
                     let capacity = options.contextSize ?? min(model.trainedContextLength, 4096)
                     guard prompt.count < capacity else {
@@ -109,16 +111,13 @@ extension TextModel {
                     continuation.finish(throwing: error)
                 }
             }
-            thread.stackSize = 8 << 20
-            thread.start()
         }
     }
 }
 
 /// Cancellation flag shared by a stream's consumer side and its generating thread.
-private final class StreamState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cancelled = false
-    func cancel() { lock.withLock { cancelled = true } }
-    var isCancelled: Bool { lock.withLock { cancelled } }
+private final class StreamState: Sendable {
+    private let cancelled = Mutex(false)
+    func cancel() { cancelled.withLock { $0 = true } }
+    var isCancelled: Bool { cancelled.withLock { $0 } }
 }

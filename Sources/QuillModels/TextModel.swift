@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillKernels
 import QuillTokenizers
@@ -68,8 +68,8 @@ public enum DefaultModel {
         let environment = ProcessInfo.processInfo.environment
         if let explicit = environment["QUILL_MODEL"], !explicit.isEmpty { return explicit }
         let home = environment["QUILL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/quill")
-        return (home as NSString).appendingPathComponent("models/" + fileName)
+            ?? FileManager.default.homeDirectoryForCurrentUser.path.appendingPathComponent(".cache/quill")
+        return home.appendingPathComponent("models/" + fileName)
     }
 }
 

@@ -1,7 +1,13 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import QuillAudio
 import QuillGeneration
 import QuillKernels
+import QuillTokenizers
 
 /// OpenAI Whisper from a CTranslate2 conversion (`model.bin` + `config.json`, as in faster-whisper),
 /// built from the shared encoder-decoder blocks of `Seq2SeqTransformer`:
@@ -31,8 +37,8 @@ public final class WhisperModel: @unchecked Sendable {
     public static var defaultDirectory: String {
         let environment = ProcessInfo.processInfo.environment
         let home = environment["QUILL_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache/quill")
-        return (home as NSString).appendingPathComponent("models/whisper-base")
+            ?? FileManager.default.homeDirectoryForCurrentUser.path.appendingPathComponent(".cache/quill")
+        return home.appendingPathComponent("models/whisper-base")
     }
 
     /// The decoder (and the encoder layers) as a generic encoder-decoder model.
@@ -58,7 +64,7 @@ public final class WhisperModel: @unchecked Sendable {
 
     /// Loads `directory/model.bin` and `directory/config.json`, checking every variable's shape.
     public init(directory: String, threads: Int, weights format: WeightFormat = .stored) throws {
-        let binPath = (directory as NSString).appendingPathComponent("model.bin")
+        let binPath = directory.appendingPathComponent("model.bin")
         guard FileManager.default.fileExists(atPath: binPath) else {
             throw CheckpointError(path: directory, problem: "no model.bin (a CTranslate2 Whisper model folder is expected)")
         }
@@ -66,7 +72,7 @@ public final class WhisperModel: @unchecked Sendable {
         guard file.specName == "WhisperSpec" else {
             throw CheckpointError(path: binPath, problem: "spec is \(file.specName), not WhisperSpec")
         }
-        config = try WhisperConfig(path: (directory as NSString).appendingPathComponent("config.json"))
+        config = try WhisperConfig(path: directory.appendingPathComponent("config.json"))
         self.file = file
         let storage = WeightStorage()
         func fail(_ problem: String) -> CheckpointError { CheckpointError(path: binPath, problem: problem) }
@@ -276,12 +282,13 @@ public struct WhisperConfig: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw CheckpointError(path: path, problem: "cannot read the Whisper config.json")
         }
-        guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        guard let json = (try? JSONValue(parsing: data))?.objectValue else {
             throw CheckpointError(path: path, problem: "not a JSON object")
         }
         func ids(_ key: String) throws -> [TokenID] {
-            guard let values = json[key] as? [NSNumber] else { throw CheckpointError(path: path, problem: "missing \(key)") }
-            return values.map { TokenID(truncating: $0) }
+            // As `[NSNumber]` and `TokenID(truncating:)` read them: any numbers, truncated to 32 bits.
+            guard let values = json[key]?.bridgedIntArray else { throw CheckpointError(path: path, problem: "missing \(key)") }
+            return values.map { TokenID(truncatingIfNeeded: $0) }
         }
         suppressIds = try ids("suppress_ids")
         suppressIdsBegin = try ids("suppress_ids_begin")

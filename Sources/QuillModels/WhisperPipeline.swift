@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import QuillAudio
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +40,7 @@ public final class WhisperPipeline: @unchecked Sendable {
 
     public init(directory: String, threads: Int, weights: WhisperModel.WeightFormat = .stored) throws {
         model = try WhisperModel(directory: directory, threads: threads, weights: weights)
-        let tokenizerPath = (directory as NSString).appendingPathComponent("tokenizer.json")
+        let tokenizerPath = directory.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokenizerPath) else {
             throw CheckpointError(path: directory, problem: "no tokenizer.json")
         }

@@ -68,3 +68,23 @@ package func fileErrorDescription(_ error: any Error) -> String {
     }
     return String(describing: error)
 }
+
+extension String {
+    /// `(self as NSString).appendingPathComponent(component)`: joined with one "/" unless this
+    /// path is empty or already ends in "/"; nothing else is normalised (as on Linux).
+    package func appendingPathComponent(_ component: String) -> String {
+        if component.isEmpty { return self }
+        if isEmpty { return component }
+        return hasSuffix("/") ? self + component : self + "/" + component
+    }
+
+    /// `(self as NSString).lastPathComponent`: the part after the last "/" once trailing slashes are
+    /// dropped ("a/b/" gives "b"); "/" stays "/".
+    package var lastPathComponent: String {
+        if self == "/" { return self }
+        var path = Substring(self)
+        while path.hasSuffix("/") { path = path.dropLast() }
+        guard let slash = path.lastIndex(of: "/") else { return String(path) }
+        return String(path[path.index(after: slash)...])
+    }
+}
