@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import QuillTokenizers
 
 /// An error answered in OpenAI's shape: an HTTP status and `{"error": {"message", "type", "param", "code"}}`.
 public struct APIError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -44,9 +45,14 @@ public struct APIError: Error, CustomStringConvertible, Equatable, Sendable {
     static func server(_ message: String) -> APIError { APIError(status: 500, message: message, type: "server_error") }
 
     /// The JSON body.
-    var body: [String: Any] {
-        ["error": ["message": message, "type": type, "param": param as Any? ?? NSNull(), "code": code as Any? ?? NSNull()]]
+    var body: JSONValue {
+        ["error": ["message": .string(message), "type": .string(type), "param": JSONValue(param), "code": JSONValue(code)]]
     }
 
-    var json: Data { (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data() }
+    /// The body with sorted keys and escaped slashes, as JSONSerialization's `.sortedKeys` wrote it.
+    var json: Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(body)) ?? Data()
+    }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import QuillTokenizers
 import QuillGeneration
 import QuillModels
 
@@ -46,32 +46,33 @@ struct ChoiceText {
     }
 
     /// Chat's `logprobs.content` entries.
-    static func chatLogprobs(_ entries: [TokenLogprobs], model: TextModel) -> [[String: Any]] {
+    static func chatLogprobs(_ entries: [TokenLogprobs], model: TextModel) -> [JSONValue] {
         entries.map { entry in
-            func item(_ t: TokenLogprob) -> [String: Any] {
-                ["token": tokenText(t.token, model: model), "logprob": Double(t.logprob),
-                 "bytes": model.tokenizer.tokenBytes(t.token).map(Int.init)]
+            func item(_ t: TokenLogprob) -> [String: JSONValue] {
+                ["token": .string(tokenText(t.token, model: model)), "logprob": JSONValue(Double(t.logprob)),
+                 "bytes": .array(model.tokenizer.tokenBytes(t.token).map { JSONValue(Int($0)) })]
             }
             var result = item(entry.chosen)
-            result["top_logprobs"] = entry.top.map(item)
-            return result
+            result["top_logprobs"] = .array(entry.top.map { .object(item($0)) })
+            return .object(result)
         }
     }
 
     /// The legacy completions `logprobs` object.
-    static func completionLogprobs(_ entries: [TokenLogprobs], model: TextModel, textOffset: Int) -> [String: Any] {
+    static func completionLogprobs(_ entries: [TokenLogprobs], model: TextModel, textOffset: Int) -> JSONValue {
         var offsets: [Int] = [], offset = textOffset
         for entry in entries {
             offsets.append(offset)
             offset += tokenText(entry.chosen.token, model: model).utf8.count
         }
         return [
-            "tokens": entries.map { tokenText($0.chosen.token, model: model) },
-            "token_logprobs": entries.map { Double($0.chosen.logprob) },
-            "top_logprobs": entries.map { entry in
-                Dictionary(entry.top.map { (tokenText($0.token, model: model), Double($0.logprob)) }, uniquingKeysWith: max)
-            },
-            "text_offset": offsets,
+            "tokens": .array(entries.map { .string(tokenText($0.chosen.token, model: model)) }),
+            "token_logprobs": .array(entries.map { JSONValue(Double($0.chosen.logprob)) }),
+            "top_logprobs": .array(entries.map { entry in
+                .object(Dictionary(entry.top.map { (tokenText($0.token, model: model), Double($0.logprob)) }, uniquingKeysWith: max)
+                    .mapValues { JSONValue($0) })
+            }),
+            "text_offset": .array(offsets.map { JSONValue($0) }),
         ]
     }
 }

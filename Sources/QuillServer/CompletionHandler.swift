@@ -1,6 +1,7 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillModels
+import QuillTokenizers
 
 /// Turns one validated request into engine work and the engine's events into OpenAI responses.
 struct CompletionHandler: Sendable {
@@ -52,11 +53,11 @@ struct CompletionHandler: Sendable {
         let job = EngineJob(prompt: prompt, options: options, sampling: request.choiceSampling, logprobs: request.logprobs)
         let prefix = request.kind == .chat ? "chatcmpl-" : "cmpl-"
         return Prepared(request: request, prompt: prompt, job: job,
-                        id: prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased())
+                        id: prefix + UUID().uuidString.replacing("-", with: "").lowercased())
     }
 
     /// Runs a prepared request to the end and returns the whole response body.
-    func respond(_ p: Prepared, submission: Submission, arrival: ContinuousClock.Instant) async throws(APIError) -> [String: Any] {
+    func respond(_ p: Prepared, submission: Submission, arrival: ContinuousClock.Instant) async throws(APIError) -> JSONValue {
         let (jobID, events) = submission
         var choices = choiceTexts(p)
         var cached = 0, first = true, failure: APIError?
@@ -79,9 +80,9 @@ struct CompletionHandler: Sendable {
         let generated = choices.reduce(0) { $0 + $1.tokens }
         metrics.countTokens(prompt: p.prompt.count, cached: cached, generated: generated)
         return [
-            "id": p.id, "object": p.request.kind == .chat ? "chat.completion" : "text_completion",
-            "created": p.created, "model": modelName,
-            "choices": choices.enumerated().map { i, c in choiceBody(p, index: i, choice: c) },
+            "id": .string(p.id), "object": p.request.kind == .chat ? "chat.completion" : "text_completion",
+            "created": JSONValue(p.created), "model": .string(modelName),
+            "choices": .array(choices.enumerated().map { i, c in choiceBody(p, index: i, choice: c) }),
             "usage": usage(prompt: p.prompt.count, cached: cached, generated: generated),
         ]
     }
@@ -93,23 +94,23 @@ struct CompletionHandler: Sendable {
         }
     }
 
-    private func choiceBody(_ p: Prepared, index: Int, choice c: ChoiceText) -> [String: Any] {
+    private func choiceBody(_ p: Prepared, index: Int, choice c: ChoiceText) -> JSONValue {
         let wantsLogprobs = p.request.logprobs != nil
         switch p.request.kind {
         case .chat:
-            return ["index": index, "message": ["role": "assistant", "content": c.text],
-                    "logprobs": wantsLogprobs ? ["content": ChoiceText.chatLogprobs(c.logprobs, model: model)] : NSNull(),
-                    "finish_reason": c.finishReason ?? "length"]
+            return ["index": JSONValue(index), "message": ["role": "assistant", "content": .string(c.text)],
+                    "logprobs": wantsLogprobs ? ["content": .array(ChoiceText.chatLogprobs(c.logprobs, model: model))] : nil,
+                    "finish_reason": .string(c.finishReason ?? "length")]
         case .completion:
-            return ["index": index, "text": c.text,
-                    "logprobs": wantsLogprobs ? ChoiceText.completionLogprobs(c.logprobs, model: model, textOffset: 0) : NSNull(),
-                    "finish_reason": c.finishReason ?? "length"]
+            return ["index": JSONValue(index), "text": .string(c.text),
+                    "logprobs": wantsLogprobs ? ChoiceText.completionLogprobs(c.logprobs, model: model, textOffset: 0) : nil,
+                    "finish_reason": .string(c.finishReason ?? "length")]
         }
     }
 
-    private func usage(prompt: Int, cached: Int, generated: Int) -> [String: Any] {
-        ["prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated,
-         "prompt_tokens_details": ["cached_tokens": cached]]
+    private func usage(prompt: Int, cached: Int, generated: Int) -> JSONValue {
+        ["prompt_tokens": JSONValue(prompt), "completion_tokens": JSONValue(generated), "total_tokens": JSONValue(prompt + generated),
+         "prompt_tokens_details": ["cached_tokens": JSONValue(cached)]]
     }
 
     /// Runs a prepared request, handing each server-sent event's JSON to `send` as it is ready;
@@ -120,11 +121,11 @@ struct CompletionHandler: Sendable {
         var choices = choiceTexts(p)
         let isChat = p.request.kind == .chat
         var cached = 0, first = true
-        func chunk(_ choiceList: [[String: Any]], usage: [String: Any]? = nil) -> String {
-            var body: [String: Any] = ["id": p.id, "object": isChat ? "chat.completion.chunk" : "text_completion",
-                                       "created": p.created, "model": modelName, "choices": choiceList]
-            if p.request.includeUsage { body["usage"] = usage ?? NSNull() }
-            return Self.json(body)
+        func chunk(_ choiceList: [JSONValue], usage: JSONValue? = nil) -> String {
+            var body: [String: JSONValue] = ["id": .string(p.id), "object": isChat ? "chat.completion.chunk" : "text_completion",
+                                             "created": JSONValue(p.created), "model": .string(modelName), "choices": .array(choiceList)]
+            if p.request.includeUsage { body["usage"] = usage ?? .null }
+            return Self.json(.object(body))
         }
         do {
             try await withTaskCancellationHandler {
@@ -134,7 +135,7 @@ struct CompletionHandler: Sendable {
                     cached = cachedTokens
                     if isChat {
                         try await send(chunk((0 ..< choices.count).map {
-                            ["index": $0, "delta": ["role": "assistant", "content": ""], "logprobs": NSNull(), "finish_reason": NSNull()]
+                            ["index": JSONValue($0), "delta": ["role": "assistant", "content": ""], "logprobs": nil, "finish_reason": nil]
                         }))
                     }
                 case let .promptCached(tokens):
@@ -148,19 +149,19 @@ struct CompletionHandler: Sendable {
                     let (delta, stopped) = choices[choice].append(token, logprobs: logprobs, finished: finished)
                     if stopped { engine.cancel(jobID, choice: choice) }
                     let newLogprobs = Array(choices[choice].logprobs[before...])
-                    let reason: Any = choices[choice].finishReason ?? NSNull()
+                    let reason = JSONValue(choices[choice].finishReason)
                     guard !delta.isEmpty || !newLogprobs.isEmpty || choices[choice].isFinished else { continue }
-                    var item: [String: Any] = ["index": choice, "finish_reason": reason, "logprobs": NSNull()]
+                    var item: [String: JSONValue] = ["index": JSONValue(choice), "finish_reason": reason, "logprobs": nil]
                     if isChat {
-                        item["delta"] = delta.isEmpty && choices[choice].isFinished ? [String: Any]() : ["content": delta]
-                        if p.request.logprobs != nil { item["logprobs"] = ["content": ChoiceText.chatLogprobs(newLogprobs, model: model)] }
+                        item["delta"] = delta.isEmpty && choices[choice].isFinished ? [:] : ["content": .string(delta)]
+                        if p.request.logprobs != nil { item["logprobs"] = ["content": .array(ChoiceText.chatLogprobs(newLogprobs, model: model))] }
                     } else {
-                        item["text"] = delta
+                        item["text"] = .string(delta)
                         if p.request.logprobs != nil {
                             item["logprobs"] = ChoiceText.completionLogprobs(newLogprobs, model: model, textOffset: offset)
                         }
                     }
-                    try await send(chunk([item]))
+                    try await send(chunk([.object(item)]))
                 }
             }
             } onCancel: { engine.cancel(jobID) }
@@ -176,8 +177,12 @@ struct CompletionHandler: Sendable {
         try await send("[DONE]")
     }
 
-    static func json(_ object: Any) -> String {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes]) else { return "{}" }
+    /// Compact JSON text with unescaped slashes, as JSONSerialization's `.withoutEscapingSlashes`
+    /// wrote it (same escapes and number text); "{}" if a number is not finite, as before.
+    static func json(_ value: JSONValue) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { return "{}" }
         return String(decoding: data, as: UTF8.self)
     }
 }

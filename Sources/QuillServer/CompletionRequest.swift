@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import QuillTokenizers
 import QuillGeneration
 import QuillModels
 

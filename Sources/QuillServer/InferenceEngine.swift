@@ -1,5 +1,6 @@
-import Foundation
+import FoundationEssentials
 import QuillGeneration
+import QuillKernels
 import QuillModels
 
 /// What the engine reports to the request that submitted a job.
@@ -67,7 +68,7 @@ final class InferenceEngine: @unchecked Sendable {
     private var owner: [BatchGenerator.RequestID: (job: JobID, choice: Int)] = [:]
 
     // Shared, under `condition`.
-    private let condition = NSCondition()
+    private let condition = ConditionLock()
     private var waiting: [(id: JobID, job: EngineJob, continuation: AsyncStream<EngineEvent>.Continuation)] = []
     private var cancellations: [(job: JobID, choice: Int?)] = []
     private var nextJob = 0
@@ -100,10 +101,7 @@ final class InferenceEngine: @unchecked Sendable {
     var blockTokens: Int { context.kv.blockTokens }
 
     func start() {
-        let thread = Thread { [self] in loop() }
-        thread.name = "quill-engine"
-        thread.stackSize = 8 << 20
-        thread.start()
+        DetachedThread.start(name: "quill-engine", stackSize: 8 << 20) { [self] in loop() }
     }
 
     /// Stops taking steps once the running jobs are done or cancelled; returns when the thread has ended.

@@ -1,32 +1,12 @@
-import Foundation
+import FoundationEssentials
+import QuillTokenizers
 
-/// A parsed JSON value that keeps JSON's own types apart (a boolean is not a number, an integer
-/// keeps all its digits), so that a field of the wrong type can be refused with a precise message.
-public enum JSONValue: Decodable, Equatable, Sendable {
-    case null
-    case bool(Bool)
-    case integer(Int64)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null; return }
-        if let value = try? container.decode(Bool.self) { self = .bool(value); return }
-        if let value = try? container.decode(Int64.self) { self = .integer(value); return }
-        if let value = try? container.decode(Double.self) { self = .number(value); return }
-        if let value = try? container.decode(String.self) { self = .string(value); return }
-        if let value = try? container.decode([JSONValue].self) { self = .array(value); return }
-        self = .object(try container.decode([String: JSONValue].self))
-    }
-
+extension JSONValue {
     /// Parses a request body; anything but a JSON object is a 400.
     public static func object(from data: Data) throws(APIError) -> [String: JSONValue] {
         guard !data.isEmpty else { throw .invalid("The request body is empty; send a JSON object.") }
         let value: JSONValue
-        do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+        do { value = try JSONValue(parsing: data) } catch {
             throw .invalid("The request body is not valid JSON.")
         }
         guard case let .object(fields) = value else { throw .invalid("The request body must be a JSON object.") }

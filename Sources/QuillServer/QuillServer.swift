@@ -1,4 +1,9 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Hummingbird
 import Logging
 import NIOCore
@@ -6,6 +11,7 @@ import NIOPosix
 import QuillGeneration
 import QuillModels
 import ServiceLifecycle
+import Synchronization
 
 /// How `quill serve` runs.
 public struct ServerConfiguration: Sendable {
@@ -42,13 +48,12 @@ public struct ServerConfiguration: Sendable {
 }
 
 /// The model's state as `/health` reports it.
-final class ServerState: @unchecked Sendable {
-    enum Phase { case loading, ready(CompletionHandler), failed(String) }
-    private let lock = NSLock()
-    private var _phase = Phase.loading
+final class ServerState: Sendable {
+    enum Phase: Sendable { case loading, ready(CompletionHandler), failed(String) }
+    private let _phase = Mutex(Phase.loading)
     var phase: Phase {
-        get { lock.withLock { _phase } }
-        set { lock.withLock { _phase = newValue } }
+        get { _phase.withLock { $0 } }
+        set { _phase.withLock { $0 = newValue } }
     }
 
     var handler: CompletionHandler? {
@@ -93,8 +98,17 @@ struct ServerStartError: Error, CustomStringConvertible {
     var description: String { message }
 }
 
+/// Writes a line to stderr with write(2) (FoundationEssentials has no FileHandle); a closed or
+/// failing stderr loses the line instead of stopping the server.
 func printError(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes.withUnsafeBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return }
+        offset += n
+    }
 }
 
 /// Runs `quill serve` until SIGTERM or SIGINT: stops accepting connections, lets in-flight requests

@@ -1,8 +1,9 @@
-import Foundation
+import FoundationEssentials
 import Hummingbird
 import NIOCore
 import QuillGeneration
 import QuillModels
+import QuillTokenizers
 
 /// The HTTP API: OpenAI's `/v1/chat/completions`, `/v1/completions`, `/v1/models`, and `/health`,
 /// `/metrics`, `/tokenize`, `/detokenize`.
@@ -12,7 +13,7 @@ func makeRouter(configuration: ServerConfiguration, state: ServerState, metrics:
     router.get("/health") { _, _ -> Response in
         switch state.phase {
         case .loading: return jsonResponse(["status": "loading model"], status: .serviceUnavailable)
-        case let .failed(message): return jsonResponse(["status": "error", "message": message], status: .serviceUnavailable)
+        case let .failed(message): return jsonResponse(["status": "error", "message": .string(message)], status: .serviceUnavailable)
         case .ready: return jsonResponse(["status": "ok"])
         }
     }
@@ -23,7 +24,7 @@ func makeRouter(configuration: ServerConfiguration, state: ServerState, metrics:
 
     let api = router.group().add(middleware: APIKeyMiddleware(key: configuration.apiKey))
     api.get("/v1/models") { _, _ -> Response in
-        jsonResponse(["object": "list", "data": [["id": configuration.modelName, "object": "model",
+        jsonResponse(["object": "list", "data": [["id": .string(configuration.modelName), "object": "model",
                                                    "created": 0, "owned_by": "quill"]]])
     }
     api.post("/v1/chat/completions") { request, _ -> Response in
@@ -38,7 +39,7 @@ func makeRouter(configuration: ServerConfiguration, state: ServerState, metrics:
         guard let content = try f.string("content") else { throw APIError.invalid("'content' is required.", param: "content") }
         let special = try f.bool("add_special") ?? false
         let tokens = special ? handler.model.encodePrompt(content) : handler.model.encode(content, parseSpecialTokens: true)
-        return jsonResponse(["tokens": tokens.map(Int.init)])
+        return jsonResponse(["tokens": .array(tokens.map { JSONValue(Int($0)) })])
     }
     api.post("/detokenize") { request, _ -> Response in
         let handler = try ready(state)
@@ -51,7 +52,7 @@ func makeRouter(configuration: ServerConfiguration, state: ServerState, metrics:
             }
             ids.append(TokenID(t))
         }
-        return jsonResponse(["content": String(decoding: handler.model.bytes(of: ids), as: UTF8.self)])
+        return jsonResponse(["content": .string(String(decoding: handler.model.bytes(of: ids), as: UTF8.self))])
     }
     return router
 }
@@ -102,7 +103,7 @@ private func completion(_ request: Request, kind: CompletionRequest.Kind, config
     return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
 }
 
-func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+func jsonResponse(_ object: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
     Response(status: status, headers: [.contentType: "application/json"],
              body: .init(byteBuffer: ByteBuffer(string: CompletionHandler.json(object))))
 }
