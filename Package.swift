@@ -32,7 +32,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .target(name: "QuillKernels", dependencies: ["COpenBLAS"], swiftSettings: kernelFlags),
         .target(name: "QuillTokenizers", swiftSettings: checkedFlags),
-        // Audio files and speech features (WAV, resampling, log-mel); Foundation only.
+        // Audio files and speech features (WAV, resampling, log-mel); FoundationEssentials only.
         .target(name: "QuillAudio", swiftSettings: checkedFlags),
         .target(name: "QuillGeneration", dependencies: ["QuillKernels"], swiftSettings: checkedFlags),
         .target(name: "QuillModels", dependencies: ["QuillGeneration", "QuillKernels", "QuillTokenizers", "QuillAudio"],

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import Dispatch
+import FoundationEssentials
 import QuillGeneration
 import QuillKernels
 import QuillModels
@@ -78,7 +79,7 @@ extension Bench {
 
     static func integers(_ list: [String]) throws -> [Int] {
         try list.flatMap { $0.split(separator: ",") }.map {
-            guard let n = Int($0.trimmingCharacters(in: .whitespaces)), n >= 0 else {
+            guard let n = Int($0.trimmingWhitespace()), n >= 0 else {
                 throw ValidationError("'\($0)' is not a count")
             }
             return n
@@ -233,8 +234,8 @@ struct ModelSummary {
         for t in file.tensors where t.dimensions.count >= 2 { elementsByType[t.type.description, default: 0] += t.elementCount }
         let mainType = elementsByType.max { $0.value < $1.value }?.key ?? "?"
         let architecture = file.optionalString("general.architecture") ?? "?"
-        let count = parameters >= 1_000_000_000 ? String(format: "%.1fB", Double(parameters) / 1e9)
-            : String(format: "%.0fM", Double(parameters) / 1e6)
+        let count = parameters >= 1_000_000_000 ? String(fixed: Double(parameters) / 1e9, decimals: 1) + "B"
+            : String(fixed: Double(parameters) / 1e6, decimals: 0) + "M"
         type = "\(architecture) \(count) \(mainType)"
     }
 }
@@ -275,9 +276,9 @@ struct BenchResult {
         """
 
     var markdownRow: String {
-        let size = String(format: "%.2f MiB", Double(model.sizeBytes) / 1024 / 1024)
-        let params = String(format: "%.2f M", Double(model.parameters) / 1e6)
-        let ts = String(format: "%.2f ± %.2f", BenchResult.mean(samplesTs), BenchResult.stddev(samplesTs))
+        let size = String(fixed: Double(model.sizeBytes) / 1024 / 1024, decimals: 2) + " MiB"
+        let params = String(fixed: Double(model.parameters) / 1e6, decimals: 2) + " M"
+        let ts = String(fixed: BenchResult.mean(samplesTs), decimals: 2) + " ± " + String(fixed: BenchResult.stddev(samplesTs), decimals: 2)
         return "| \(padded(model.type, 30, left: true)) | \(padded(size, 10)) | \(padded(params, 10)) | \(padded("CPU (Quill)", 10, left: true)) | "
             + "\(padded(String(threads), 7)) | \(padded(testName, 15)) | \(padded(ts, 20)) |"
     }
@@ -300,13 +301,13 @@ struct BenchResult {
             ("use_mmap", "true"),
             ("n_prompt", String(prompt)), ("n_gen", String(gen)), ("n_depth", String(depth)),
             ("n_parallel", String(parallel)),
-            ("test_time", jsonString(ISO8601DateFormatter().string(from: Date()))),
+            ("test_time", jsonString(Date().formatted(.iso8601))),
             ("avg_ns", String(Int(nsMean))), ("stddev_ns", String(Int(nsStd))),
-            ("avg_ts", String(format: "%.6f", BenchResult.mean(ts))),
-            ("stddev_ts", String(format: "%.6f", BenchResult.stddev(ts))),
-            ("median_ts", String(format: "%.6f", BenchResult.median(ts))),
+            ("avg_ts", String(fixed: BenchResult.mean(ts), decimals: 6)),
+            ("stddev_ts", String(fixed: BenchResult.stddev(ts), decimals: 6)),
+            ("median_ts", String(fixed: BenchResult.median(ts), decimals: 6)),
             ("samples_ns", "[ " + samplesNs.map(String.init).joined(separator: ", ") + " ]"),
-            ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
+            ("samples_ts", "[ " + ts.map { String(fixed: $0, decimals: 6) }.joined(separator: ", ") + " ]"),
         ]
         return jsonObject(fields, indent: indent)
     }
@@ -320,7 +321,7 @@ func padded(_ s: String, _ width: Int, left: Bool = false) -> String {
 
 /// `s` as a JSON string literal.
 func jsonString(_ s: String) -> String {
-    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    "\"" + s.replacingScalars("\\", with: "\\\\").replacingScalars("\"", with: "\\\"") + "\""
 }
 
 /// A JSON object of already-encoded values: one line when `indent` is empty (jsonl), else indented.

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import Dispatch
+import FoundationEssentials
 import QuillGeneration
 import QuillModels
 #if canImport(Glibc)
@@ -45,7 +46,7 @@ struct Seq2SeqBenchOptions: ParsableArguments {
     func applies(to path: String?) -> Bool {
         if seq2seq { return true }
         guard let path else { return false }
-        return FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
+        return FileManager.default.fileExists(atPath: path.appendingPathComponent("config.json"))
     }
 
     func validate() throws {
@@ -103,9 +104,10 @@ struct Seq2SeqBenchOptions: ParsableArguments {
 
     func run(_ bench: Bench) throws {
         guard let path = bench.model else { throw CommandError("--seq2seq needs -m FOLDER (a Hugging Face checkpoint folder)") }
-        let weights = (path as NSString).appendingPathComponent("model.safetensors")
+        let weights = path.appendingPathComponent("model.safetensors")
         let attributes = try? FileManager.default.attributesOfItem(atPath: weights)
-        let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+        // FoundationEssentials gives the size as UInt (Foundation gave an NSNumber).
+        let size = (attributes?[.size] as? UInt).map { Int($0) } ?? (attributes?[.size] as? Int) ?? 0
         var results: [Seq2SeqBenchResult] = []
         var printedHeader = false
         for threads in try Bench.integers(bench.threads) {
@@ -121,7 +123,7 @@ struct Seq2SeqBenchOptions: ParsableArguments {
             var byType: [String: Int] = [:]
             for t in file.tensors.values { byType[t.dtype, default: 0] += t.elementCount }
             let dtype = quantized ? "Q8_0" : byType.max { $0.value < $1.value }?.key ?? "?"
-            let type = "\(pipeline.model.modelType) \(String(format: "%.0fM", Double(parameters) / 1e6)) \(dtype)"
+            let type = "\(pipeline.model.modelType) \(String(fixed: Double(parameters) / 1e6, decimals: 0) + "M") \(dtype)"
             let sources = sources(pipeline)
             // The largest test's decoder cache must fit before anything runs (or a row is printed).
             let model = pipeline.model
@@ -223,10 +225,10 @@ struct Seq2SeqBenchResult {
         """
 
     var markdownRow: String {
-        let size = String(format: "%.2f MiB", Double(sizeBytes) / 1024 / 1024)
-        let params = String(format: "%.2f M", Double(parameters) / 1e6)
-        let ss = String(format: "%.2f ± %.2f", BenchResult.mean(samplesSentences), BenchResult.stddev(samplesSentences))
-        let ts = String(format: "%.2f ± %.2f", BenchResult.mean(samplesTs), BenchResult.stddev(samplesTs))
+        let size = String(fixed: Double(sizeBytes) / 1024 / 1024, decimals: 2) + " MiB"
+        let params = String(fixed: Double(parameters) / 1e6, decimals: 2) + " M"
+        let ss = String(fixed: BenchResult.mean(samplesSentences), decimals: 2) + " ± " + String(fixed: BenchResult.stddev(samplesSentences), decimals: 2)
+        let ts = String(fixed: BenchResult.mean(samplesTs), decimals: 2) + " ± " + String(fixed: BenchResult.stddev(samplesTs), decimals: 2)
         return "| \(padded(modelType, 30, left: true)) | \(padded(size, 10)) | \(padded(params, 10)) | \(padded("CPU (Quill)", 10, left: true)) | "
             + "\(padded(String(threads), 7)) | \(padded(testName, 15)) | \(padded(ss, 19)) | \(padded(ts, 20)) |"
     }
@@ -248,18 +250,18 @@ struct Seq2SeqBenchResult {
             ("max_new_tokens", String(maxNewTokens)),
             ("n_gen", String(Int(BenchResult.mean(tokens.map(Double.init)).rounded()))),
             ("test", jsonString(testName)),
-            ("test_time", jsonString(ISO8601DateFormatter().string(from: Date()))),
+            ("test_time", jsonString(Date().formatted(.iso8601))),
             ("avg_ns", String(Int(BenchResult.mean(ns)))), ("stddev_ns", String(Int(BenchResult.stddev(ns)))),
-            ("avg_sentences_per_s", String(format: "%.6f", BenchResult.mean(ss))),
-            ("stddev_sentences_per_s", String(format: "%.6f", BenchResult.stddev(ss))),
-            ("avg_ts", String(format: "%.6f", BenchResult.mean(ts))),
-            ("stddev_ts", String(format: "%.6f", BenchResult.stddev(ts))),
-            ("median_ts", String(format: "%.6f", BenchResult.median(ts))),
+            ("avg_sentences_per_s", String(fixed: BenchResult.mean(ss), decimals: 6)),
+            ("stddev_sentences_per_s", String(fixed: BenchResult.stddev(ss), decimals: 6)),
+            ("avg_ts", String(fixed: BenchResult.mean(ts), decimals: 6)),
+            ("stddev_ts", String(fixed: BenchResult.stddev(ts), decimals: 6)),
+            ("median_ts", String(fixed: BenchResult.median(ts), decimals: 6)),
             ("samples_ns", "[ " + samplesNs.map(String.init).joined(separator: ", ") + " ]"),
             ("samples_tokens", "[ " + tokens.map(String.init).joined(separator: ", ") + " ]"),
-            ("samples_ts", "[ " + ts.map { String(format: "%.6f", $0) }.joined(separator: ", ") + " ]"),
+            ("samples_ts", "[ " + ts.map { String(fixed: $0, decimals: 6) }.joined(separator: ", ") + " ]"),
             ("samples_cpu_ns", "[ " + samplesCpuNs.map(String.init).joined(separator: ", ") + " ]"),
-            ("avg_cpu_ts", String(format: "%.6f", BenchResult.mean(zip(samplesCpuNs, tokens).map { Double($1) * 1e9 / Double($0) }))),
+            ("avg_cpu_ts", String(fixed: BenchResult.mean(zip(samplesCpuNs, tokens).map { Double($1) * 1e9 / Double($0) }), decimals: 6)),
         ]
         return jsonObject(fields, indent: indent)
     }

@@ -1,5 +1,8 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import QuillGeneration
 import QuillModels
 
@@ -44,7 +47,7 @@ struct Chat: ParsableCommand {
             options.stopStrings = sampling.stopStrings
             let baseSeed = options.sampling.seed
             reportSeed(options.sampling)
-            StandardError.write("quill: chat with \((modelOptions.modelPath as NSString).lastPathComponent); '/reset' starts over, end of input (Ctrl-D) quits\n")
+            StandardError.write("quill: chat with \(modelOptions.modelPath.lastPathComponent); '/reset' starts over, end of input (Ctrl-D) quits\n")
             var turn = 0
             // The "> " prompt only helps a person typing; piped input gets a clean stderr.
             let interactive = isatty(0) == 1
@@ -54,7 +57,7 @@ struct Chat: ParsableCommand {
                     if interactive { StandardError.write("\n") }
                     return
                 }
-                let message = line.trimmingCharacters(in: .whitespaces)
+                let message = line.trimmingWhitespace()
                 if message.isEmpty { continue }
                 if message == "/reset" {
                     session.reset()

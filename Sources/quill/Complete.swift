@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillModels
 import QuillTokenizers
@@ -187,9 +187,9 @@ struct Complete: ParsableCommand {
                 let generated = try CompleteBeamSearch(beams: beam, nBest: nBest ?? 1, printIds: ids).run(
                     loaded, prompt: prompt, maxNewTokens: nPredict < 0 ? contextSize : nPredict, contextSize: contextSize,
                     stopAtEndOfSequence: !ignoreEos)
-                StandardError.write(String(format: "\nquill: beam search %d beams | prompt %d tokens | best hypothesis %d tokens in %.2f s | %d threads, %@\n",
-                                           max(beam, nBest ?? 1), prompt.count, generated, seconds(clock.now - searchStart),
-                                           modelOptions.threads, modelOptions.precision.rawValue))
+                StandardError.write("\nquill: beam search \(max(beam, nBest ?? 1)) beams | prompt \(prompt.count) tokens | "
+                    + "best hypothesis \(generated) tokens in \(String(fixed: seconds(clock.now - searchStart), decimals: 2)) s | "
+                    + "\(modelOptions.threads) threads, \(modelOptions.precision.rawValue)\n")
                 return
             }
             let cache = try loaded.model.makeCache(capacity: contextSize)

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillModels
 
@@ -58,9 +58,10 @@ struct PerplexityCommand: ParsableCommand {
             let result = try Perplexity.measure(model: loaded.model, tokens: tokens, window: ctxSize, passTokens: passTokens)
             let elapsed = (clock.now - start).components
             let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
-            print(String(format: "windows %d × %d tokens | PPL %.4f (all %d positions) | PPL %.4f (second halves, %d positions) | %.1f s",
-                         tokens.count / ctxSize, ctxSize, result.perplexity, result.scoredTokens,
-                         result.secondHalfPerplexity, result.secondHalfScoredTokens, seconds))
+            print("windows \(tokens.count / ctxSize) × \(ctxSize) tokens | "
+                + "PPL \(String(fixed: result.perplexity, decimals: 4)) (all \(result.scoredTokens) positions) | "
+                + "PPL \(String(fixed: result.secondHalfPerplexity, decimals: 4)) (second halves, \(result.secondHalfScoredTokens) positions) | "
+                + "\(String(fixed: seconds, decimals: 1)) s")
         }
     }
 }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,18 +15,22 @@ enum StandardOutput {
     /// Writes all of `text`; returns false once the reader has gone away.
     @discardableResult
     static func write(_ text: String) -> Bool {
-        var bytes = Array(text.utf8)
-        return bytes.withUnsafeMutableBytes { writeAll(fd: 1, $0) }
-    }
-
-    private static func writeAll(fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Bool {
         guard !closed else { return false }
+        if writeAll(fd: 1, text) { return true }
+        closed = true
+        return false
+    }
+}
+
+/// Writes all of `text` to `fd`, retrying short writes and EINTR; false on any other error.
+private func writeAll(fd: Int32, _ text: String) -> Bool {
+    let bytes = Array(text.utf8)
+    return bytes.withUnsafeBytes { buffer in
         var offset = 0
         while offset < buffer.count {
             let n = Glibc.write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                closed = true
                 return false
             }
             offset += n
@@ -36,15 +40,27 @@ enum StandardOutput {
 }
 
 enum StandardError {
+    /// Unbuffered, like FileHandle.standardError was. A failed write to stderr is dropped: there is
+    /// nowhere left to report it.
     static func write(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        _ = writeAll(fd: 2, text)
     }
 }
 
 enum StandardInput {
     /// Reads stdin to EOF and checks that it is UTF-8 text.
     static func readText() throws -> String {
-        let data = FileHandle.standardInput.readDataToEndOfFile()
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CommandError("cannot read standard input: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: chunk[..<n])
+        }
         guard let text = String(validating: data, as: UTF8.self) else {
             throw CommandError("standard input is not valid UTF-8 text")
         }

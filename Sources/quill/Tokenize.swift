@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import QuillModels
 import QuillTokenizers
 
@@ -37,11 +37,11 @@ struct Tokenize: ParsableCommand {
         try reportingErrors {
             let text = try StandardInput.readText()
             let path = try ModelLocator.resolve(model)
-            var isDirectory: ObjCBool = false
+            var isDirectory = false
             _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
             let tokenizer: any Tokenizer
             var ids: [Int32]
-            if isDirectory.boolValue {
+            if isDirectory {
                 guard !noParseSpecial else { throw CommandError("--no-parse-special works with GGUF models only") }
                 tokenizer = try TokenizerLoader.load(directory: URL(fileURLWithPath: path, isDirectory: true))
                 ids = tokenizer.encode(text, addSpecialTokens: true)

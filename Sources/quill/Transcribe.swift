@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import QuillAudio
 import QuillModels
 
@@ -65,15 +65,15 @@ struct Transcribe: ParsableCommand {
                     let audio = try WAV.read(path: file)
                     let result = try pipeline.run(audio, task: WhisperPipeline.Task(rawValue: task)!, language: fixedLanguage, beamSize: beam)
                     if let probability = result.languageProbability {
-                        StandardError.write(String(format: "quill: %@: detected language %@ (probability %.4f)\n", file, result.language, probability))
+                        StandardError.write("quill: \(file): detected language \(result.language) (probability \(String(fixed: Double(probability), decimals: 4)))\n")
                     }
                     if timings {
-                        StandardError.write(String(format: "quill: %@: features %.3f s, encoder %.3f s, decoder %.3f s, processor %.3f s, %d tokens\n",
-                                                   file, result.featureSeconds, result.encoderSeconds, result.decoderSeconds,
-                                                   result.cpuSeconds, result.ids.count))
+                        StandardError.write("quill: \(file): features \(String(fixed: result.featureSeconds, decimals: 3)) s, "
+                            + "encoder \(String(fixed: result.encoderSeconds, decimals: 3)) s, decoder \(String(fixed: result.decoderSeconds, decimals: 3)) s, "
+                            + "processor \(String(fixed: result.cpuSeconds, decimals: 3)) s, \(result.ids.count) tokens\n")
                     }
                     line = ids ? result.ids.map(String.init).joined(separator: " ")
-                        : result.text.replacingOccurrences(of: "\n", with: " ")
+                        : result.text.replacingScalars("\n", with: " ")
                 } catch let error as AudioError {
                     StandardError.write("quill: \(error)\n")
                     failures += 1

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import QuillGeneration
 import QuillModels
 
@@ -70,8 +70,8 @@ struct Seq2SeqOptions: ParsableArguments {
     /// One output line: text or ids, with `\t<score>` when scores are asked for.
     func line(_ hypothesis: Seq2SeqHypothesis, _ pipeline: Seq2SeqPipeline, withScore: Bool) -> String {
         var out = ids ? hypothesis.generated.map(String.init).joined(separator: " ")
-            : pipeline.text(hypothesis).replacingOccurrences(of: "\n", with: " ")
-        if withScore { out += "\t" + String(format: "%.6f", hypothesis.score) }
+            : pipeline.text(hypothesis).replacingScalars("\n", with: " ")
+        if withScore { out += "\t" + String(fixed: Double(hypothesis.score), decimals: 6) }
         return out
     }
 }
@@ -157,6 +157,7 @@ func report(load: Duration, run: Duration, sentences: Int, tokens: Int, threads:
 /// The line `report` writes.
 func reportLine(load: Duration, run: Duration, sentences: Int, tokens: Int, threads: Int, beams: Int) -> String {
     let s = max(seconds(run), 1e-9)
-    return String(format: "quill: load %.0f ms | %d sentences, %.1f sent/s | %d tokens generated (best hypotheses), %.1f tok/s | %d threads, %d beams\n",
-                  seconds(load) * 1000, sentences, Double(sentences) / s, tokens, Double(tokens) / s, threads, beams)
+    return "quill: load \(String(fixed: seconds(load) * 1000, decimals: 0)) ms | \(sentences) sentences, "
+        + "\(String(fixed: Double(sentences) / s, decimals: 1)) sent/s | \(tokens) tokens generated (best hypotheses), "
+        + "\(String(fixed: Double(tokens) / s, decimals: 1)) tok/s | \(threads) threads, \(beams) beams\n"
 }
