@@ -8,8 +8,10 @@ cd "$(dirname "$0")"
 root=../..
 out=.build
 mkdir -p "$out"
+# -package-name as SwiftPM passes it: the modules share `package` helpers (JSONValue's bridged
+# accessors, String(fixed:decimals:), the path and trimming helpers).
 flags=(-O -wmo -swift-version 6 -parse-as-library -sanitize=fuzzer,address -g -target-cpu native
-       -I "$out" -I "$root/Sources/COpenBLAS")
+       -package-name Quill -I "$out" -I "$root/Sources/COpenBLAS")
 
 # Modules in dependency order; each is rebuilt only when one of its sources is newer than it.
 build_module() {
