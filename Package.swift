@@ -14,7 +14,7 @@ let nativeFlags: [SwiftSetting] = portable ? [] : [
 // (file formats, configs, tokenizers, the command line) keeps the checks, so a validation that was
 // missed traps with a message instead of corrupting memory; measured, this costs nothing for pp/tg.
 let kernelFlags: [SwiftSetting] = nativeFlags + [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
-let checkedFlags: [SwiftSetting] = nativeFlags + [.unsafeFlags(["-wmo"], .when(configuration: .release))]
+let checkedFlags: [SwiftSetting] = nativeFlags + [.unsafeFlags(["-wmo"], .when(configuration: .release)), .enableUpcomingFeature("MemberImportVisibility")]
 
 let package = Package(
     name: "Quill",
@@ -46,6 +46,7 @@ let package = Package(
             "QuillModels",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ], swiftSettings: checkedFlags + [.unsafeFlags(["-enable-testing"])]),  // request handling is tested from inside
         .executableTarget(name: "quill", dependencies: [
             "QuillModels", "QuillServer",

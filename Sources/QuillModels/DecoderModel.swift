@@ -2,6 +2,7 @@ import FoundationEssentials
 import Synchronization
 import QuillGeneration
 import QuillKernels
+import QuillTokenizers
 
 /// How the matrices are multiplied. Both read the same (quantised) weights.
 public enum ComputePrecision: String, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import QuillTokenizers
 
 /// One token id or a list of them: HF writes `eos_token_id` either way.
 public struct TokenIDList: Codable, Sendable, Equatable {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import QuillTokenizers
 
 /// Resolves what a user passes to `-m`: a short model name that `Weights/fetch` knows (`smollm2`,
 /// `gemma3-270m`, `qwen2.5-coder-0.5b`, `whisper-base`), a file or folder path, or nothing (the default

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import QuillGeneration
 import QuillKernels
+import QuillTokenizers
 
 /// Loads a Hugging Face encoder-decoder checkpoint folder (`config.json`, `generation_config.json`,
 /// `model.safetensors`) as it is: Marian (`marian`), BART (`bart`) and T5 v1.0 / v1.1 / FLAN (`t5`).

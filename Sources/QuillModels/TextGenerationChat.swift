@@ -1,4 +1,5 @@
 import QuillGeneration
+import QuillTokenizers
 
 /// A conversation with a model that keeps its KV cache between turns.
 ///

@@ -11,6 +11,7 @@ import NIOPosix
 import QuillGeneration
 import QuillModels
 import ServiceLifecycle
+import UnixSignals
 import Synchronization
 
 /// How `quill serve` runs.

@@ -4,6 +4,7 @@ import FoundationEssentials
 import QuillGeneration
 import QuillKernels
 import QuillModels
+import QuillTokenizers
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,7 +2,9 @@ import ArgumentParser
 import Dispatch
 import FoundationEssentials
 import QuillGeneration
+import QuillKernels
 import QuillModels
+import QuillTokenizers
 #if canImport(Glibc)
 import Glibc
 #endif

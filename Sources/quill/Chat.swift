@@ -1,10 +1,12 @@
 import ArgumentParser
 import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#endif
 import QuillGeneration
+import QuillKernels
 import QuillModels
+import QuillTokenizers
+#if canImport(Glibc)
+import Glibc  // isatty
+#endif
 
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -83,10 +85,9 @@ struct Chat: ParsableCommand {
                 }
                 guard StandardOutput.write("\n") else { throw closedOutputExitCode }
                 let g = statistics.generation
-                StandardError.write(String(
-                    format: "quill: turn %d | prompt %d new tokens (%d reused from the cache), %.1f tok/s | generated %d tokens, %.1f tok/s\n",
-                    turn, g.promptTokens, statistics.reusedTokens, g.promptTokensPerSecond,
-                    g.generatedTokens, g.generationTokensPerSecond))
+                StandardError.write("quill: turn \(turn) | prompt \(g.promptTokens) new tokens (\(statistics.reusedTokens) reused from the cache), "
+                    + "\(String(fixed: g.promptTokensPerSecond, decimals: 1)) tok/s | "
+                    + "generated \(g.generatedTokens) tokens, \(String(fixed: g.generationTokensPerSecond, decimals: 1)) tok/s\n")
                 if Interrupt.requested { throw Interrupt.interruptedExitCode }
             }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import QuillGeneration
+import QuillKernels
 import QuillModels
 import QuillTokenizers
 
@@ -223,11 +224,10 @@ struct Complete: ParsableCommand {
                 StandardError.write(newLine + "quill: stopped at the end of the context (\(contextSize) tokens); raise -c/--ctx-size for more\n")
                 newLine = ""
             }
-            StandardError.write(String(
-                format: newLine + "quill: load %.0f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %@\n",
-                loadSeconds * 1000, statistics.promptTokens, statistics.promptTokensPerSecond,
-                statistics.generatedTokens, statistics.generationTokensPerSecond,
-                modelOptions.threads, modelOptions.precision.rawValue))
+            StandardError.write(newLine + "quill: load \(String(fixed: loadSeconds * 1000, decimals: 0)) ms | "
+                + "prompt \(statistics.promptTokens) tokens, \(String(fixed: statistics.promptTokensPerSecond, decimals: 1)) tok/s | "
+                + "generated \(statistics.generatedTokens) tokens, \(String(fixed: statistics.generationTokensPerSecond, decimals: 1)) tok/s | "
+                + "\(modelOptions.threads) threads, \(modelOptions.precision.rawValue)\n")
             if Interrupt.requested { throw Interrupt.interruptedExitCode }
         }
     }

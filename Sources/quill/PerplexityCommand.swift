@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import QuillGeneration
+import QuillKernels
 import QuillModels
 
 /// `quill perplexity`: llama-perplexity's measurement, so a speed figure can be checked for correctness.

@@ -1,7 +1,9 @@
 import ArgumentParser
 import FoundationEssentials
 import QuillAudio
+import QuillKernels
 import QuillModels
+import QuillTokenizers
 
 struct Transcribe: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,9 @@
 import ArgumentParser
 import FoundationEssentials
 import QuillGeneration
+import QuillKernels
 import QuillModels
+import QuillTokenizers
 
 /// Options shared by `translate` and `summarize`: the checkpoint folder and the search.
 struct Seq2SeqOptions: ParsableArguments {
