@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // Quill builds its kernels for the CPU it is compiled on (as llama.cpp does by default):
@@ -25,7 +25,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        // Without Hummingbird's default "FullFoundation" trait its URL-encoded form coder imports
+        // FoundationEssentials instead of Foundation (the rest of Hummingbird always does), so that
+        // `quill` links no libFoundation/ICU (Quill uses no form coding).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: ["ConfigurationSupport"]),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
