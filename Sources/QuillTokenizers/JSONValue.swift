@@ -24,6 +24,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
         self = try decoder.decode(JSONValue.self, from: data)
     }
 
+    /// Decodes whatever value the decoder holds; prefer `init(parsing:)`, which makes this fast.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() { self = .null; return }
@@ -40,6 +41,7 @@ public enum JSONValue: Codable, Equatable, Sendable {
         self = try Self.decodeAnyKind(container, first: predicted, hint: hint)
     }
 
+    /// Encodes the value as itself (with `JSONEncoder`: the JSON text it stands for).
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
@@ -140,6 +142,7 @@ extension JSONValue.KindHint {
 
 // MARK: - Literals (for building responses)
 
+/// `["id": .string(id), "choices": [...], "logprobs": nil]` builds an object; `nil` is `null`.
 extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
     public init(nilLiteral: ()) { self = .null }

@@ -15,7 +15,8 @@ extension BPETokenizer {
             throw TokenizerError("cannot read \(url.path): \(fileErrorDescription(error))")
         }
         // Number and boolean fields are read as JSONSerialization's NSNumber casts read them
-        // (`bridgedInt`, `bridgedBool`), so files load or fail exactly as before.
+        // (`bridgedInt`, `bridgedBool`), so files load or fail as before. Unlike JSONSerialization on
+        // Linux, JSONDecoder keeps a leading U+FEFF in strings (byte-level vocabularies have none).
         guard let root = (try? JSONValue(parsing: data))?.objectValue else {
             throw TokenizerError("\(url.lastPathComponent) is not a JSON object")
         }
