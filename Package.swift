@@ -25,10 +25,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        // Without Hummingbird's default "FullFoundation" trait its URL-encoded form coder imports
-        // FoundationEssentials instead of Foundation (the rest of Hummingbird always does), so that
-        // `quill` links no libFoundation/ICU (Quill uses no form coding).
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0", traits: ["ConfigurationSupport"]),
+        // Without Hummingbird's default traits: "FullFoundation" made its URL-encoded form coder import
+        // Foundation (the rest of Hummingbird imports FoundationEssentials), which put libFoundation and
+        // ICU (~7 MB resident) into `quill`; "ConfigurationSupport" compiles swift-configuration.
+        // Quill uses neither. Traits need Hummingbird 2.28 or later.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quill vs llama.cpp (built without AMX by build.sh) on the same GGUF file, side by side in one run:
 # pp512 / tg128 at 1 and 2 threads (llama-bench's method, -r repetitions, medians reported),
-# peak RSS while generating 128 tokens with a 2048-token context, and both engines' perplexity
+# peak RSS while generating 128 and 2,000 tokens with a 2048-token context, and both engines' perplexity
 # on the reference pack's hamlet.md (speed is only worth comparing between correct engines).
 #
 #   Benchmarks/llama.cpp/compare.sh [MODEL]
@@ -70,14 +70,17 @@ PY
 
 if [ -z "${SKIP_RSS:-}" ]; then
 echo
-echo "peak RSS generating 128 tokens, -c 2048, 1 thread (ru_maxrss via /usr/bin/time):"
 PROMPT="Once upon a time"
-/usr/bin/time -f "llama.cpp %M KiB" "$LLAMA_BIN/llama-completion" -m "$MODEL" -p "$PROMPT" -n 128 -c 2048 -t 1 \
-    --ignore-eos -no-cnv --no-warmup > /dev/null 2> "$OUT/llama-rss.txt" < /dev/null || true
-tail -1 "$OUT/llama-rss.txt"
-printf '%s' "$PROMPT" | /usr/bin/time -f "quill     %M KiB" "$QUILL" complete -m "$MODEL" -n 128 -c 2048 -t 1 --ignore-eos \
-    > /dev/null 2> "$OUT/quill-rss.txt"
-tail -1 "$OUT/quill-rss.txt"
+# 128 tokens (weights and runtime) and 2,000 (#9's figure: the F16 KV cache nearly full).
+for N in 128 2000; do
+    echo "peak RSS generating $N tokens, -c 2048, 1 thread (ru_maxrss via /usr/bin/time):"
+    /usr/bin/time -f "llama.cpp %M KiB" "$LLAMA_BIN/llama-completion" -m "$MODEL" -p "$PROMPT" -n $N -c 2048 -t 1 \
+        --ignore-eos -no-cnv --no-warmup > /dev/null 2> "$OUT/llama-rss.txt" < /dev/null || true
+    tail -1 "$OUT/llama-rss.txt"
+    printf '%s' "$PROMPT" | /usr/bin/time -f "quill     %M KiB" "$QUILL" complete -m "$MODEL" -n $N -c 2048 -t 1 --ignore-eos \
+        > /dev/null 2> "$OUT/quill-rss.txt"
+    tail -1 "$OUT/quill-rss.txt"
+done
 fi
 
 if [ -z "${SKIP_PPL:-}" ]; then
