@@ -84,21 +84,8 @@ extension Seq2SeqSearch {
                     var top: [Candidate] = []
                     top.reserveCapacity(2 * beams + 1)
                     for k in 0..<beams {
-                        let rowIndex = slot * beams + k
-                        let row = buffer.baseAddress! + rowIndex * vocabulary
-                        if rowIndex + 1 < buffer.count / vocabulary {
-                            // The logits were written long ago by the output projection (rows × 58k
-                            // floats, past L2): start bringing in the next row while this one is scanned.
-                            prefetchForReading(UnsafeRawPointer(row + vocabulary), bytes: vocabulary * 4)
-                        }
-                        // Log-probabilities are `row[j] − shift`; the scan below subtracts the shift
-                        // itself (the same float operations) instead of a pass writing the row, unless
-                        // a processor forces a token this step (its 0 is a log-probability).
-                        var shift = logSoftmaxShift(row, count: vocabulary)
-                        if processors.forcesToken(atLength: search.sequences[k].count) {
-                            for j in 0..<vocabulary { row[j] -= shift }
-                            shift = 0
-                        }
+                        let row = buffer.baseAddress! + (slot * beams + k) * vocabulary
+                        logSoftmaxVectorised(row, count: vocabulary)
                         processors.apply(row, vocabulary: vocabulary, sequence: search.sequences[k])
                         let running = search.scores[k]
                         var i = 0
@@ -106,12 +93,12 @@ extension Seq2SeqSearch {
                             // Once the list is full, the blocks of 16 in which no score beats its last
                             // are passed over (the same sums and comparisons as below).
                             if top.count == 2 * beams {
-                                i = CandidateScan.firstBlockAbove(row, from: i, count: vocabulary, shift: shift,
-                                                                  offset: running, threshold: top[top.count - 1].score)
+                                i = CandidateScan.firstBlockAbove(row, from: i, count: vocabulary, offset: running,
+                                                                  threshold: top[top.count - 1].score)
                                 if i == vocabulary { break }
                             }
                             for j in i..<min(i + 16, vocabulary) {
-                                let score = (row[j] - shift) + running
+                                let score = row[j] + running
                                 if top.count == 2 * beams, !(score > top[top.count - 1].score) { continue }
                                 // Insertion keeps the earlier (beam, token) first among equal scores.
                                 var position = top.count

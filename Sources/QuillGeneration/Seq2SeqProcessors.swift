@@ -96,13 +96,6 @@ public struct Seq2SeqProcessors: Sendable {
         if let eos = settings.forcedEOS, length == settings.maxLength - 1 { force(eos, scores, vocabulary) }
     }
 
-    /// Whether `apply` at this sequence length writes a log-probability other than −∞ (a forced
-    /// BOS/EOS token gets 0). Otherwise it only bans tokens, which gives the same scores whether it
-    /// runs before or after the log-softmax shift (−∞ − shift = −∞).
-    public func forcesToken(atLength length: Int) -> Bool {
-        (settings.forcedBOS != nil && length == 1) || (settings.forcedEOS != nil && length == settings.maxLength - 1)
-    }
-
     private func force(_ token: TokenID, _ scores: UnsafeMutablePointer<Float>, _ vocabulary: Int) {
         guard token >= 0 && Int(token) < vocabulary else { return }
         scores.update(repeating: -.infinity, count: vocabulary)
@@ -124,13 +117,6 @@ public func logSoftmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 /// row of every step (Whisper's 51,865 or Marian's 58,101 logits × beams × sources), where the scalar
 /// `expf` loop of `logSoftmaxInPlace` cost as much as a large part of the forward pass.
 func logSoftmaxVectorised(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    let shift = logSoftmaxShift(x, count: count)
-    for j in 0..<count { x[j] -= shift }
-}
-
-/// `max + log Σ exp(x − max)`: what `logSoftmaxVectorised` subtracts from every value, without
-/// writing the row (the beam search subtracts it in its candidate scan instead: a pass fewer).
-func logSoftmaxShift(_ x: UnsafePointer<Float>, count: Int) -> Float {
     let raw = UnsafeRawPointer(x)
     let maximum = largestValue(x, count: count)
     let m = SIMD16<Float>(repeating: maximum)
@@ -142,7 +128,8 @@ func logSoftmaxShift(_ x: UnsafePointer<Float>, count: Int) -> Float {
     }
     var sum = horizontalSum(sums)
     while i < count { sum += expf(x[i] - maximum); i += 1 }
-    return maximum + logf(sum)
+    let shift = maximum + logf(sum)
+    for j in 0..<count { x[j] -= shift }
 }
 
 #if canImport(Glibc)

@@ -365,9 +365,3 @@ func narrowToHalves(_ source: UnsafePointer<Float>, into destination: UnsafeMuta
         while o < bytes { quill_prefetch(p + o); o += 64 }
     }
 }
-
-/// Asks the cache hierarchy for `bytes` from `p` ahead of reading them — a hint, which never faults.
-/// For callers outside the kernels that stream a buffer written long before (a search's logits rows).
-public func prefetchForReading(_ p: UnsafeRawPointer, bytes: Int) {
-    prefetchStep(p, bytes: bytes)
-}
