@@ -55,11 +55,32 @@ protocol AVX512Int8Kernel {
     /// `unpack(w).u` with every dword twice (dwords 2j and 2j + 1 hold group j), for the paired
     /// batched kernel (BatchedPairedInt8AVX512.swift).
     static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i
+    /// Two rows' blocks in one register: `unpack(a).u` in the low 256 bits, `unpack(b).u` in the high
+    /// (for the one-row kernel's four-row passes).
+    static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i
+    /// Whether the one-row kernel runs two rows per 512-bit register (`int8Rows`): a gain where
+    /// unpacking is arithmetic-bound (4-bit types), not for Q8_0, whose rows stream from memory.
+    static var pairsRows: Bool { get }
 }
 
 extension AVX512Int8Kernel {
     @inline(__always) static func minFactor(_ w: UnsafeRawPointer) -> Float { unpack(w).m }
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m128) -> Float { combine(hsum256(acc), lane1(macc)) }
+    @inline(__always) static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i {
+        concat256(unpack(a).u, unpack(b).u)
+    }
+    static var pairsRows: Bool { true }
+    /// (d_w, m_w) of four rows' blocks as [d₀, m₀, d₁, m₁, d₂, m₂, d₃, m₃], converted as `step` does
+    /// (m_w is d_w again for the types without their own minimum).
+    @inline(__always) static func fourRowScales(_ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer,
+                                                _ p2: UnsafeRawPointer, _ p3: UnsafeRawPointer) -> __m256 {
+        @inline(__always) func pair(_ p: UnsafeRawPointer) -> Int32 {
+            if hasOwnMinimum { return Int32(bitPattern: p.loadUnaligned(as: UInt32.self)) }
+            let d = UInt32(p.loadUnaligned(as: UInt16.self))
+            return Int32(bitPattern: d | d << 16)
+        }
+        return _mm256_cvtph_ps(_mm_set_epi32(pair(p3), pair(p2), pair(p1), pair(p0)))
+    }
 }
 
 enum AVX512MatVec {
@@ -145,6 +166,39 @@ enum AVX512MatVec {
         let qs = UnsafeRawPointer(xq.qs), scales = UnsafeRawPointer(xq.scales)
         let rb = w.rowBytes, stride = K.stride, streaming = w.streaming
         var r = rows.lowerBound
+        // Four rows per pass, two per 512-bit register: lanes 0–7 are one row's `step` lanes and
+        // 8–15 the next row's, with the activations in both halves, and the four rows' scales
+        // converted and multiplied together. Every lane sees exactly `step`'s operations in the same
+        // order (so each row is bitwise its one-row and batched result), at about half the
+        // instructions per block: one dpbusd, convert and FMA for two rows.
+        let lowHalf = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0)
+        let highHalf = _mm512_set_epi32(6, 6, 6, 6, 6, 6, 6, 6, 4, 4, 4, 4, 4, 4, 4, 4)
+        while K.pairsRows && r + 4 <= rows.upperBound {
+            let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
+            var a01 = _mm512_setzero_ps(), a23 = _mm512_setzero_ps(), minSums = _mm256_setzero_ps()
+            let ahead = p0 + prefetchDistance
+            for b in 0..<blocks {
+                let x2 = _mm512_broadcast_i64x4(qs.loadUnaligned(fromByteOffset: 32 * b, as: __m256i.self))
+                // (d_x, d_x·Σq_x) four times.
+                let dxs = _mm256_castsi256_ps(_mm256_set1_epi64x(scales.loadUnaligned(fromByteOffset: 8 * b, as: Int64.self)))
+                let wo = b * stride
+                prefetchStep(ahead + 4 * wo, bytes: 4 * stride, streaming: streaming)
+                // [d₀d_x, m₀·d_xΣq_x, d₁d_x, …]: lanes 2i of `step`'s `prod` for row i, lanes 2i + 1 its min term.
+                let prod = _mm256_mul_ps(K.fourRowScales(p0 + wo, p1 + wo, p2 + wo, p3 + wo), dxs)
+                let wide = _mm512_castps256_ps512(prod)
+                let i01 = dpbusd512(K.unpackTwoRows(p0 + wo, p1 + wo), x2)
+                let i23 = dpbusd512(K.unpackTwoRows(p2 + wo, p3 + wo), x2)
+                a01 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i01), _mm512_permutexvar_ps(lowHalf, wide), a01)
+                a23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i23), _mm512_permutexvar_ps(highHalf, wide), a23)
+                minSums = _mm256_add_ps(minSums, prod)
+            }
+            let m = unsafeBitCast(minSums, to: SIMD8<Float>.self)
+            y[r] = K.combine(hsum256(_mm512_castps512_ps256(a01)), m[1])
+            y[r + 1] = K.combine(hsum256(upper256(a01)), m[3])
+            y[r + 2] = K.combine(hsum256(_mm512_castps512_ps256(a23)), m[5])
+            y[r + 3] = K.combine(hsum256(upper256(a23)), m[7])
+            r += 4
+        }
         while r + 4 <= rows.upperBound {
             let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
             let z = _mm256_setzero_ps(), zm = _mm_setzero_ps()
@@ -194,12 +248,36 @@ enum AVX512MatVec {
     _mm256_mask_dpbusd_epi32(_mm256_setzero_si256(), 0xFF, a, b)
 }
 
+/// `a` in the low 256 bits, `b` in the high (vinserti64x4; the intrinsic is a macro Swift cannot import).
+@inline(__always) func concat256(_ a: __m256i, _ b: __m256i) -> __m512i {
+    unsafeBitCast(SIMD16<Int32>(lowHalf: unsafeBitCast(a, to: SIMD8<Int32>.self), highHalf: unsafeBitCast(b, to: SIMD8<Int32>.self)),
+                  to: __m512i.self)
+}
+
+/// The high 256 bits of `v`.
+@inline(__always) func upper256(_ v: __m512) -> __m256 {
+    unsafeBitCast(unsafeBitCast(v, to: SIMD16<Float>.self).highHalf, to: __m256.self)
+}
+
+/// vpdpbusd from a zero accumulator, 512 bits.
+@inline(__always) func dpbusd512(_ a: __m512i, _ b: __m512i) -> __m512i {
+    _mm512_mask_dpbusd_epi32(_mm512_setzero_si512(), 0xFFFF, a, b)
+}
+
 /// Lane 1 of a 4-float vector.
 @inline(__always) func lane1(_ v: __m128) -> Float { _mm_cvtss_f32(_mm_movehdup_ps(v)) }
 
 /// 16 nibbles → 32 unsigned bytes in ggml order (low nibbles are elements 0–15, high 16–31).
 @inline(__always) func unpackNibbles256(_ raw: __m128i) -> __m256i {
     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F))
+}
+
+/// `unpackNibbles256` of two rows' blocks in one register (row `a` low, `b` high): the two 16-byte
+/// blocks spread to [a, a, b, b], the second copy of each shifted down a nibble, then masked.
+@inline(__always) func twoRowNibbles(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, offset: Int) -> __m512i {
+    let raw = _mm512_castsi256_si512(_mm256_set_m128i(load128(b, offset), load128(a, offset)))
+    let spread = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), raw)
+    return _mm512_and_si512(_mm512_mask_srli_epi16(spread, 0xFF00_FF00, spread, 4), _mm512_set1_epi8(0x0F))
 }
 
 /// 16 unsigned bytes → 16 floats.
@@ -312,6 +390,9 @@ enum Q41Int8: AVX512Int8Kernel {
     @inline(__always) static func combine16(_ dot: __m512, _ minSum: __m512) -> __m512 { _mm512_add_ps(dot, minSum) }
     static var hasOwnMinimum: Bool { true }
     @inline(__always) static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i { pairedNibbles(w, offset: 4) }
+    @inline(__always) static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i {
+        twoRowNibbles(a, b, offset: 4)
+    }
 }
 
 /// Q4_0 · Q8: vpdpbusd multiplies unsigned × signed, so use the raw nibbles q ∈ [0, 15] and
@@ -334,12 +415,16 @@ enum Q40Int8: AVX512Int8Kernel {
         _mm512_sub_ps(dot, _mm512_mul_ps(_mm512_set1_ps(8), minSum))
     }
     @inline(__always) static func unpackPaired(_ w: UnsafeRawPointer) -> __m512i { pairedNibbles(w, offset: 2) }
+    @inline(__always) static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i {
+        twoRowNibbles(a, b, offset: 2)
+    }
 }
 
 /// Q8_0 · Q8: signed × signed has no VNNI instruction; flipping the sign bit turns w into the
 /// unsigned w + 128, and Σ(w+128)·x − 128·Σx = Σw·x (one XOR instead of ggml's two vpsignb).
 enum Q80Int8: AVX512Int8Kernel {
     static var stride: Int { 34 }
+    static var pairsRows: Bool { false }
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
         let wu = _mm256_xor_si256(w.loadUnaligned(fromByteOffset: 2, as: __m256i.self), _mm256_set1_epi8(-128))
         let isum = dpbusd256(wu, xq)
