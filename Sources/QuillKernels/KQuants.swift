@@ -101,6 +101,20 @@ protocol KQuantInt8Kernel {
     static func step(_ w: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xa: __m512, _ xc: __m512,
                      _ acc: inout __m256, _ macc: inout __m512)
     static func finish(_ acc: __m256, _ macc: __m512) -> Float
+    /// Whether `stepTwoRows` exists: the one-row kernel then runs two rows per 512-bit register.
+    static var pairsRows: Bool { get }
+    /// `step` for rows `a` and `b` at once: `acc`'s lanes 0–7 are row a's `step` accumulator and
+    /// 8–15 row b's, with exactly `step`'s operations per lane.
+    static func stepTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xa: __m512,
+                            _ xc: __m512, _ acc: inout __m512, _ maccA: inout __m512, _ maccB: inout __m512)
+}
+
+extension KQuantInt8Kernel {
+    static var pairsRows: Bool { false }
+    static func stepTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ xb: UnsafeRawPointer, _ xa: __m512,
+                            _ xc: __m512, _ acc: inout __m512, _ maccA: inout __m512, _ maccB: inout __m512) {
+        preconditionFailure("\(Self.self) does not pair rows")
+    }
 }
 
 extension KQuantMatVec {
@@ -132,6 +146,26 @@ extension KQuantMatVec {
         let qs = UnsafeRawPointer(xq.qs), stride = K.stride
         let rb = w.rowBytes, streaming = w.streaming
         var r = rows.lowerBound
+        // Two rows per 512-bit accumulator where the kernel can (`stepTwoRows`): each lane's
+        // operations are `step`'s, so every row is bitwise its one-row and batched result.
+        while K.pairsRows && r + 4 <= rows.upperBound {
+            let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
+            let zm = _mm512_setzero_ps()
+            var a01 = zm, a23 = zm, m0 = zm, m1 = zm, m2 = zm, m3 = zm
+            let ahead = p0 + prefetchDistance
+            for s in 0..<steps {
+                let (xa, xc) = K.activation(aux, s)
+                let xb = qs + 256 * s, wo = stride * s
+                prefetchStep(ahead + 4 * wo, bytes: 4 * stride, streaming: streaming)
+                K.stepTwoRows(p0 + wo, p1 + wo, xb, xa, xc, &a01, &m0, &m1)
+                K.stepTwoRows(p2 + wo, p3 + wo, xb, xa, xc, &a23, &m2, &m3)
+            }
+            y[r] = K.finish(_mm512_castps512_ps256(a01), m0)
+            y[r + 1] = K.finish(upper256(a01), m1)
+            y[r + 2] = K.finish(_mm512_castps512_ps256(a23), m2)
+            y[r + 3] = K.finish(upper256(a23), m3)
+            r += 4
+        }
         while r + 4 <= rows.upperBound {
             let p0 = w.row(r), p1 = p0 + rb, p2 = p1 + rb, p3 = p2 + rb
             let z = _mm256_setzero_ps(), zm = _mm512_setzero_ps()
@@ -195,6 +229,40 @@ enum Q4KInt8: KQuantInt8Kernel {
 
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m512) -> Float {
         hsum256(acc) - hsum256(unsafeBitCast(unsafeBitCast(macc, to: SIMD16<Float>.self).highHalf, to: __m256.self))
+    }
+
+    static var pairsRows: Bool { true }
+
+    /// `step` for two rows: each 32-byte load of nibbles becomes one 512-bit register (row a low,
+    /// row b high) against the activations in both halves, and each sub-block's scale pair comes
+    /// from one two-source permute, so a dpbusd, convert and FMA serve both rows.
+    @inline(__always) static func stepTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ xb: UnsafeRawPointer,
+                                              _ xs: __m512, _: __m512, _ acc: inout __m512,
+                                              _ maccA: inout __m512, _ maccB: inout __m512) {
+        let prodA = _mm512_mul_ps(Q4KWeights.scales(a), xs), prodB = _mm512_mul_ps(Q4KWeights.scales(b), xs)
+        maccA = _mm512_add_ps(maccA, prodA)
+        maccB = _mm512_add_ps(maccB, prodB)
+        let mask = _mm512_set1_epi8(0x0F)
+        for c in 0..<4 {
+            let raw = concat256(a.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self),
+                                b.loadUnaligned(fromByteOffset: 16 + 32 * c, as: __m256i.self))
+            let x0 = _mm512_broadcast_i64x4(xb.loadUnaligned(fromByteOffset: 64 * c, as: __m256i.self))
+            let x1 = _mm512_broadcast_i64x4(xb.loadUnaligned(fromByteOffset: 64 * c + 32, as: __m256i.self))
+            let i0 = dpbusd512(_mm512_and_si512(raw, mask), x0)
+            let i1 = dpbusd512(_mm512_and_si512(_mm512_srli_epi16(raw, 4), mask), x1)
+            // Lanes 0–7: row a's scale of sub-block 2c (+1), lanes 8–15: row b's.
+            let s0 = _mm512_permutex2var_ps(prodA, _mm512_set_epi32(
+                16 + Int32(2 * c), 16 + Int32(2 * c), 16 + Int32(2 * c), 16 + Int32(2 * c),
+                16 + Int32(2 * c), 16 + Int32(2 * c), 16 + Int32(2 * c), 16 + Int32(2 * c),
+                Int32(2 * c), Int32(2 * c), Int32(2 * c), Int32(2 * c), Int32(2 * c), Int32(2 * c), Int32(2 * c), Int32(2 * c)), prodB)
+            let s1 = _mm512_permutex2var_ps(prodA, _mm512_set_epi32(
+                17 + Int32(2 * c), 17 + Int32(2 * c), 17 + Int32(2 * c), 17 + Int32(2 * c),
+                17 + Int32(2 * c), 17 + Int32(2 * c), 17 + Int32(2 * c), 17 + Int32(2 * c),
+                Int32(2 * c + 1), Int32(2 * c + 1), Int32(2 * c + 1), Int32(2 * c + 1),
+                Int32(2 * c + 1), Int32(2 * c + 1), Int32(2 * c + 1), Int32(2 * c + 1)), prodB)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), s0, acc)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), s1, acc)
+        }
     }
 }
 
