@@ -59,7 +59,8 @@ protocol AVX512Int8Kernel {
     /// (for the one-row kernel's four-row passes).
     static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i
     /// Whether the one-row kernel runs two rows per 512-bit register (`int8Rows`): a gain where
-    /// unpacking is arithmetic-bound (4-bit types), not for Q8_0, whose rows stream from memory.
+    /// unpacking is arithmetic-bound (4- and 5-bit types), not for Q8_0, whose rows stream from memory
+    /// (paired, Gemma 3's 171 MiB of Q8_0 decoded at 105 tok/s against 113 side by side).
     static var pairsRows: Bool { get }
 }
 
