@@ -99,6 +99,15 @@ extension PortableMatVec {
     return _mm256_mask_add_epi8(q, w.loadUnaligned(fromByteOffset: qhOffset, as: UInt32.self), q, _mm256_set1_epi8(16))
 }
 
+/// `fiveBitValues256` of two rows' blocks in one register (row `a` low, `b` high), for the one-row
+/// kernel's paired passes: one nibble unpack and one masked add for both.
+@inline(__always) func fiveBitValuesTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, qhOffset: Int) -> __m512i {
+    let q = twoRowNibbles(a, b, offset: qhOffset + 4)
+    let high = UInt64(a.loadUnaligned(fromByteOffset: qhOffset, as: UInt32.self))
+        | UInt64(b.loadUnaligned(fromByteOffset: qhOffset, as: UInt32.self)) << 32
+    return _mm512_mask_add_epi8(q, high, q, _mm512_set1_epi8(16))
+}
+
 // MARK: - f32 path
 
 /// One block's 32 weights as f32, fma(q, d, offset), shared by Q5_0 and Q5_1 (elements 0–15, 16–31).
@@ -143,6 +152,9 @@ enum Q51Weights: AVX512F32Kernel {
 /// Q5_0 · Q8: Σ(q−16)·x = Σq·x − 16·Σx, with d_w·d_x·Σq_x accumulated in `macc` lane 1 (as Q4_0).
 enum Q50Int8: AVX512Int8Kernel {
     static var stride: Int { 22 }
+    @inline(__always) static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i {
+        fiveBitValuesTwoRows(a, b, qhOffset: 2)
+    }
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
         let d = _mm_cvtph_ps(_mm_set1_epi16(Int16(bitPattern: w.loadUnaligned(as: UInt16.self))))
         fiveBitInt8Step(w, qhOffset: 2, d, xq, dxs, &acc, &macc)
@@ -161,6 +173,9 @@ enum Q50Int8: AVX512Int8Kernel {
 /// Q5_1 · Q8: d_w·d_x·Σq·q_x + m_w·(d_x·Σq_x), (d_w, m_w) converted together as in Q4_1.
 enum Q51Int8: AVX512Int8Kernel {
     static var stride: Int { 24 }
+    @inline(__always) static func unpackTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> __m512i {
+        fiveBitValuesTwoRows(a, b, qhOffset: 4)
+    }
     @inline(__always) static func step(_ w: UnsafeRawPointer, _ xq: __m256i, _ dxs: __m128, _ acc: inout __m256, _ macc: inout __m128) {
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(Int32(bitPattern: w.loadUnaligned(as: UInt32.self))))
         fiveBitInt8Step(w, qhOffset: 4, dm, xq, dxs, &acc, &macc)

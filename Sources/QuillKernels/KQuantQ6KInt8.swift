@@ -75,5 +75,49 @@ enum Q6KInt8: KQuantInt8Kernel {
     @inline(__always) static func finish(_ acc: __m256, _ macc: __m512) -> Float {
         hsum256(acc) - 32 * _mm512_reduce_add_ps(macc)
     }
+
+    static var pairsRows: Bool { true }
+
+    /// `groupPair` of two rows' products: lanes 0–7 row a's, 8–15 row b's.
+    @inline(__always) static func groupPairs(_ a: __m512, _ b: __m512, _ g: Int32) -> __m512 {
+        _mm512_permutex2var_ps(a, _mm512_set_epi32(17 + g, 17 + g, 17 + g, 17 + g, 16 + g, 16 + g, 16 + g, 16 + g,
+                                                   g + 1, g + 1, g + 1, g + 1, g, g, g, g), b)
+    }
+
+    /// `step` for rows `a` and `b` in one 512-bit accumulator (row a in lanes 0–7): the same value
+    /// assembly on both rows' bytes at once, one dpbusd, convert and FMA per 32 values for the two.
+    @inline(__always) static func stepTwoRows(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ xb: UnsafeRawPointer,
+                                              _ xa: __m512, _ xc: __m512, _ acc: inout __m512,
+                                              _ maccA: inout __m512, _ maccB: inout __m512) {
+        let dsA = Q6KWeights.scales(a), dsB = Q6KWeights.scales(b)
+        let prodA = _mm512_mul_ps(dsA, xa), prodB = _mm512_mul_ps(dsB, xa)
+        maccA = _mm512_fmadd_ps(dsA, xc, maccA)
+        maccB = _mm512_fmadd_ps(dsB, xc, maccB)
+        let m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(3)
+        @inline(__always) func both(_ offset: Int) -> __m512i {
+            concat256(a.loadUnaligned(fromByteOffset: offset, as: __m256i.self), b.loadUnaligned(fromByteOffset: offset, as: __m256i.self))
+        }
+        for h in 0..<2 {
+            let ql0 = both(64 * h), ql1 = both(64 * h + 32), qh = both(128 + 32 * h)
+            let q0 = _mm512_or_si512(_mm512_and_si512(ql0, m4), _mm512_slli_epi16(_mm512_and_si512(qh, m2), 4))
+            let q1 = _mm512_or_si512(_mm512_and_si512(ql1, m4),
+                                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 2), m2), 4))
+            let q2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql0, 4), m4),
+                                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 4), m2), 4))
+            let q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql1, 4), m4),
+                                     _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(qh, 6), m2), 4))
+            let x = xb + 128 * h
+            @inline(__always) func activations(_ offset: Int) -> __m512i {
+                _mm512_broadcast_i64x4(x.loadUnaligned(fromByteOffset: offset, as: __m256i.self))
+            }
+            let i0 = dpbusd512(q0, activations(0)), i1 = dpbusd512(q1, activations(32))
+            let i2 = dpbusd512(q2, activations(64)), i3 = dpbusd512(q3, activations(96))
+            let g = Int32(8 * h)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0), groupPairs(prodA, prodB, g), acc)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1), groupPairs(prodA, prodB, g + 2), acc)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i2), groupPairs(prodA, prodB, g + 4), acc)
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i3), groupPairs(prodA, prodB, g + 6), acc)
+        }
+    }
 }
 #endif
