@@ -193,11 +193,10 @@ enum AVX512MatVec {
                 a23 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i23), _mm512_permutexvar_ps(highHalf, wide), a23)
                 minSums = _mm256_add_ps(minSums, prod)
             }
-            let m = unsafeBitCast(minSums, to: SIMD8<Float>.self)
-            y[r] = K.combine(hsum256(_mm512_castps512_ps256(a01)), m[1])
-            y[r + 1] = K.combine(hsum256(upper256(a01)), m[3])
-            y[r + 2] = K.combine(hsum256(_mm512_castps512_ps256(a23)), m[5])
-            y[r + 3] = K.combine(hsum256(upper256(a23)), m[7])
+            y[r] = K.combine(hsum256(_mm512_castps512_ps256(a01)), minSums[1])
+            y[r + 1] = K.combine(hsum256(upper256(a01)), minSums[3])
+            y[r + 2] = K.combine(hsum256(_mm512_castps512_ps256(a23)), minSums[5])
+            y[r + 3] = K.combine(hsum256(upper256(a23)), minSums[7])
             r += 4
         }
         while r + 4 <= rows.upperBound {
@@ -255,10 +254,8 @@ enum AVX512MatVec {
                   to: __m512i.self)
 }
 
-/// The high 256 bits of `v`.
-@inline(__always) func upper256(_ v: __m512) -> __m256 {
-    unsafeBitCast(unsafeBitCast(v, to: SIMD16<Float>.self).highHalf, to: __m256.self)
-}
+/// The high 256 bits of `v` (`__m512` is `SIMD16<Float>` in Swift).
+@inline(__always) func upper256(_ v: __m512) -> __m256 { v.highHalf }
 
 /// vpdpbusd from a zero accumulator, 512 bits.
 @inline(__always) func dpbusd512(_ a: __m512i, _ b: __m512i) -> __m512i {
