@@ -35,7 +35,7 @@ public final class ThreadPool: @unchecked Sendable {
     private let claims = Atomic<Int>(0)
     /// Shares of the current region that have finished.
     private let done = Atomic<Int>(0)
-    /// Workers that are (about to be) blocked on `condition`; lets `parallelFor` skip the mutex
+    /// Workers that are (about to be) blocked on `wake`; lets `parallelFor` skip the mutex
     /// when everyone is spinning.
     private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
@@ -47,8 +47,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var job: UnsafeRawPointer? = nil   // -> (Int) -> Void, alive for the region
     private var jobCount = 0
 
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    /// Where idle workers sleep once they have spun `spinNanoseconds`.
+    private let wake = ConditionLock()
     private var workers: [pthread_t] = []
 
     /// How long an idle worker spins before it sleeps. Long enough to bridge the gaps between
@@ -59,8 +59,6 @@ public final class ThreadPool: @unchecked Sendable {
     public init(threads: Int) {
         precondition(threads >= 1, "a pool needs at least the calling thread")
         threadCount = threads
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
         for _ in 1..<threads {
             // Workers hold the pool unretained, or the pool could never be deinitialised; deinit
             // joins them before the storage goes away.
@@ -78,15 +76,11 @@ public final class ThreadPool: @unchecked Sendable {
 
     deinit {
         stopping.store(true, ordering: .sequentiallyConsistent)
-        pthread_mutex_lock(mutex)
+        wake.lock()
         generation.add(1, ordering: .sequentiallyConsistent)
-        pthread_cond_broadcast(condition)
-        pthread_mutex_unlock(mutex)
+        wake.broadcast()
+        wake.unlock()
         for thread in workers { pthread_join(thread, nil) }
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-        condition.deallocate()
     }
 
     /// Runs `body(i)` for every `i` in `0..<count` exactly once. Index range is split into
@@ -112,9 +106,9 @@ public final class ThreadPool: @unchecked Sendable {
                 // generation or we see its `sleepers` increment (Dekker-style handshake).
                 generation.store(next, ordering: .sequentiallyConsistent)
                 if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
-                    pthread_mutex_lock(mutex)
-                    pthread_cond_broadcast(condition)
-                    pthread_mutex_unlock(mutex)
+                    wake.lock()
+                    wake.broadcast()
+                    wake.unlock()
                 }
                 runClaimedShares(generation: next)
                 var spins = 0
@@ -204,15 +198,15 @@ public final class ThreadPool: @unchecked Sendable {
                 }
             }
             if current == seen {
-                pthread_mutex_lock(mutex)
+                wake.lock()
                 sleepers.add(1, ordering: .sequentiallyConsistent)
                 current = generation.load(ordering: .sequentiallyConsistent)
                 while current == seen {
-                    pthread_cond_wait(condition, mutex)
+                    wake.wait()
                     current = generation.load(ordering: .sequentiallyConsistent)
                 }
                 sleepers.subtract(1, ordering: .sequentiallyConsistent)
-                pthread_mutex_unlock(mutex)
+                wake.unlock()
             }
             seen = current
             if stopping.load(ordering: .acquiring) {
