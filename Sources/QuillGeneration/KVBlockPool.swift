@@ -99,8 +99,7 @@ func formatBytes(_ bytes: Int) -> String {
 ///
 /// Sliding-window layers (`layout.windowedLayers`) live in blocks of their own with a second table
 /// per sequence (`windowedBlocks(of:)`), in step with the first. Once all of a block's positions are
-/// older than any later query can see (the window plus one aligned query block of the prompt
-/// attention), it is freed and its table entry set to −1: those layers' memory stays within the
+/// older than any later query can see (its window), it is freed and its table entry set to −1: those layers' memory stays within the
 /// window however long the sequence grows. The budget and the scheduling count the full-history
 /// blocks only; a sequence never holds more windowed blocks than those.
 ///
@@ -171,13 +170,13 @@ public final class KVBlockPool {
         let (blocks, overflow) = max(tokens, 1).addingReportingOverflow(blockTokens - 1)
         capacityBlocks = overflow ? Int.max / blockTokens : blocks / blockTokens
         // The full-history blocks, plus the sliding-window layers' blocks that one sequence may hold
-        // (the window, an aligned query block and a chunk's worth, capped by the budget): more
+        // (the window and a chunk's worth, capped by the budget): more
         // sequences find their windowed blocks in memory that shorter histories leave unused.
         let (fullBytes, tooMany) = capacityBlocks.multipliedReportingOverflow(by: max(blockBytes, 1))
         let windowedCapacity = counts.windowed == 0 ? 0 : capacityBlocks
         let (windowedBytes, tooManyWindowed) = windowedCapacity.multipliedReportingOverflow(by: windowedBlockBytes)
         let bound = counts.windowed == 0 ? 0
-            : min(capacityBlocks, (layout.windowSize + KVBlockPool.queryBlockMargin + 2 * blockTokens) / blockTokens + 1)
+            : min(capacityBlocks, (layout.windowSize + 2 * blockTokens) / blockTokens + 1)
         let (needed, neededOverflows) = fullBytes.addingReportingOverflow(bound * windowedBlockBytes)
         let (total, totalOverflows) = fullBytes.addingReportingOverflow(windowedBytes)
         let available = KVBlockPool.availableMemory()
@@ -200,10 +199,6 @@ public final class KVBlockPool {
     }
 
     deinit { munmap(storage, mappedBytes) }
-
-    /// Positions before a sequence's window that the prompt attention still reads: its query blocks
-    /// are aligned to `Attention.promptQueryBlock` positions and read the window of their first.
-    static let queryBlockMargin = Attention.promptQueryBlock
 
     /// Memory the kernel reports as available (MemAvailable), less a margin for the weights and
     /// activations; the physical memory if that cannot be read.
@@ -314,9 +309,8 @@ public final class KVBlockPool {
         precondition(state.length + tokens <= state.blocks.count * blockTokens, "commit beyond reserved blocks")
         state.length += tokens
         if windowed != nil {
-            // A later query at position p ≥ length reads from the window start of its aligned query
-            // block, which is at least length − margin + 1 − window.
-            let visible = state.length - KVBlockPool.queryBlockMargin - layout.windowSize
+            // A later query at position p ≥ length reads from p − window + 1 ≥ length − window + 1.
+            let visible = state.length - layout.windowSize
             var b = 0
             while b < visible / blockTokens && b < state.windowedBlocks.count {
                 if state.windowedBlocks[b] >= 0 {
@@ -340,7 +334,7 @@ public final class KVBlockPool {
         var length = length
         if windowed != nil {
             // The blocks that positions from `length` on can see must all still be there.
-            let firstSeen = max(0, length - KVBlockPool.queryBlockMargin - layout.windowSize) / blockTokens
+            let firstSeen = max(0, length - layout.windowSize) / blockTokens
             let kept = state.windowedBlocks.prefix((length + blockTokens - 1) / blockTokens)
             if kept.dropFirst(firstSeen).contains(-1) { length = 0 }
         }

@@ -210,7 +210,7 @@ extension KVBlockPool {
             func twin(_ b: Int) -> Int32 { b < start ? windowedSoFar[b] : cachedWindowed[found[b - start].block] ?? -1 }
             func usable(_ count: Int) -> Bool {
                 let end = (start + count) * blockTokens
-                let firstSeen = max(0, end - KVBlockPool.queryBlockMargin - layout.windowSize) / blockTokens
+                let firstSeen = max(0, end - layout.windowSize) / blockTokens
                 return (firstSeen ..< start + count).allSatisfy { twin($0) >= 0 }
             }
             while count > 0 && !usable(count) { count -= step }

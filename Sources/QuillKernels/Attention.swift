@@ -33,22 +33,12 @@ public struct AttentionShape: Sendable {
 /// Causal self-attention of a batch of new tokens against a key/value cache that already holds them.
 ///
 /// Decoding tokens run a fused loop per KV head (dot products, softmax, weighted sum of values kept
-/// in registers); prompt batches (several tokens, OpenBLAS loaded) run as two GEMMs per head and
-/// block of `blockRows` tokens: scores = Q·Kᵀ, a row-wise masked softmax, then P·V. Work items never
-/// depend on the thread count, so neither do the results. The kernels read paged KV memory
+/// in registers); prompt chunks run tiles of up to 32 tokens through `FusedAttention` (register-blocked
+/// scores over transposed keys, a per-row masked softmax, register-blocked weighted values), which
+/// computes every row on its own: a token's result depends on its position and history only, not on
+/// its chunk, its tile or the thread count. The kernels read paged KV memory
 /// (`paged(queries:kv:sequences:…)`); `causal` runs them over one contiguous history.
 public enum Attention {
-    /// Query rows per GEMM block: small enough that the causal mask wastes little (each block only
-    /// multiplies the keys up to its last token), large enough for sgemm to run at speed. Blocks are
-    /// aligned to positions and always computed whole, so a chunk that starts or ends inside one
-    /// pays for all its rows: a request resuming after a cached prefix computes ~45 tokens over two
-    /// blocks, 64 rows at 32 where 64-row blocks made it 128 (and took 1.4× as long for 6 such
-    /// requests arriving together), while pp512 measured the same within its noise.
-    static let blockRows = 32
-    /// Positions per aligned query block of the prompt attention: a block's queries read keys from
-    /// the window start of its first position, so a sliding-window cache keeps this many more.
-    public static let promptQueryBlock = blockRows
-
     /// - Parameters:
     ///   - queries: (tokens, heads, headDimension), already rotated
     ///   - keys: (kvHeads, capacity, headDimension), positions `0 ..< firstPosition + tokens` filled

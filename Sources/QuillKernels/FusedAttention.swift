@@ -43,7 +43,28 @@ enum FusedAttention {
     /// Floats of scratch `attend` needs for `count` keys.
     static func scratchCount(keys count: Int) -> Int { blockRows * paddedKeyCount(count) }
 
-    /// `output_r = softmax(scale · q_r · Kᵀ) · V` for rows `0 ..< rows` (at most `blockRows`).
+    /// The keys each query row of an `attend` call sees: all of them (bidirectional), or consecutive
+    /// causal positions — row r sees one key more than row r − 1 — optionally within a sliding window.
+    struct VisibleKeys {
+        /// Keys row 0 sees end here; each later row's end one further, at most at `count`.
+        var firstEnd: Int
+        /// Each row sees at most this many keys, the last of its range; nil: from key 0.
+        var window: Int?
+
+        /// Every row sees all `count` keys.
+        static let all = VisibleKeys(firstEnd: .max, window: nil)
+
+        /// Keys row r sees, of `count`.
+        @inline(__always) func range(row r: Int, count: Int) -> Range<Int> {
+            let end = firstEnd >= count ? count : min(count, firstEnd + r)
+            return (window.map { max(0, end - $0) } ?? 0) ..< end
+        }
+    }
+
+    /// `output_r = softmax(scale · q_r · Kᵀ) · V` for rows `0 ..< rows` (at most `blockRows`), each row
+    /// over the keys `visible` gives it (a row's keys outside its range weigh exactly 0, and a sum that
+    /// starts from +0 is unchanged by adding +0 or −0 terms, so a row's result is the same whatever
+    /// other rows share its block).
     /// - Parameters:
     ///   - queries: row r at `queries + r·queryStride`, `hd` values
     ///   - keysTransposed: one head's keys in the transposed layout (`transposedOffset`), at least
@@ -54,26 +75,31 @@ enum FusedAttention {
     static func attend(rows: Int, queries: UnsafePointer<Float>, queryStride: Int,
                        keysTransposed: UnsafePointer<Float>, values: UnsafePointer<Float>, count: Int,
                        headDimension hd: Int, scale: Float,
-                       output: UnsafeMutablePointer<Float>, outputStride: Int, scratch: UnsafeMutablePointer<Float>) {
+                       output: UnsafeMutablePointer<Float>, outputStride: Int, scratch: UnsafeMutablePointer<Float>,
+                       visible: VisibleKeys = .all) {
         precondition(rows >= 1 && rows <= blockRows && supports(headDimension: hd))
         guard count > 0 else {
             for r in 0..<rows { (output + r * outputStride).update(repeating: 0, count: hd) }
             return
         }
-        let padded = paddedKeyCount(count)
         if rows == 1 {
-            scoresOneRow(queries, keysTransposed, blocks: padded / keyBlock, hd: hd, scale: scale, into: scratch)
-            let inverse = 1 / exponentiateShifted(scratch, count: count)
+            let keys = visible.range(row: 0, count: count)
+            scoresOneRow(queries, keysTransposed, blocks: paddedKeyCount(keys.upperBound) / keyBlock, hd: hd, scale: scale,
+                         into: scratch)
+            let inverse = 1 / exponentiateShifted(scratch + keys.lowerBound, count: keys.count)
             for c in stride(from: 0, to: hd, by: 64) {
-                weightedValuesOneRow(scratch, values + c, valueStride: hd, keys: count, vectors: min(4, (hd - c) / 16),
-                                     inverse: inverse, into: output + c)
+                weightedValuesOneRow(scratch + keys.lowerBound, values + keys.lowerBound * hd + c, valueStride: hd,
+                                     keys: keys.count, vectors: min(4, (hd - c) / 16), inverse: inverse, into: output + c)
             }
             return
         }
+        // The last row sees the furthest key; a group of eight rows needs the blocks up to its last row's.
+        let padded = paddedKeyCount(visible.range(row: rows - 1, count: count).upperBound)
+        func groupEnd(_ g: Int) -> Int { visible.range(row: min(g + 8, rows) - 1, count: count).upperBound }
         // Each block of keys for every group of eight rows in turn, so it is read from L2 once. Missing
         // rows of a group repeat its last one (computed, never read): every row takes the same path.
         for b in 0..<(padded / keyBlock) {
-            for g in stride(from: 0, to: rows, by: 8) {
+            for g in stride(from: 0, to: rows, by: 8) where b * keyBlock < groupEnd(g) {
                 scoresEightRows(queries + g * queryStride, queryStride: queryStride, rows: min(8, rows - g),
                                 keysTransposed + b * keyBlock * hd, hd: hd, scale: scale,
                                 into: scratch + g * padded + b * keyBlock, scoreStride: padded)
@@ -82,10 +108,17 @@ enum FusedAttention {
         for g in stride(from: 0, to: rows, by: 8) {
             let groupRows = min(8, rows - g)
             var inverses = SIMD8<Float>(repeating: 0)
-            for r in 0..<groupRows { inverses[r] = 1 / exponentiateShifted(scratch + (g + r) * padded, count: count) }
+            let first = visible.range(row: g, count: count).lowerBound, end = groupEnd(g)
+            for r in 0..<groupRows {
+                let keys = visible.range(row: g + r, count: count), row = scratch + (g + r) * padded
+                inverses[r] = 1 / exponentiateShifted(row + keys.lowerBound, count: keys.count)
+                (row + first).update(repeating: 0, count: keys.lowerBound - first)
+                (row + keys.upperBound).update(repeating: 0, count: end - keys.upperBound)
+            }
             for c in stride(from: 0, to: hd, by: 32) {
-                weightedValuesEightRows(scratch + g * padded, scoreStride: padded, rows: groupRows, values + c, valueStride: hd,
-                                        keys: count, twoVectors: hd - c >= 32, inverses: inverses,
+                weightedValuesEightRows(scratch + g * padded + first, scoreStride: padded, rows: groupRows,
+                                        values + first * hd + c, valueStride: hd, keys: end - first,
+                                        twoVectors: hd - c >= 32, inverses: inverses,
                                         into: output + g * outputStride + c, outputStride: outputStride)
             }
         }

@@ -101,8 +101,10 @@ extension Attention {
     /// (which already hold the new tokens' keys and values), in one parallel region.
     ///
     /// A sequence's result depends only on its own queries and history, never on the other
-    /// sequences of the batch or the thread count (batch invariance): decoding tokens run the fused
-    /// per-head loop over their blocks; prompt chunks gather their history and run the GEMM form.
+    /// sequences of the batch, on how its prompt was split into chunks, or on the thread count
+    /// (batch invariance): decoding tokens run the fused per-head loop over their blocks; prompt
+    /// chunks run tiles of up to `FusedAttention.blockRows` tokens through `FusedAttention`, whose
+    /// rows are computed each on its own (one FMA chain per score and per output value).
     ///
     /// - Parameters:
     ///   - queries: (rows, heads, headDimension), rotated
@@ -113,28 +115,31 @@ extension Attention {
                              output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?,
                              pool: ThreadPool) {
         let heads = shape.heads, group = heads / shape.kvHeads
-        let blas = MatMul.disableBLAS ? nil : BLAS.library
+        let tiled = FusedAttention.supports(headDimension: shape.headDimension)
+        func isPrompt(_ sequence: AttentionSequence) -> Bool { sequence.tokens > 1 && tiled }
         // Work items: per decoding token and KV head (its group of query heads shares the widened
         // blocks; a group is split when there are too few items to keep every thread busy — each
-        // head's arithmetic is the same either way), per prompt block of `blockRows` tokens and KV
-        // head (whose query heads share one gathered, widened copy of the history).
-        let decodeItems = sequences.reduce(0) { $0 + ($1.tokens > 1 && blas != nil ? 0 : $1.tokens * shape.kvHeads) }
+        // head's arithmetic is the same either way), per prompt tile and KV head (whose query heads
+        // share one gathered, transposed copy of the history). Tiles shrink while there are fewer
+        // than two per thread: no row's result depends on its tile.
+        let decodeItems = sequences.reduce(0) { $0 + (isPrompt($1) ? 0 : $1.tokens * shape.kvHeads) }
         let parts = decodeItems == 0 ? 1 : min(group, max(1, 4 * pool.threadCount / decodeItems))
         let partHeads = (group + parts - 1) / parts
+        var tileRows = FusedAttention.blockRows
+        func promptItems(_ rows: Int) -> Int {
+            sequences.reduce(0) { $0 + (isPrompt($1) ? ($1.tokens + rows - 1) / rows * shape.kvHeads : 0) }
+        }
+        while tileRows > 8, decodeItems + promptItems(tileRows) < 2 * pool.threadCount { tileRows /= 2 }
         var items: [(sequence: Int, first: Int, count: Int, head: Int)] = []
         for (s, sequence) in sequences.enumerated() {
-            if sequence.tokens > 1, blas != nil {
-                // Query blocks are aligned to absolute positions (multiples of `blockRows`), so a
-                // position always lands in the same block whatever chunk brought it.
-                let first = sequence.firstPosition / blockRows
-                let blocks = (sequence.firstPosition + sequence.tokens - 1) / blockRows + 1 - first
-                for i in 0 ..< blocks {
-                    // Later blocks see more keys: 0, n−1, 1, n−2, … balances contiguous shares.
-                    let b = first + (i % 2 == 0 ? i / 2 : blocks - 1 - i / 2)
-                    let from = max(b * blockRows, sequence.firstPosition)
-                    let to = min((b + 1) * blockRows, sequence.firstPosition + sequence.tokens)
+            if isPrompt(sequence) {
+                let tiles = (sequence.tokens + tileRows - 1) / tileRows
+                for i in 0 ..< tiles {
+                    // Later tiles see more keys: 0, n−1, 1, n−2, … balances contiguous shares.
+                    let tile = i % 2 == 0 ? i / 2 : tiles - 1 - i / 2
+                    let first = tile * tileRows
                     for g in 0 ..< shape.kvHeads {
-                        items.append((s, from - sequence.firstPosition, to - from, g))
+                        items.append((s, first, min(tileRows, sequence.tokens - first), g))
                     }
                 }
             } else {
@@ -150,15 +155,15 @@ extension Attention {
         items.withUnsafeBufferPointer { work in
             pool.parallelFor(work.count) { index in
                 let item = work[index], sequence = sequences[item.sequence]
-                if sequence.tokens > 1, let blas {
-                    pagedBlock(blas, queries: queries, kv: kv, sequence: sequence, firstToken: item.first,
-                               rows: item.count, kvHead: item.head, output: output, shape: shape, window: window)
+                if isPrompt(sequence) {
+                    promptTile(queries: queries, kv: kv, sequence: sequence, firstToken: item.first, rows: item.count,
+                               kvHead: item.head, output: output, shape: shape, window: window)
                 } else {
                     // The next item's first blocks load while this one computes (a short history
                     // is otherwise all latency: its blocks are read as soon as they are requested).
                     if index + 1 < work.count {
                         let next = work[index + 1], nextSequence = sequences[next.sequence]
-                        if nextSequence.tokens == 1 || blas == nil {
+                        if !isPrompt(nextSequence) {
                             prefetchFirstBlocks(kv: kv, sequence: nextSequence, token: next.first, kvHead: next.head / group,
                                                 window: window)
                         }
@@ -285,58 +290,31 @@ extension Attention {
         }
     }
 
-    /// One query head, `rows` prompt tokens from `firstToken` of a sequence, all in one aligned block
-    /// of `blockRows` positions: its history gathered to f32, then scores = Q·Kᵀ, a masked softmax per
-    /// row and P·V as two sgemm calls.
-    ///
-    /// Both products always have the shape of the whole aligned block: `blockRows` query rows (the
-    /// block's positions that are not in this call are zero rows) against the keys up to the block's
-    /// last position (zero past the newest token). So every call for a block has the same shapes and
-    /// each token's row the same place in them, and a token's result depends on its position and
-    /// history only, not on which chunk of the prompt computed it: the prefix cache can then share a
-    /// prompt's KV at block granularity without changing a bit.
-    static func pagedBlock(_ blas: BLAS.Library, queries: UnsafePointer<Float>, kv: PagedKVView,
-                           sequence: AttentionSequence, firstToken t0: Int, rows: Int, kvHead g: Int,
-                           output: UnsafeMutablePointer<Float>, shape: AttentionShape, window: Int?) {
+    /// `rows` consecutive prompt tokens from `firstToken` of a sequence and the query heads of KV head
+    /// `g`: the history they see gathered to f32 and its keys transposed once, then `FusedAttention`
+    /// per query head, each token over its own causal range (and window).
+    static func promptTile(queries: UnsafePointer<Float>, kv: PagedKVView, sequence: AttentionSequence,
+                           firstToken t0: Int, rows: Int, kvHead g: Int, output: UnsafeMutablePointer<Float>,
+                           shape: AttentionShape, window: Int?) {
         let hd = shape.headDimension, heads = shape.heads, group = heads / shape.kvHeads
         let firstQuery = sequence.firstPosition + t0, lastQuery = firstQuery + rows - 1
-        let blockStart = firstQuery / blockRows * blockRows, slot = firstQuery - blockStart
-        precondition(lastQuery < blockStart + blockRows, "one call covers one aligned block")
-        let lo = windowStart(blockStart, window), length = blockStart + blockRows - lo
-        let known = lastQuery + 1 - lo     // keys that exist; the rest of the block's are zero
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * length * hd + blockRows * (length + 2 * hd)) { buffer in
-            let keys = buffer.baseAddress!, values = keys + length * hd        // (length, hd) each
-            let s = values + length * hd                                        // (blockRows, length)
-            let q = s + blockRows * length, out = q + blockRows * hd            // (blockRows, hd) each
+        let lo = windowStart(firstQuery, window), count = lastQuery + 1 - lo
+        let padded = FusedAttention.paddedKeyCount(count)
+        let scratchCount = FusedAttention.scratchCount(keys: count)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * count * hd + padded * hd + scratchCount) { buffer in
+            let keys = buffer.baseAddress!, values = keys + count * hd      // (count, hd) each
+            let transposed = values + count * hd                            // FusedAttention's layout, padded keys
+            let scratch = transposed + padded * hd
             kv.gather(head: g, blocks: sequence.blocks, range: lo ..< lastQuery + 1, keys: keys, values: values)
-            (keys + known * hd).update(repeating: 0, count: (length - known) * hd)
-            (values + known * hd).update(repeating: 0, count: (length - known) * hd)
-            let firstRow = sequence.firstRow + t0
-            // The group's query heads, one after another, against the same gathered history.
+            FusedAttention.transpose(keys, count: count, headDimension: hd, into: transposed)
+            // Token r of the tile sees positions up to firstQuery + r: keys up to index firstQuery + r − lo.
+            let visible = FusedAttention.VisibleKeys(firstEnd: firstQuery + 1 - lo, window: window)
+            let rowStride = heads * hd, first = (sequence.firstRow + t0) * rowStride
             for h in g * group ..< (g + 1) * group {
-                q.update(repeating: 0, count: blockRows * hd)
-                for r in 0 ..< rows {
-                    (q + (slot + r) * hd).update(from: queries + ((firstRow + r) * heads + h) * hd, count: hd)
-                }
-                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.trans, Int32(blockRows), Int32(length), Int32(hd),
-                           shape.scale, q, Int32(hd), keys, Int32(hd), 0, s, Int32(length))
-                for r in 0 ..< blockRows {
-                    let row = s + r * length, position = blockStart + r
-                    guard r >= slot && r < slot + rows else {
-                        row.update(repeating: 0, count: length)    // not a query of this call
-                        continue
-                    }
-                    let from = windowStart(position, window) - lo, to = position + 1 - lo
-                    (row).update(repeating: 0, count: from)
-                    let total = exponentiateShifted(row + from, count: to - from)
-                    scale(row + from, by: 1 / total, count: to - from)
-                    (row + to).update(repeating: 0, count: length - to)
-                }
-                blas.sgemm(BLAS.rowMajor, BLAS.noTrans, BLAS.noTrans, Int32(blockRows), Int32(hd), Int32(length),
-                           1, s, Int32(length), values, Int32(hd), 0, out, Int32(hd))
-                for r in 0 ..< rows {
-                    (output + ((firstRow + r) * heads + h) * hd).update(from: out + (slot + r) * hd, count: hd)
-                }
+                FusedAttention.attend(rows: rows, queries: queries + first + h * hd, queryStride: rowStride,
+                                      keysTransposed: transposed, values: values, count: count, headDimension: hd,
+                                      scale: shape.scale, output: output + first + h * hd, outputStride: rowStride,
+                                      scratch: scratch, visible: visible)
             }
         }
     }

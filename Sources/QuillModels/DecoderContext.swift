@@ -15,8 +15,8 @@ public final class DecoderContext: BatchLanguageModelContext {
     public var endOfSequenceTokens: Set<TokenID> { model.endOfSequenceTokens }
 
     /// True when every projection of a prompt chunk runs the int8 GEMM, whose tokens are separate
-    /// lanes: with the row-wise norms, RoPE and attention's position-aligned query blocks, a prompt
-    /// token's result then depends on its position and history only. The f32 path's sgemm makes no
+    /// lanes: with the row-wise norms, RoPE and attention (each prompt row computed on its own), a
+    /// prompt token's result then depends on its position and history only. The f32 path's sgemm makes no
     /// such promise.
     public var promptTokensIndependentOfChunks: Bool {
         model.precision == .quantized && BlockInt8GEMM.hasFastKernel && everyProjectionHasInt8GEMM

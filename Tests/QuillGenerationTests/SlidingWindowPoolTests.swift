@@ -10,9 +10,8 @@ import Testing
     var layout: KVLayout {
         KVLayout(layers: 3, kvHeads: 1, headDimension: 2, elementType: .f32, windowedLayers: [0, 2], windowSize: window)
     }
-    /// Positions behind the newest that a later query may still read: the window plus one aligned
-    /// query block of the prompt attention.
-    var visible: Int { window + Attention.promptQueryBlock }
+    /// Positions behind the newest that a later query may still read: the window.
+    var visible: Int { window }
 
     /// Appends `count` positions whose keys are `layer·1000 + position` in every layer.
     func append(_ pool: KVBlockPool, _ sequence: SequenceID, _ count: Int) throws {
