@@ -218,9 +218,18 @@ extension Attention {
             while p < position + 1 {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
                 let values = rows(kv.values(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
-                for j in 0 ..< count {
-                    accumulateWeightedSum(weights + j * length + (p - start), values, count: n, width: hd,
-                                          into: output + (row + heads.lowerBound + j) * hd)
+                var j = 0
+                while j < count {
+                    // Up to four heads share each load of a value row.
+                    let m = hd % 64 == 0 ? min(4, count - j) : 1
+                    let w = weights + j * length + (p - start), o = output + (row + heads.lowerBound + j) * hd
+                    switch m {
+                    case 4: accumulateWeightedSums(w, weightStride: length, heads: 4, values, count: n, width: hd, into: o)
+                    case 3: accumulateWeightedSums(w, weightStride: length, heads: 3, values, count: n, width: hd, into: o)
+                    case 2: accumulateWeightedSums(w, weightStride: length, heads: 2, values, count: n, width: hd, into: o)
+                    default: accumulateWeightedSum(w, values, count: n, width: hd, into: o)
+                    }
+                    j += m
                 }
                 p += n
             }
@@ -287,6 +296,55 @@ extension Attention {
             for p in 0 ..< count { a += weights[p] * rows[p * width + c] }
             out[c] = a
             c += 1
+        }
+    }
+
+    /// `accumulateWeightedSum` for `heads` (2–4) query heads at once, over the same value rows:
+    /// `out_h += Σ_p weights_h[p] · rows[p]` with head h's weights at `weights + h·weightStride` and
+    /// its output at `out + h·width`. Each value vector is loaded once for all the heads; every output
+    /// value's FMA chain over the rows is the one-head loop's, so the sums are bitwise the same.
+    /// `width` is a multiple of 64.
+    @inline(__always)
+    static func accumulateWeightedSums(_ weights: UnsafePointer<Float>, weightStride: Int, heads: Int,
+                                       _ rows: UnsafePointer<Float>, count: Int, width: Int,
+                                       into out: UnsafeMutablePointer<Float>) {
+        let raw = UnsafeRawPointer(rows), ro = UnsafeMutableRawPointer(out), rowBytes = 4 * width
+        for c in stride(from: 0, to: 4 * width, by: 256) {
+            @inline(__always) func load(_ h: Int, _ v: Int) -> SIMD16<Float> {
+                h < heads ? ro.loadUnaligned(fromByteOffset: h * rowBytes + c + 64 * v, as: SIMD16<Float>.self) : SIMD16()
+            }
+            var a00 = load(0, 0), a01 = load(0, 1), a02 = load(0, 2), a03 = load(0, 3)
+            var a10 = load(1, 0), a11 = load(1, 1), a12 = load(1, 2), a13 = load(1, 3)
+            var a20 = load(2, 0), a21 = load(2, 1), a22 = load(2, 2), a23 = load(2, 3)
+            var a30 = load(3, 0), a31 = load(3, 1), a32 = load(3, 2), a33 = load(3, 3)
+            var v = raw + c
+            for p in 0 ..< count {
+                let v0 = v.loadUnaligned(as: SIMD16<Float>.self), v1 = v.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let v2 = v.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+                let v3 = v.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                var w = SIMD16<Float>(repeating: weights[p])
+                a00.addProduct(w, v0); a01.addProduct(w, v1); a02.addProduct(w, v2); a03.addProduct(w, v3)
+                w = SIMD16<Float>(repeating: weights[weightStride + p])
+                a10.addProduct(w, v0); a11.addProduct(w, v1); a12.addProduct(w, v2); a13.addProduct(w, v3)
+                if heads > 2 {
+                    w = SIMD16<Float>(repeating: weights[2 * weightStride + p])
+                    a20.addProduct(w, v0); a21.addProduct(w, v1); a22.addProduct(w, v2); a23.addProduct(w, v3)
+                }
+                if heads > 3 {
+                    w = SIMD16<Float>(repeating: weights[3 * weightStride + p])
+                    a30.addProduct(w, v0); a31.addProduct(w, v1); a32.addProduct(w, v2); a33.addProduct(w, v3)
+                }
+                v += rowBytes
+            }
+            @inline(__always) func store(_ h: Int, _ a0: SIMD16<Float>, _ a1: SIMD16<Float>, _ a2: SIMD16<Float>, _ a3: SIMD16<Float>) {
+                guard h < heads else { return }
+                let o = h * rowBytes + c
+                ro.storeBytes(of: a0, toByteOffset: o, as: SIMD16<Float>.self)
+                ro.storeBytes(of: a1, toByteOffset: o + 64, as: SIMD16<Float>.self)
+                ro.storeBytes(of: a2, toByteOffset: o + 128, as: SIMD16<Float>.self)
+                ro.storeBytes(of: a3, toByteOffset: o + 192, as: SIMD16<Float>.self)
+            }
+            store(0, a00, a01, a02, a03); store(1, a10, a11, a12, a13); store(2, a20, a21, a22, a23); store(3, a30, a31, a32, a33)
         }
     }
 

@@ -51,3 +51,45 @@ func benchAttention(threads: [Int]) {
         }
     }
 }
+
+/// `kernel-bench decode-attention [threads...]`: one decoding token's causal attention over a paged
+/// F16 history (blocks of 32 positions, as `KVBlockPool` lays them out) at SmolLM2's shape (9 query
+/// heads, 3 KV heads, hd 64), 2,048 positions: "hot" repeats one layer's history (1.5 MB: the
+/// kernel's compute speed), "sweep" walks 30 layers' histories (47 MB, from memory, as decoding does).
+func benchDecodeAttention(threads: [Int]) {
+    let heads = 9, kvHeads = 3, hd = 64, positions = 2048, layers = 30, blockTokens = 32
+    let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDimension: hd, capacity: 0, scale: 0.125)
+    let blocks = positions / blockTokens, blockBytes = 2 * kvHeads * blockTokens * hd * 2
+    let layerBytes = blocks * blockBytes
+    let storage = UnsafeMutableRawPointer.allocate(byteCount: layers * layerBytes, alignment: 4096)
+    defer { storage.deallocate() }
+    var state: UInt32 = 12345
+    let halves = storage.bindMemory(to: UInt16.self, capacity: layers * layerBytes / 2)
+    for i in 0 ..< layers * layerBytes / 2 {
+        state = state &* 1_664_525 &+ 1_013_904_223
+        halves[i] = Float16(Float(state >> 8) / Float(1 << 24) - 0.5).bitPattern
+    }
+    let table = (0 ..< Int32(blocks)).shuffled()
+    let q = (0 ..< heads * hd).map { Float($0 % 7) / 7 - 0.5 }
+    var out = [Float](repeating: 0, count: heads * hd)
+    row(["decode attention (paged, F16)", "positions", "threads", "µs per layer", "GB/s"])
+    row(["---", "---:", "---:", "---:", "---:"])
+    for t in threads {
+        let pool = ThreadPool(threads: t)
+        for (label, count) in [("hot (one layer)", 1), ("sweep (30 layers)", layers)] {
+            let seconds = table.withUnsafeBufferPointer { blockTable in
+                time(20) {
+                    for l in 0 ..< count {
+                        let view = PagedKVView(base: storage + l * layerBytes, blockBytes: blockBytes, valueOffset: blockBytes / 2,
+                                               blockTokens: blockTokens, kvHeads: kvHeads, headDimension: hd, half: true)
+                        Attention.paged(queries: q, kv: view,
+                                        sequences: [AttentionSequence(firstRow: 0, tokens: 1, firstPosition: positions - 1,
+                                                                      blocks: blockTable.baseAddress!)],
+                                        output: &out, shape: shape, window: nil, pool: pool)
+                    }
+                }
+            } / Double(count)
+            row([label, "\(positions)", "\(t)", f(seconds * 1e6, 1), f(Double(layerBytes) / seconds / 1e9, 1)])
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench quants [threads...] (default: 1)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench attention [threads...]  (Whisper-base's attention shapes)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench decode-attention [threads...] (one token over 2,048 F16 positions)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gemm [threads...]       (f32 seq2seq products: sgemm vs packed)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench int8gemm [threads...]   (int8 seq2seq products, GOPS)
 //
@@ -87,6 +88,10 @@ if CommandLine.arguments.dropFirst().first == "gemm" {
 }
 if CommandLine.arguments.dropFirst().first == "int8gemm" {
     benchInt8GEMM(threads: threads)
+    exit(0)
+}
+if CommandLine.arguments.dropFirst().first == "decode-attention" {
+    benchDecodeAttention(threads: threads)
     exit(0)
 }
 if CommandLine.arguments.dropFirst().first == "attention" {
