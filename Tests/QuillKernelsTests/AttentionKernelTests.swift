@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import QuillKernels
 
-/// The GEMM (prompt) and fused (decoding) attention paths and the vector exp they rely on.
+/// The prompt (`FusedAttention` tiles) and decoding (fused per-head loop) attention paths and the vector exp they rely on.
 struct AttentionKernelTests {
     @Test(arguments: [(70, 0, 64), (130, 3, 64), (33, 11, 40), (2, 0, 72), (1, 90, 40)])
     func attentionMatchesReferenceOnOddShapes(tokens: Int, firstPosition: Int, headDimension: Int) {
