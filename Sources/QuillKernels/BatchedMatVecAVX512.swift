@@ -72,6 +72,11 @@ enum BatchedAVX512MatVec {
     /// every quantised type (Q6_K's in BatchedQ6K.swift).
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedActivationBatch, into y: UnsafeMutablePointer<Float>,
                              ldy: Int, rows: Range<Int>) {
+        if let panels = w.panels {
+            let x = PanelOperand(qs: xq.qs, qsStride: xq.columns, scales: xq.scales, scalesStride: 2 * (xq.columns / 32))
+            PanelMatVec.multiply(panels, x, count: xq.rows, into: y, ldy: ldy, rows: rows)
+            return
+        }
         let x = BatchOperand(xq)
         switch w.type {
         case .q4_0: pairedInt8Batch(Q40Int8.self, w, xq, y, ldy, rows)

@@ -26,6 +26,9 @@
 // and one FMA per 8-lane group per block, so per pair of rows and block three 512-bit operations
 // remain (plus each weight block's unpack and scales, shared by up to 16 rows). With two 512-bit
 // ports that is ~0.75 cycle per 32 multiply-adds at best, against ~3 for the one-row kernel.
+// Matrices bound with `WeightPanels` (a GGUF decoder's on the quantised path) leave this limit
+// behind: their one-row and batched products both run `PanelMatVec`, whose arithmetic sums a
+// whole block in int32 first. This kernel serves the matrices without panels.
 
 /// The activation rows as the paired kernel reads them.
 struct PairedOperand {

@@ -312,8 +312,10 @@ struct RowPanel {
         let groups = columns / groupSize
         for r in 0..<BlockInt8GEMM.tileRows {
             if firstRow + r < w.rows {
-                UnsignedWeightRows.unpack(w.type, w.row(firstRow + r), columns: columns, q: q + r * columns,
-                                          scales: scales + r, offsets: offsets + r, stride: BlockInt8GEMM.tileRows, portable: portable)
+                w.withRow(firstRow + r) { row in
+                    UnsignedWeightRows.unpack(w.type, row, columns: columns, q: q + r * columns,
+                                              scales: scales + r, offsets: offsets + r, stride: BlockInt8GEMM.tileRows, portable: portable)
+                }
             } else {
                 (q + r * columns).initialize(repeating: 0, count: columns)
                 for g in 0..<groups {

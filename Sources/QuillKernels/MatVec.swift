@@ -131,6 +131,11 @@ public enum MatVec {
     static func multiplyInt8(_ w: WeightMatrix, _ xq: QuantizedRow, into y: UnsafeMutablePointer<Float>,
                              rows: Range<Int>, portable: Bool) {
         #if canImport(COpenBLAS.AVX512VNNI)
+        if !portable, let panels = w.panels {
+            PanelMatVec.multiply(panels, PanelOperand(qs: xq.qs, qsStride: 0, scales: xq.scales, scalesStride: 0), count: 1,
+                                 into: y, ldy: 0, rows: rows)
+            return
+        }
         if !portable {
             AVX512MatVec.multiplyInt8(w, xq, into: y, rows: rows)
             return

@@ -118,6 +118,12 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
         QuantizedRow(qs: qs + i * columns, scales: scales + 2 * i * (columns / 32))
     }
 
+    /// Calls `body` with the int8 values (`rows × columns`, row-major) and the `(d, d·Σq)` pairs
+    /// (`rows × columns/32` pairs, row-major): the operands of `ReferencePanelMatVec`.
+    public func withQuantizedRows<R>(_ body: (UnsafePointer<Int8>, UnsafePointer<Float>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(qs, scales) }
+    }
+
     /// The value the kernels effectively see for element `column` of row `row`: `d·q`.
     public func dequantized(row: Int, column: Int) -> Float {
         precondition(row >= 0 && row < rows && column >= 0 && column < columns)

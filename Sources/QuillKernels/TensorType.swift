@@ -97,6 +97,9 @@ public struct WeightMatrix: @unchecked Sendable {
     /// weights exceed the cache marks all but a cache-sized part as streaming, so that part stays
     /// cached from one step to the next instead of everything cycling through DRAM.
     public var streaming = false
+    /// The rows regrouped for the decoding kernels (`WeightPanels`), when the model made them: the
+    /// int8 mat-vecs of this matrix (one row or a batch) then read these instead of `data`.
+    public var panels: WeightPanels?
 
     public init(type: TensorType, rows: Int, columns: Int, data: UnsafeRawPointer) {
         precondition(columns % type.blockSize == 0, "row length must be a whole number of blocks")

@@ -62,4 +62,33 @@ public final class WeightArena: @unchecked Sendable {
         copy.streaming = m.streaming
         return copy
     }
+
+    /// Bytes `m` takes in the arena: its panels when `WeightPanels.supports` its type and
+    /// `panels` is set, otherwise a copy.
+    public static func bytes(_ m: WeightMatrix, panels: Bool) -> Int {
+        let n = panels && WeightPanels.supports(m.type) ? WeightPanels.byteCount(m) : m.rowBytes * m.rows
+        return (n + 63) / 64 * 64
+    }
+
+    /// Regroups `m` into `WeightPanels` in the arena (`WeightPanels.supports(m.type)`) and returns
+    /// `m` with them attached: its mat-vecs read the panels, while `data` still points at the
+    /// source for whatever reads rows in the file's layout (`WeightMatrix.withRow` rebuilds them
+    /// from the panels instead). With `releasingSource` (read-only file mappings only, as for
+    /// `copy`) the source's pages are dropped once the panels hold them, matrix by matrix.
+    public func panels(_ m: WeightMatrix, releasingSource: Bool = false) -> WeightMatrix {
+        let bytes = WeightPanels.byteCount(m)
+        precondition(used + bytes <= capacity, "weight arena is full")
+        var result = m
+        // Released every 4 MiB of source, so a large matrix is never resident twice (as in `copy`).
+        let page = Int(getpagesize())
+        var released = (Int(bitPattern: m.data) + page - 1) / page * page
+        result.panels = WeightPanels(m, storage: base + used, owner: self) { done in
+            guard releasingSource else { return }
+            let end = Int(bitPattern: m.data + done) / page * page
+            if end > released { _ = madvise(UnsafeMutableRawPointer(bitPattern: released), end - released, MADV_DONTNEED) }
+            released = max(released, end)
+        }
+        used += (bytes + 63) / 64 * 64
+        return result
+    }
 }

@@ -23,8 +23,9 @@ extension DecoderContext {
         let up = gate + n * ffn                        // (n, ffn)
 
         for (row, token) in tokens.enumerated() {
-            ReferenceDequantizer.dequantize(model.tokenEmbedding.type, model.tokenEmbedding.row(Int(token)), count: w,
-                                            into: x + row * w)
+            model.tokenEmbedding.withRow(Int(token)) {
+                ReferenceDequantizer.dequantize(model.tokenEmbedding.type, $0, count: w, into: x + row * w)
+            }
         }
         if let factor = a.embeddingScale { scale(x, by: factor, count: n * w) }
 

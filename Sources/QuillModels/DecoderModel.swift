@@ -112,10 +112,16 @@ public final class DecoderModel: CausalLanguageModel, Sendable {
         // Decoding reads the weights from huge pages (see WeightArena); `QUILL_HUGE_PAGES=0` keeps
         // them in the file mapping. The token embedding stays mapped unless it is the output matrix.
         if ProcessInfo.processInfo.environment["QUILL_HUGE_PAGES"] != "0" {
+            // On the quantised path with the AVX-512 kernels, the 32-block types are regrouped into
+            // `WeightPanels` (the layout of the decoding kernels, about the file's size) rather than copied.
+            let usePanels = precision == .quantized && MatVec.hasAVX512Kernels
             let matrices = layers.flatMap(\.matrices) + [output]
-            let arena = WeightArena(bytes: matrices.reduce(0) { $0 + ($1.rowBytes * $1.rows + 63) / 64 * 64 })
+            let arena = WeightArena(bytes: matrices.reduce(0) { $0 + WeightArena.bytes($1, panels: usePanels) })
             // The GGUF mapping is read-only, so its pages can be released as they are copied.
-            func copy(_ m: WeightMatrix) -> WeightMatrix { arena.copy(m, releasingSource: true) }
+            func copy(_ m: WeightMatrix) -> WeightMatrix {
+                usePanels && WeightPanels.supports(m.type) ? arena.panels(m, releasingSource: true)
+                    : arena.copy(m, releasingSource: true)
+            }
             layers = layers.map { l in
                 Layer(attentionNorm: l.attentionNorm, query: copy(l.query), key: copy(l.key), value: copy(l.value),
                       queryBias: l.queryBias, keyBias: l.keyBias, valueBias: l.valueBias,

@@ -90,6 +90,10 @@ if CommandLine.arguments.dropFirst().first == "int8gemm" {
     benchInt8GEMM(threads: threads)
     exit(0)
 }
+if CommandLine.arguments.dropFirst().first == "panels" {
+    for t in threadCounts.isEmpty ? [1] : threadCounts { benchPanels(threads: t) }
+    exit(0)
+}
 if CommandLine.arguments.dropFirst().first == "decode-attention" {
     benchDecodeAttention(threads: threads)
     exit(0)
