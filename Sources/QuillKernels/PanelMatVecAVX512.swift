@@ -136,46 +136,48 @@ enum PanelMatVec {
                                                      _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ rows: Range<Int>) {
         let n = R.value, blocks = w.columns / 32
         let base = UnsafeRawPointer(w.data) + p * blocks * K.blockBytes
-        var acc = zeros16()
-        withUnsafeMutableBytes(of: &acc) { a in
-            for b in 0..<blocks {
-                let block = base + b * K.blockBytes
-                // The stream `prefetchBlocks` blocks ahead (panels are contiguous, so past the last
-                // block this is the next panel's start): on an AMD Zen 5 the hardware prefetchers
-                // alone left the batched passes waiting on the weights.
-                prefetchStep(block + prefetchBlocks * K.blockBytes, bytes: K.blockBytes)
-                let v = K.values(block)
-                let d = _mm512_cvtph_ps(block.loadUnaligned(fromByteOffset: K.scalesOffset, as: __m256i.self))
-                let offset = K.offsets(block, d)
-                for j in 0..<n {
-                    let q = UnsafeRawPointer(x.qs + j * x.qsStride + 32 * b)
-                    let pair = x.scales + j * x.scalesStride + 2 * b
-                    @inline(__always) func dword(_ o: Int) -> __m512i { _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: o, as: Int32.self)) }
-                    let zero = _mm512_setzero_si512()
-                    var s0 = _mm512_mask_dpbusd_epi32(zero, 0xFFFF, v.0, dword(0))
-                    var s1 = _mm512_mask_dpbusd_epi32(zero, 0xFFFF, v.1, dword(4))
-                    s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.2, dword(8))
-                    s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.3, dword(12))
-                    s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.4, dword(16))
-                    s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.5, dword(20))
-                    s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.6, dword(24))
-                    s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.7, dword(28))
-                    let sum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1))
-                    let scale = _mm512_mul_ps(d, _mm512_set1_ps(pair[0]))
-                    var t = _mm512_fmadd_ps(sum, scale, a.load(fromByteOffset: 64 * j, as: __m512.self))
-                    t = _mm512_fmadd_ps(offset, _mm512_set1_ps(pair[1]), t)
-                    a.storeBytes(of: t, toByteOffset: 64 * j, as: __m512.self)
-                }
+        // One named accumulator per activation row (an array or tuple in memory measured slower:
+        // the compiler kept it on the stack and unrolled the row loop only twice).
+        var a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+        for b in 0..<blocks {
+            let block = base + b * K.blockBytes
+            // The stream `prefetchBlocks` blocks ahead (panels are contiguous, so past the last
+            // block this is the next panel's start): on an AMD Zen 5 the hardware prefetchers
+            // alone left the batched passes waiting on the weights.
+            prefetchStep(block + prefetchBlocks * K.blockBytes, bytes: K.blockBytes)
+            let v = K.values(block)
+            let d = _mm512_cvtph_ps(block.loadUnaligned(fromByteOffset: K.scalesOffset, as: __m256i.self))
+            let offset = K.offsets(block, d)
+            @inline(__always) func step(_ j: Int, _ acc: inout __m512) {
+                let q = UnsafeRawPointer(x.qs + j * x.qsStride + 32 * b)
+                let pair = x.scales + j * x.scalesStride + 2 * b
+                @inline(__always) func dword(_ o: Int) -> __m512i { _mm512_set1_epi32(q.loadUnaligned(fromByteOffset: o, as: Int32.self)) }
+                let zero = _mm512_setzero_si512()
+                var s0 = _mm512_mask_dpbusd_epi32(zero, 0xFFFF, v.0, dword(0))
+                var s1 = _mm512_mask_dpbusd_epi32(zero, 0xFFFF, v.1, dword(4))
+                s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.2, dword(8))
+                s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.3, dword(12))
+                s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.4, dword(16))
+                s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.5, dword(20))
+                s0 = _mm512_mask_dpbusd_epi32(s0, 0xFFFF, v.6, dword(24))
+                s1 = _mm512_mask_dpbusd_epi32(s1, 0xFFFF, v.7, dword(28))
+                let sum = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1))
+                let scale = _mm512_mul_ps(d, _mm512_set1_ps(pair[0]))
+                acc = _mm512_fmadd_ps(offset, _mm512_set1_ps(pair[1]), _mm512_fmadd_ps(sum, scale, acc))
             }
+            step(0, &a0)
+            if n > 1 { step(1, &a1) }
+            if n > 2 { step(2, &a2); step(3, &a3) }
+            if n > 4 { step(4, &a4); step(5, &a5); step(6, &a6); step(7, &a7) }
         }
         // Lanes of rows inside `rows` (and the matrix).
         let first = 16 * p, lo = max(rows.lowerBound, first) - first, hi = min(rows.upperBound, first + 16) - first
         let mask = UInt16(truncatingIfNeeded: ((1 << hi) - 1) & ~((1 << lo) - 1))
-        withUnsafeBytes(of: &acc) { a in
-            for j in 0..<n {
-                _mm512_mask_storeu_ps(y + j * ldy + first, mask, a.load(fromByteOffset: 64 * j, as: __m512.self))
-            }
-        }
+        @inline(__always) func store(_ j: Int, _ acc: __m512) { _mm512_mask_storeu_ps(y + j * ldy + first, mask, acc) }
+        store(0, a0)
+        if n > 1 { store(1, a1) }
+        if n > 2 { store(2, a2); store(3, a3) }
+        if n > 4 { store(4, a4); store(5, a5); store(6, a6); store(7, a7) }
     }
 }
 #endif

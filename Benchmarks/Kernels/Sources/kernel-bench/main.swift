@@ -8,6 +8,7 @@
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gguf FILE...          (real files' matrices)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench attention [threads...]  (Whisper-base's attention shapes)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench decode-attention [threads...] (one token over 2,048 F16 positions)
+//   cd Benchmarks/Kernels && swift run -c release kernel-bench panels [threads...]   (int8 mat-vecs: file blocks vs WeightPanels, 1–16 rows)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench gemm [threads...]       (f32 seq2seq products: sgemm vs packed)
 //   cd Benchmarks/Kernels && swift run -c release kernel-bench int8gemm [threads...]   (int8 seq2seq products, GOPS)
 //
