@@ -62,6 +62,8 @@ public final class DecoderModel: CausalLanguageModel, Sendable {
 
     let file: GGUFFile          // keeps the mapping that every WeightMatrix points into alive
     let arena: WeightArena?     // or this, which holds the copies decoding reads
+    /// Whether decoding reads the layer weights from the file mapping (no arena copy).
+    var readsWeightsFromFile: Bool { arena == nil }
     let tokenEmbedding: WeightMatrix  // (vocab, width)
     let layers: [Layer]
     let outputNorm: [Float]           // (width)

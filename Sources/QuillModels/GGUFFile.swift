@@ -234,6 +234,12 @@ public final class GGUFFile: @unchecked Sendable {
         file.releaseResidentPages(start: file.base, byteCount: min(dataOffset, file.size))
     }
 
+    /// Drops the whole mapping from the resident set (bytes read later fault back in from the page
+    /// cache): for a model that copied its weights out of the file.
+    public func releaseResidentPages() {
+        file.releaseResidentPages(start: file.base, byteCount: file.size)
+    }
+
     // MARK: Metadata
 
     private func value(_ key: String) throws -> GGUFValue {

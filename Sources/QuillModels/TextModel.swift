@@ -23,8 +23,11 @@ public final class TextModel: @unchecked Sendable {
                                  maxBatch: maxBatch)
         beginningOfSequence = GGUFTokenizer.beginningOfSequence(in: file)
         // The tokenizer holds its own tables now; the vocabulary's bytes in the mapping (~2 MB for
-        // SmolLM2) need not stay resident.
-        file.releaseMetadataPages()
+        // SmolLM2) need not stay resident. Once the weights are copied into the model's arena, no
+        // part of the file is read per token except rows of an untied token embedding, which fault
+        // back in as they are used: the whole mapping is released (1 MB of norms and pages that
+        // loading touched, for SmolLM2).
+        if model.readsWeightsFromFile { file.releaseMetadataPages() } else { file.releaseResidentPages() }
         #if os(Linux)
         // Loading parsed the vocabulary into temporary arrays (several MB for a 150k vocabulary) that
         // are free now but sit in the middle of the heap, where free() leaves their pages resident.
