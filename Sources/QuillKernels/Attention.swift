@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import COpenBLAS.Hints
 #if canImport(COpenBLAS.AVX512VNNI)
 @_implementationOnly import COpenBLAS.AVX512VNNI
 @_implementationOnly import _Builtin_intrinsics.intel
@@ -179,11 +180,24 @@ extension Attention {
 #endif
 
 /// Widens `count` IEEE half floats (bits) to f32 (F16C `vcvtph2ps` where compiled in).
+/// - Parameter prefetching: up to two other arrays of at least `2·count` bytes whose lines are
+///   requested at the pace this loop reads its own: one line of each per 64 bytes of `source`, so
+///   the requests never pile up in the miss buffers the way one burst per block did.
 @inline(__always)
-func widenHalves(_ source: UnsafePointer<UInt16>, into destination: UnsafeMutablePointer<Float>, count: Int) {
+func widenHalves(_ source: UnsafePointer<UInt16>, into destination: UnsafeMutablePointer<Float>, count: Int,
+                 prefetching first: UnsafeRawPointer? = nil, _ second: UnsafeRawPointer? = nil) {
     var i = 0
     #if canImport(COpenBLAS.AVX512VNNI)
     let rs = UnsafeRawPointer(source), rd = UnsafeMutableRawPointer(destination)
+    while i + 32 <= count {
+        if let first { quill_prefetch(first + 2 * i) }
+        if let second { quill_prefetch(second + 2 * i) }
+        rd.storeBytes(of: _mm512_cvtph_ps(rs.loadUnaligned(fromByteOffset: 2 * i, as: __m256i.self)),
+                      toByteOffset: 4 * i, as: __m512.self)
+        rd.storeBytes(of: _mm512_cvtph_ps(rs.loadUnaligned(fromByteOffset: 2 * i + 32, as: __m256i.self)),
+                      toByteOffset: 4 * i + 64, as: __m512.self)
+        i += 32
+    }
     while i + 16 <= count {
         rd.storeBytes(of: _mm512_cvtph_ps(rs.loadUnaligned(fromByteOffset: 2 * i, as: __m256i.self)),
                       toByteOffset: 4 * i, as: __m512.self)

@@ -181,6 +181,10 @@ extension Attention {
         return max(0, position - window + 1)
     }
 
+    /// How many blocks ahead `pagedGroup` requests keys and values (kernel-bench decode-attention,
+    /// 2,048 F16 positions swept over 30 layers, 1 thread: 1–4 blocks within noise of each other).
+    static let prefetchBlocksAhead = 2
+
     /// One token, some query heads of one KV head: scores block by block, softmax, then the weighted
     /// sum of values accumulated over the blocks.
     static func pagedGroup(queries: UnsafePointer<Float>, kv: PagedKVView, sequence: AttentionSequence, token t: Int,
@@ -200,10 +204,20 @@ extension Attention {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
                 // Blocks are scattered, too short for the hardware prefetchers to find: request the
                 // next block's keys and this block's values (read by the second loop) now.
-                let ahead = p / bt + 2
-                if ahead * bt <= position { prefetchStep(kv.keys(block: sequence.blocks[ahead], head: g), bytes: headBytes) }
-                prefetchStep(kv.values(block: block, head: g) + offset * hd * kv.elementBytes, bytes: n * hd * kv.elementBytes)
-                let keys = rows(kv.keys(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                // On the F16 path the requests go out paced with the widening of this block's keys.
+                let ahead = p / bt + prefetchBlocksAhead
+                let aheadKeys = ahead * bt <= position ? UnsafeRawPointer(kv.keys(block: sequence.blocks[ahead], head: g)) : nil
+                let theseValues = UnsafeRawPointer(kv.values(block: block, head: g) + offset * hd * kv.elementBytes)
+                let keys: UnsafePointer<Float>
+                if kv.half && n == bt {
+                    let head = kv.keys(block: block, head: g).assumingMemoryBound(to: UInt16.self)
+                    widenHalves(head, into: widened, count: n * hd, prefetching: aheadKeys, theseValues)
+                    keys = UnsafePointer(widened)
+                } else {
+                    if let aheadKeys { prefetchStep(aheadKeys, bytes: headBytes) }
+                    prefetchStep(theseValues, bytes: n * hd * kv.elementBytes)
+                    keys = rows(kv.keys(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                }
                 for j in 0 ..< count {
                     let q = queries + (row + heads.lowerBound + j) * hd
                     scores(q, keys, count: n, width: hd, scale: shape.scale, into: weights + j * length + (p - start))
@@ -217,7 +231,18 @@ extension Attention {
             p = start
             while p < position + 1 {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
-                let values = rows(kv.values(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                let values: UnsafePointer<Float>
+                let ahead = p / bt + prefetchBlocksAhead
+                if kv.half && n == bt && ahead * bt <= position {
+                    // The key pass requested these values, but a long history pushes them out of L1
+                    // and L2 again before this pass: request them once more, paced, two blocks ahead.
+                    let head = kv.values(block: block, head: g).assumingMemoryBound(to: UInt16.self)
+                    widenHalves(head, into: widened, count: n * hd,
+                                prefetching: UnsafeRawPointer(kv.values(block: sequence.blocks[ahead], head: g)))
+                    values = UnsafePointer(widened)
+                } else {
+                    values = rows(kv.values(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
+                }
                 var j = 0
                 while j < count {
                     // Up to four heads share each load of a value row.
