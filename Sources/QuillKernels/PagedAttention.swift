@@ -4,6 +4,10 @@ import Glibc
 import Darwin
 #endif
 import COpenBLAS.Hints
+#if canImport(COpenBLAS.AVX512VNNI)
+@_implementationOnly import COpenBLAS.AVX512VNNI
+@_implementationOnly import _Builtin_intrinsics.intel
+#endif
 
 /// Where one layer's keys and values live in a paged KV pool: block `b`, KV head `g` holds
 /// `blockTokens` consecutive positions of `headDimension` values (f32, or IEEE half bits).
@@ -233,12 +237,28 @@ extension Attention {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
                 let values: UnsafePointer<Float>
                 let ahead = p / bt + prefetchBlocksAhead
-                if kv.half && n == bt && ahead * bt <= position {
+                let aheadValues = ahead * bt <= position ? UnsafeRawPointer(kv.values(block: sequence.blocks[ahead], head: g)) : nil
+                if MatVec.hasAVX512Kernels && kv.half && n == bt && hd % 64 == 0 && count >= 2 && count <= 4 {
+                    // All the heads in one pass straight from the F16 rows (each row converted once,
+                    // in registers; the same floats and FMAs as through the widened copy).
+                    let w = weights + (p - start), o = output + (row + heads.lowerBound) * hd
+                    let half = UnsafeRawPointer(kv.values(block: block, head: g))
+                    switch count {
+                    case 4: accumulateWeightedSums(w, weightStride: length, heads: 4, halfRows: half, count: n, width: hd, into: o,
+                                                   prefetching: aheadValues)
+                    case 3: accumulateWeightedSums(w, weightStride: length, heads: 3, halfRows: half, count: n, width: hd, into: o,
+                                                   prefetching: aheadValues)
+                    default: accumulateWeightedSums(w, weightStride: length, heads: 2, halfRows: half, count: n, width: hd, into: o,
+                                                    prefetching: aheadValues)
+                    }
+                    p += n
+                    continue
+                }
+                if kv.half && n == bt, let aheadValues {
                     // The key pass requested these values, but a long history pushes them out of L1
                     // and L2 again before this pass: request them once more, paced, two blocks ahead.
                     let head = kv.values(block: block, head: g).assumingMemoryBound(to: UInt16.self)
-                    widenHalves(head, into: widened, count: n * hd,
-                                prefetching: UnsafeRawPointer(kv.values(block: sequence.blocks[ahead], head: g)))
+                    widenHalves(head, into: widened, count: n * hd, prefetching: aheadValues)
                     values = UnsafePointer(widened)
                 } else {
                     values = rows(kv.values(block: block, head: g), offset: offset, count: n, kv: kv, scratch: widened)
@@ -333,7 +353,25 @@ extension Attention {
     static func accumulateWeightedSums(_ weights: UnsafePointer<Float>, weightStride: Int, heads: Int,
                                        _ rows: UnsafePointer<Float>, count: Int, width: Int,
                                        into out: UnsafeMutablePointer<Float>) {
-        let raw = UnsafeRawPointer(rows), ro = UnsafeMutableRawPointer(out), rowBytes = 4 * width
+        accumulateWeightedSums(weights, weightStride: weightStride, heads: heads, rows: UnsafeRawPointer(rows), half: false,
+                               count: count, width: width, into: out, prefetching: nil)
+    }
+
+    /// The same over F16 rows (IEEE half bits), each value vector widened in registers; with
+    /// `prefetching`, requests that many rows' bytes from there at the pace they are read here.
+    @inline(__always)
+    static func accumulateWeightedSums(_ weights: UnsafePointer<Float>, weightStride: Int, heads: Int,
+                                       halfRows: UnsafeRawPointer, count: Int, width: Int,
+                                       into out: UnsafeMutablePointer<Float>, prefetching: UnsafeRawPointer?) {
+        accumulateWeightedSums(weights, weightStride: weightStride, heads: heads, rows: halfRows, half: true,
+                               count: count, width: width, into: out, prefetching: prefetching)
+    }
+
+    @inline(__always)
+    static func accumulateWeightedSums(_ weights: UnsafePointer<Float>, weightStride: Int, heads: Int,
+                                       rows raw: UnsafeRawPointer, half: Bool, count: Int, width: Int,
+                                       into out: UnsafeMutablePointer<Float>, prefetching: UnsafeRawPointer?) {
+        let ro = UnsafeMutableRawPointer(out), rowBytes = 4 * width, sourceRowBytes = half ? 2 * width : rowBytes
         for c in stride(from: 0, to: 4 * width, by: 256) {
             @inline(__always) func load(_ h: Int, _ v: Int) -> SIMD16<Float> {
                 h < heads ? ro.loadUnaligned(fromByteOffset: h * rowBytes + c + 64 * v, as: SIMD16<Float>.self) : SIMD16()
@@ -342,11 +380,21 @@ extension Attention {
             var a10 = load(1, 0), a11 = load(1, 1), a12 = load(1, 2), a13 = load(1, 3)
             var a20 = load(2, 0), a21 = load(2, 1), a22 = load(2, 2), a23 = load(2, 3)
             var a30 = load(3, 0), a31 = load(3, 1), a32 = load(3, 2), a33 = load(3, 3)
-            var v = raw + c
+            var v = raw + (half ? c / 2 : c)
             for p in 0 ..< count {
-                let v0 = v.loadUnaligned(as: SIMD16<Float>.self), v1 = v.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-                let v2 = v.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
-                let v3 = v.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                @inline(__always) func load(_ i: Int) -> SIMD16<Float> {
+                    #if canImport(COpenBLAS.AVX512VNNI)
+                    if half {
+                        return unsafeBitCast(_mm512_cvtph_ps(v.loadUnaligned(fromByteOffset: 32 * i, as: __m256i.self)),
+                                             to: SIMD16<Float>.self)
+                    }
+                    #endif
+                    return v.loadUnaligned(fromByteOffset: 64 * i, as: SIMD16<Float>.self)
+                }
+                if let prefetching, c == 0 {
+                    prefetchStep(prefetching + p * sourceRowBytes, bytes: sourceRowBytes)
+                }
+                let v0 = load(0), v1 = load(1), v2 = load(2), v3 = load(3)
                 var w = SIMD16<Float>(repeating: weights[p])
                 a00.addProduct(w, v0); a01.addProduct(w, v1); a02.addProduct(w, v2); a03.addProduct(w, v3)
                 w = SIMD16<Float>(repeating: weights[weightStride + p])
@@ -359,7 +407,7 @@ extension Attention {
                     w = SIMD16<Float>(repeating: weights[3 * weightStride + p])
                     a30.addProduct(w, v0); a31.addProduct(w, v1); a32.addProduct(w, v2); a33.addProduct(w, v3)
                 }
-                v += rowBytes
+                v += sourceRowBytes
             }
             @inline(__always) func store(_ h: Int, _ a0: SIMD16<Float>, _ a1: SIMD16<Float>, _ a2: SIMD16<Float>, _ a3: SIMD16<Float>) {
                 guard h < heads else { return }
