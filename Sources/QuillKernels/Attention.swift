@@ -135,12 +135,41 @@ extension Attention {
     @inline(__always)
     static func scoresSixteen(_ q: UnsafeRawPointer, _ k: UnsafeRawPointer, rowBytes: Int, scale: Float,
                               into s: UnsafeMutableRawPointer) {
+        scoresSixteen(q, k, half: false, rowBytes: rowBytes, scale: scale, into: s, prefetching: nil, nil)
+    }
+
+    /// The same over F16 key rows of `rowBytes` (a multiple of 32), each widened in registers: the
+    /// same floats and operations. With `prefetching`, requests `16·rowBytes` bytes of each stream,
+    /// spread over the loop.
+    @inline(__always)
+    static func scoresSixteen(_ q: UnsafeRawPointer, halfKeys k: UnsafeRawPointer, rowBytes: Int, scale: Float,
+                              into s: UnsafeMutableRawPointer, prefetching first: UnsafeRawPointer?, _ second: UnsafeRawPointer?) {
+        scoresSixteen(q, k, half: true, rowBytes: rowBytes, scale: scale, into: s, prefetching: first, second)
+    }
+
+    @inline(__always)
+    static func scoresSixteen(_ q: UnsafeRawPointer, _ k: UnsafeRawPointer, half: Bool, rowBytes: Int, scale: Float,
+                              into s: UnsafeMutableRawPointer, prefetching first: UnsafeRawPointer?, _ second: UnsafeRawPointer?) {
         var a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
         var a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0
         var c = 0
-        while c < rowBytes {
+        // f32 bytes of one row; an F16 row is half as long.
+        let width = half ? 2 * rowBytes : rowBytes
+        let streamBytes = 16 * rowBytes, chunks = width / 64
+        let linesPerChunk = (streamBytes / 64 + chunks - 1) / chunks
+        while c < width {
             let x = q.loadUnaligned(fromByteOffset: c, as: __m512.self)
-            @inline(__always) func key(_ j: Int) -> __m512 { k.loadUnaligned(fromByteOffset: j * rowBytes + c, as: __m512.self) }
+            if first != nil || second != nil {
+                let line0 = (c / 64) * linesPerChunk
+                for l in line0 ..< min(line0 + linesPerChunk, streamBytes / 64) {
+                    if let first { quill_prefetch(first + 64 * l) }
+                    if let second { quill_prefetch(second + 64 * l) }
+                }
+            }
+            @inline(__always) func key(_ j: Int) -> __m512 {
+                half ? _mm512_cvtph_ps(k.loadUnaligned(fromByteOffset: j * rowBytes + c / 2, as: __m256i.self))
+                    : k.loadUnaligned(fromByteOffset: j * rowBytes + c, as: __m512.self)
+            }
             a0 = _mm512_fmadd_ps(x, key(0), a0); a1 = _mm512_fmadd_ps(x, key(1), a1)
             a2 = _mm512_fmadd_ps(x, key(2), a2); a3 = _mm512_fmadd_ps(x, key(3), a3)
             a4 = _mm512_fmadd_ps(x, key(4), a4); a5 = _mm512_fmadd_ps(x, key(5), a5)

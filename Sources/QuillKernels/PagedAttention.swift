@@ -212,6 +212,24 @@ extension Attention {
                 let ahead = p / bt + prefetchBlocksAhead
                 let aheadKeys = ahead * bt <= position ? UnsafeRawPointer(kv.keys(block: sequence.blocks[ahead], head: g)) : nil
                 let theseValues = UnsafeRawPointer(kv.values(block: block, head: g) + offset * hd * kv.elementBytes)
+                #if canImport(COpenBLAS.AVX512VNNI)
+                if kv.half && n == bt && bt % 16 == 0 && hd % 16 == 0 {
+                    // Scores straight from the F16 rows (converted in registers; the same floats and
+                    // FMAs as through the widened copy); the first head's pass paces the requests.
+                    let half = UnsafeRawPointer(kv.keys(block: block, head: g))
+                    for j in 0 ..< count {
+                        let q = UnsafeRawPointer(queries + (row + heads.lowerBound + j) * hd)
+                        for k in stride(from: 0, to: n, by: 16) {
+                            scoresSixteen(q, halfKeys: half + k * 2 * hd, rowBytes: 2 * hd, scale: shape.scale,
+                                          into: UnsafeMutableRawPointer(weights + j * length + (p - start) + k),
+                                          prefetching: j == 0 ? aheadKeys.map { $0 + k * 2 * hd } : nil,
+                                          j == 0 ? theseValues + k * 2 * hd : nil)
+                        }
+                    }
+                    p += n
+                    continue
+                }
+                #endif
                 let keys: UnsafePointer<Float>
                 if kv.half && n == bt {
                     let head = kv.keys(block: block, head: g).assumingMemoryBound(to: UInt16.self)
