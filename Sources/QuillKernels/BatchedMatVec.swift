@@ -75,7 +75,7 @@ extension MatVec {
         switch (precision, w.type) {
         case (.int8, let type) where type.blockSize > 1:  // every quantised type, as the one-row call
             var xq = QuantizedActivationBatch(rows: rows, columns: w.columns)
-            xq.quantize(x, rows: rows, columns: w.columns)
+            xq.quantize(x, rows: rows, columns: w.columns, rowMajorOnly: w.panels != nil)
             multiply(w, xq, into: y, pool: pool)
         default:
             let portable = usePortableKernels

@@ -77,6 +77,7 @@ enum BatchedAVX512MatVec {
             PanelMatVec.multiply(panels, x, count: xq.rows, into: y, ldy: ldy, rows: rows)
             return
         }
+        precondition(xq.hasInterleavedLayouts, "a batch quantised row-major only needs matrices with WeightPanels")
         let x = BatchOperand(xq)
         switch w.type {
         case .q4_0: pairedInt8Batch(Q40Int8.self, w, xq, y, ldy, rows)

@@ -75,8 +75,16 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
     var rowStride: Int { QuantizedActivationBatch.paddedRows(rows) }
     static func paddedRows(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
 
+    /// Whether the last `quantize` wrote `paired` and `transposedScales` (the layouts of the batched
+    /// kernels of matrices without `WeightPanels`).
+    public private(set) var hasInterleavedLayouts = true
+
     /// Quantises `x` (`rows × columns`, row-major; `columns` a multiple of 32; both within capacity).
-    public mutating func quantize(_ x: UnsafePointer<Float>, rows: Int, columns: Int) {
+    /// - Parameter rowMajorOnly: skip `paired` and `transposedScales`, which only the batched kernels
+    ///   of matrices without `WeightPanels` read (the panel kernels and the one-row kernels read the
+    ///   row-major values); such a batch may then be multiplied only with matrices that have panels.
+    ///   A single row never needs them.
+    public mutating func quantize(_ x: UnsafePointer<Float>, rows: Int, columns: Int, rowMajorOnly: Bool = false) {
         precondition(rows >= 0 && rows <= storage.rowCapacity, "rows must be within capacity")
         precondition(columns % 32 == 0 && columns <= storage.columnCapacity,
                      "columns must be a multiple of 32 within capacity")
@@ -87,6 +95,15 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
         self.columns = columns
         let blocks = columns / 32, stride = rowStride
         let qs = storage.qs, scales = storage.scales, transposed = storage.transposed, paired = storage.paired
+        hasInterleavedLayouts = !rowMajorOnly && rows > 1
+        guard hasInterleavedLayouts else {
+            for i in 0..<rows {
+                for b in 0..<blocks {
+                    QuantizedActivations.quantizeBlock(x + i * columns + 32 * b, qs + i * columns + 32 * b, scales + 2 * (i * blocks + b))
+                }
+            }
+            return
+        }
         transposed.update(repeating: 0, count: storage.transposedCount)
         let groups = UnsafeRawPointer(qs)
         for i in 0..<rows {

@@ -148,7 +148,7 @@ extension DecoderContext {
         if rows > 0 && model.precision == .quantized && products.allSatisfy({ !$0.matrix.type.isFloat }) {
             // Quantise the rows once for all the matrices that read them.
             var batch = QuantizedActivationBatch(rows: rows, columns: columns)
-            batch.quantize(input, rows: rows, columns: columns)
+            batch.quantize(input, rows: rows, columns: columns, rowMajorOnly: products.allSatisfy { $0.matrix.panels != nil })
             MatVec.multiply(products, batch, pool: pool)
         } else if rows > 0 {
             for (matrix, output) in products { projectRows(matrix, input, rows: rows, into: output) }

@@ -39,6 +39,13 @@ import QuillKernels
                     MatVec.multiply(m, xq, into: &y, pool: pool)
                     #expect(bitwiseEqual(y, expected[...]), "\(type) \(rows)×\(columns) batch \(batch), \(pool.threadCount) threads")
                 }
+                // Without the interleaved layouts (which the panel kernels do not read): the same.
+                var rowMajor = QuantizedActivationBatch(rows: batch, columns: columns)
+                rowMajor.quantize(x, rows: batch, columns: columns, rowMajorOnly: true)
+                #expect(!rowMajor.hasInterleavedLayouts)
+                var y = [Float](repeating: .nan, count: batch * rows)
+                MatVec.multiply(m, rowMajor, into: &y, pool: pools[1])
+                #expect(bitwiseEqual(y, expected[...]), "\(type) \(rows)×\(columns) batch \(batch), row-major only")
                 // Each row alone (the one-row kernel) is the same row of the batch.
                 var single = QuantizedActivations(capacity: columns)
                 for i in [0, batch - 1] {
