@@ -13,8 +13,12 @@ struct MergeTable: Sendable {
     private(set) var count = 0
 
     init(capacity: Int) {
+        // Load factor up to 0.75: linear probing then scans ~2.5 slots for a merge and ~8.5 for a pair
+        // that has none, contiguous 8-byte keys (one or two cache lines either way), while the table
+        // takes half the memory of a load factor 0.5 for most vocabularies (SmolLM2's 48,900 merges:
+        // 1 MiB instead of 2 MiB, resident for as long as the tokenizer lives).
         var bits = 4
-        while (1 << bits) < capacity * 2 { bits += 1 }  // load factor <= 0.5 keeps probes short
+        while (1 << bits) * 3 < capacity * 4 { bits += 1 }
         keys = [UInt64](repeating: Self.emptyKey, count: 1 << bits)
         values = [UInt64](repeating: 0, count: 1 << bits)
         shift = UInt64(64 - bits)
