@@ -309,6 +309,12 @@ struct RowPanel {
     }
 
     func unpack(_ w: WeightMatrix, firstRow: Int, portable: Bool) {
+        #if canImport(COpenBLAS.AVX512VNNI)
+        if !portable, let panels = w.panels, firstRow + BlockInt8GEMM.tileRows <= w.rows {
+            panels.unpackFourRows(firstRow, q: q, scales: scales, offsets: offsets)
+            return
+        }
+        #endif
         let groups = columns / groupSize
         for r in 0..<BlockInt8GEMM.tileRows {
             if firstRow + r < w.rows {

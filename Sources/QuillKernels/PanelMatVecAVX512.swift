@@ -78,6 +78,62 @@ enum Q80Panel: PanelKernel {
     @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 { _mm512_mul_ps(d, _mm512_set1_ps(-128)) }
 }
 
+extension WeightPanels {
+    /// Rows `r0 ..< r0 + 4` (`r0` a multiple of 4, all inside the matrix) exactly as
+    /// `UnsignedWeightRows.unpack` gives them from the file's blocks: values at `q + i·columns`,
+    /// block `b`'s scale and offset of row `i` at `[4b + i]` — the prompt GEMM's `RowPanel`, read
+    /// straight from the panels (a 4×4 dword transpose per 16 bytes) instead of through rebuilt rows.
+    func unpackFourRows(_ r0: Int, q: UnsafeMutablePointer<UInt8>, scales: UnsafeMutablePointer<Float>,
+                        offsets: UnsafeMutablePointer<Float>) {
+        precondition(r0 % 4 == 0 && r0 + 4 <= rows)
+        let lane0 = r0 % 16, p = r0 / 16, blocks = columns / 32
+        let hasMin = type == .q4_1 || type == .q5_1, fiveBit = type == .q5_0 || type == .q5_1
+        let zero: Float = type == .q8_0 ? -128 : type == .q4_0 ? -8 : -16
+        let out = UnsafeMutableRawPointer(q), scalesOffset = WeightPanels.scalesOffset(type)
+        for b in 0..<blocks {
+            let block = UnsafeRawPointer(data + (p * blocks + b) * blockBytes)
+            let sc = block + scalesOffset
+            for i in 0..<4 {
+                let d = halfBitsToFloat(sc.loadUnaligned(fromByteOffset: 2 * (lane0 + i), as: UInt16.self))
+                scales[4 * b + i] = d
+                offsets[4 * b + i] = hasMin
+                    ? halfBitsToFloat(sc.loadUnaligned(fromByteOffset: 32 + 2 * (lane0 + i), as: UInt16.self)) : zero * d
+            }
+            // Chunks `c ..< c + 4`, dwords of the four rows → each row's 16 bytes in chunk order.
+            @inline(__always) func rowsOfChunks(_ c: Int) -> (__m128i, __m128i, __m128i, __m128i) {
+                let x0 = load128(block, 64 * c + 4 * lane0), x1 = load128(block, 64 * (c + 1) + 4 * lane0)
+                let x2 = load128(block, 64 * (c + 2) + 4 * lane0), x3 = load128(block, 64 * (c + 3) + 4 * lane0)
+                let t0 = _mm_unpacklo_epi32(x0, x1), t1 = _mm_unpackhi_epi32(x0, x1)
+                let t2 = _mm_unpacklo_epi32(x2, x3), t3 = _mm_unpackhi_epi32(x2, x3)
+                return (_mm_unpacklo_epi64(t0, t2), _mm_unpackhi_epi64(t0, t2), _mm_unpacklo_epi64(t1, t3), _mm_unpackhi_epi64(t1, t3))
+            }
+            @inline(__always) func row(_ t: (__m128i, __m128i, __m128i, __m128i), _ i: Int) -> __m128i {
+                i == 0 ? t.0 : i == 1 ? t.1 : i == 2 ? t.2 : t.3
+            }
+            if type == .q8_0 {
+                let low = rowsOfChunks(0), high = rowsOfChunks(4)
+                for i in 0..<4 {
+                    out.storeBytes(of: _mm256_set_m128i(row(high, i), row(low, i)), toByteOffset: i * columns + 32 * b, as: __m256i.self)
+                }
+                continue
+            }
+            let nibbles = rowsOfChunks(0)
+            for i in 0..<4 {
+                var v = unpackNibbles256(row(nibbles, i))
+                if fiveBit {
+                    var qh: UInt32 = 0
+                    for g in 0..<8 {
+                        let mask = block.loadUnaligned(fromByteOffset: 256 + 8 * g, as: UInt64.self)
+                        qh |= UInt32(truncatingIfNeeded: (mask >> (4 * (lane0 + i))) & 0xF) << (4 * g)
+                    }
+                    v = _mm256_mask_add_epi8(v, qh, v, _mm256_set1_epi8(16))
+                }
+                out.storeBytes(of: v, toByteOffset: i * columns + 32 * b, as: __m256i.self)
+            }
+        }
+    }
+}
+
 /// The activation rows a panel kernel reads: row `i`'s int8 values at `qs + i·qsStride`, its
 /// `(d, d·Σq)` pairs at `scales + i·scalesStride`.
 struct PanelOperand {
