@@ -207,8 +207,9 @@ extension Attention {
             while p < position + 1 {
                 let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
                 // Blocks are scattered, too short for the hardware prefetchers to find: request the
-                // next block's keys and this block's values (read by the second loop) now.
-                // On the F16 path the requests go out paced with the widening of this block's keys.
+                // next-but-one block's keys and this block's values (read by the second loop) now —
+                // on the F16 path a few lines at a time while this block's keys are read (one burst
+                // per block left them still missing when read).
                 let ahead = p / bt + prefetchBlocksAhead
                 let aheadKeys = ahead * bt <= position ? UnsafeRawPointer(kv.keys(block: sequence.blocks[ahead], head: g)) : nil
                 let theseValues = UnsafeRawPointer(kv.values(block: block, head: g) + offset * hd * kv.elementBytes)
