@@ -126,7 +126,10 @@ extension Attention {
         // head's arithmetic is the same either way), per prompt tile and KV head (whose query heads
         // share one gathered, transposed copy of the history). Tiles shrink while there are fewer
         // than two per thread: no row's result depends on its tile.
-        let decodeItems = sequences.reduce(0) { $0 + (isPrompt($1) ? 0 : $1.tokens * shape.kvHeads) }
+        func chunks(_ sequence: AttentionSequence, _ t: Int) -> Int { historyChunks(sequence, token: t, window: window).count }
+        let decodeItems = sequences.reduce(0) { total, sequence in
+            isPrompt(sequence) ? total : total + (0 ..< sequence.tokens).reduce(0) { $0 + chunks(sequence, $1) } * shape.kvHeads
+        }
         let parts = decodeItems == 0 ? 1 : min(group, max(1, 4 * pool.threadCount / decodeItems))
         let partHeads = (group + parts - 1) / parts
         var tileRows = FusedAttention.blockRows
@@ -134,7 +137,13 @@ extension Attention {
             sequences.reduce(0) { $0 + (isPrompt($1) ? ($1.tokens + rows - 1) / rows * shape.kvHeads : 0) }
         }
         while tileRows > 8, decodeItems + promptItems(tileRows) < 2 * pool.threadCount { tileRows /= 2 }
-        var items: [(sequence: Int, first: Int, count: Int, head: Int)] = []
+        // `range`: the positions a decoding item covers (the whole history unless it is split);
+        // `partial`: where a split item leaves its unnormalised sums (−1: straight into `output`).
+        var items: [(sequence: Int, first: Int, count: Int, head: Int, range: Range<Int>, partial: Int)] = []
+        // Split decoding items, merged after the parallel region: (sequence, token, first head,
+        // heads, offset of chunk 0's partial, chunks).
+        var merges: [(sequence: Int, token: Int, head: Int, count: Int, partial: Int, chunks: Int)] = []
+        var partialFloats = 0
         for (s, sequence) in sequences.enumerated() {
             if isPrompt(sequence) {
                 let tiles = (sequence.tokens + tileRows - 1) / tileRows
@@ -143,19 +152,31 @@ extension Attention {
                     let tile = i % 2 == 0 ? i / 2 : tiles - 1 - i / 2
                     let first = tile * tileRows
                     for g in 0 ..< shape.kvHeads {
-                        items.append((s, first, min(tileRows, sequence.tokens - first), g))
+                        items.append((s, first, min(tileRows, sequence.tokens - first), g, 0 ..< 0, -1))
                     }
                 }
             } else {
                 for t in 0 ..< sequence.tokens {
+                    let ranges = historyChunks(sequence, token: t, window: window)
                     for g in 0 ..< shape.kvHeads {
                         for j in stride(from: 0, to: group, by: partHeads) {
-                            items.append((s, t, min(partHeads, group - j), g * group + j))
+                            let count = min(partHeads, group - j)
+                            guard ranges.count > 1 else {
+                                items.append((s, t, count, g * group + j, ranges[0], -1))
+                                continue
+                            }
+                            merges.append((s, t, g * group + j, count, partialFloats, ranges.count))
+                            for range in ranges {
+                                items.append((s, t, count, g * group + j, range, partialFloats))
+                                partialFloats += count * (shape.headDimension + 2)
+                            }
                         }
                     }
                 }
             }
         }
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: max(1, partialFloats))
+        defer { partials.deallocate() }
         items.withUnsafeBufferPointer { work in
             pool.parallelFor(work.count) { index in
                 let item = work[index], sequence = sequences[item.sequence]
@@ -173,9 +194,58 @@ extension Attention {
                         }
                     }
                     pagedGroup(queries: queries, kv: kv, sequence: sequence, token: item.first,
-                               heads: item.head ..< item.head + item.count, output: output, shape: shape, window: window)
+                               heads: item.head ..< item.head + item.count, output: output, shape: shape, window: window,
+                               range: item.range, partial: item.partial < 0 ? nil : partials + item.partial)
                 }
             }
+        }
+        for m in merges {
+            let row = (sequences[m.sequence].firstRow + m.token) * heads + m.head
+            mergeChunks(partials + m.partial, chunks: m.chunks, heads: m.count, headDimension: shape.headDimension,
+                        into: output + row * shape.headDimension)
+        }
+    }
+
+    /// Positions a decoding history is cut at: histories longer than `splitPositions` are computed in
+    /// chunks that start at multiples of it (absolute positions), so the cut depends on the token's
+    /// position and window only — never on the thread count or the batch — and each chunk's keys
+    /// and values are read by one thread (two threads splitting a KV head's query heads each read
+    /// all of them instead).
+    static let splitPositions = 1024
+
+    static func historyChunks(_ sequence: AttentionSequence, token t: Int, window: Int?) -> [Range<Int>] {
+        let position = sequence.firstPosition + t, start = windowStart(position, window)
+        guard position + 1 - start > splitPositions else { return [start ..< position + 1] }
+        var ranges: [Range<Int>] = []
+        var lo = start
+        while lo <= position {
+            let hi = min((lo / splitPositions + 1) * splitPositions, position + 1)
+            ranges.append(lo ..< hi)
+            lo = hi
+        }
+        return ranges
+    }
+
+    /// Joins the chunks of split items: chunk c of head j left `o_c` (unnormalised, `headDimension`
+    /// floats at `j·headDimension`) and `(m_c, s_c)` (its largest score and Σ e^(score − m_c), at
+    /// `heads·headDimension + 2j`). out = Σ_c e^(m_c − m)·o_c / Σ_c e^(m_c − m)·s_c, m = max m_c, in
+    /// chunk order.
+    static func mergeChunks(_ partials: UnsafeMutablePointer<Float>, chunks: Int, heads: Int, headDimension hd: Int,
+                            into output: UnsafeMutablePointer<Float>) {
+        let stride = heads * (hd + 2)
+        for j in 0 ..< heads {
+            var m = -Float.infinity
+            for c in 0 ..< chunks { m = max(m, partials[c * stride + heads * hd + 2 * j]) }
+            let out = output + j * hd
+            out.update(repeating: 0, count: hd)
+            var sum: Float = 0
+            for c in 0 ..< chunks {
+                let base = partials + c * stride
+                let factor = expf(base[heads * hd + 2 * j] - m)
+                sum += factor * base[heads * hd + 2 * j + 1]
+                addScaled(base + j * hd, scale: factor, into: out, count: hd)
+            }
+            scale(out, by: 1 / sum, count: hd)
         }
     }
 
@@ -191,12 +261,17 @@ extension Attention {
 
     /// One token, some query heads of one KV head: scores block by block, softmax, then the weighted
     /// sum of values accumulated over the blocks.
+    /// - Parameters:
+    ///   - range: the positions to attend to (nil: the whole history the token sees)
+    ///   - partial: for a chunk of a split history: where to leave the heads' unnormalised sums and
+    ///     `(max, Σ e^(s − max))` pairs for `mergeChunks`, instead of the normalised result in `output`.
     static func pagedGroup(queries: UnsafePointer<Float>, kv: PagedKVView, sequence: AttentionSequence, token t: Int,
                            heads: Range<Int>, output: UnsafeMutablePointer<Float>, shape: AttentionShape,
-                           window: Int?) {
+                           window: Int?, range: Range<Int>? = nil, partial: UnsafeMutablePointer<Float>? = nil) {
         let hd = shape.headDimension, bt = kv.blockTokens, g = heads.lowerBound / (shape.heads / shape.kvHeads)
         let position = sequence.firstPosition + t
-        let start = windowStart(position, window), length = position + 1 - start
+        let history = range ?? (windowStart(position, window) ..< position + 1)
+        let start = history.lowerBound, length = history.count, end = history.upperBound - 1
         let row = (sequence.firstRow + t) * shape.heads
         let count = heads.count, headBytes = bt * hd * kv.elementBytes
         withUnsafeTemporaryAllocation(of: Float.self, capacity: count * (length + 1) + 2 * bt * hd) { buffer in
@@ -204,14 +279,14 @@ extension Attention {
             let weights = buffer.baseAddress!, inverses = weights + count * length, widened = inverses + count
             var p = start
             prefetchFirstBlocks(kv: kv, sequence: sequence, token: t, kvHead: g, window: window)
-            while p < position + 1 {
-                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
+            while p <= end {
+                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, end + 1 - p)
                 // Blocks are scattered, too short for the hardware prefetchers to find: request the
                 // next-but-one block's keys and this block's values (read by the second loop) now —
                 // on the F16 path a few lines at a time while this block's keys are read (one burst
                 // per block left them still missing when read).
                 let ahead = p / bt + prefetchBlocksAhead
-                let aheadKeys = ahead * bt <= position ? UnsafeRawPointer(kv.keys(block: sequence.blocks[ahead], head: g)) : nil
+                let aheadKeys = ahead * bt <= end ? UnsafeRawPointer(kv.keys(block: sequence.blocks[ahead], head: g)) : nil
                 let theseValues = UnsafeRawPointer(kv.values(block: block, head: g) + offset * hd * kv.elementBytes)
                 #if canImport(COpenBLAS.AVX512VNNI)
                 if kv.half && n == bt && bt % 16 == 0 && hd % 16 == 0 {
@@ -247,20 +322,24 @@ extension Attention {
                 }
                 p += n
             }
+            // Each head's sums go to `output` (normalised at the end) or, for a chunk, to `partial`.
+            let sums = partial ?? output + (row + heads.lowerBound) * hd  // (count, hd)
             for j in 0 ..< count {
-                inverses[j] = 1 / exponentiateShifted(weights + j * length, count: length)
-                (output + (row + heads.lowerBound + j) * hd).update(repeating: 0, count: hd)
+                if let partial { partial[count * hd + 2 * j] = largestValue(weights + j * length, count: length) }
+                let total = exponentiateShifted(weights + j * length, count: length)
+                if let partial { partial[count * hd + 2 * j + 1] = total } else { inverses[j] = 1 / total }
+                (sums + j * hd).update(repeating: 0, count: hd)
             }
             p = start
-            while p < position + 1 {
-                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, position + 1 - p)
+            while p <= end {
+                let block = sequence.blocks[p / bt], offset = p % bt, n = min(bt - offset, end + 1 - p)
                 let values: UnsafePointer<Float>
                 let ahead = p / bt + prefetchBlocksAhead
-                let aheadValues = ahead * bt <= position ? UnsafeRawPointer(kv.values(block: sequence.blocks[ahead], head: g)) : nil
+                let aheadValues = ahead * bt <= end ? UnsafeRawPointer(kv.values(block: sequence.blocks[ahead], head: g)) : nil
                 if MatVec.hasAVX512Kernels && kv.half && n == bt && hd % 64 == 0 && count >= 2 && count <= 4 {
                     // All the heads in one pass straight from the F16 rows (each row converted once,
                     // in registers; the same floats and FMAs as through the widened copy).
-                    let w = weights + (p - start), o = output + (row + heads.lowerBound) * hd
+                    let w = weights + (p - start), o = sums
                     let half = UnsafeRawPointer(kv.values(block: block, head: g))
                     switch count {
                     case 4: accumulateWeightedSums(w, weightStride: length, heads: 4, halfRows: half, count: n, width: hd, into: o,
@@ -286,7 +365,7 @@ extension Attention {
                 while j < count {
                     // Up to four heads share each load of a value row.
                     let m = hd % 64 == 0 ? min(4, count - j) : 1
-                    let w = weights + j * length + (p - start), o = output + (row + heads.lowerBound + j) * hd
+                    let w = weights + j * length + (p - start), o = sums + j * hd
                     switch m {
                     case 4: accumulateWeightedSums(w, weightStride: length, heads: 4, values, count: n, width: hd, into: o)
                     case 3: accumulateWeightedSums(w, weightStride: length, heads: 3, values, count: n, width: hd, into: o)
@@ -297,7 +376,9 @@ extension Attention {
                 }
                 p += n
             }
-            for j in 0 ..< count { scale(output + (row + heads.lowerBound + j) * hd, by: inverses[j], count: hd) }
+            if partial == nil {
+                for j in 0 ..< count { scale(sums + j * hd, by: inverses[j], count: hd) }
+            }
         }
     }
 

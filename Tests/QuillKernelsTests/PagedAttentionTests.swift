@@ -20,6 +20,9 @@ struct PagedAttentionTests {
         Case(sequences: [(1, 130), (100, 20), (1, 7)], window: 48, half: false),
         Case(sequences: [(1, 61), (66, 3)], window: nil, half: true),
         Case(sequences: [(130, 0), (1, 200)], window: 64, half: true),
+        // Histories longer than `splitPositions` (1,024) run in chunks merged afterwards.
+        Case(sequences: [(1, 2100), (1, 700), (1, 1030)], window: nil, half: true),
+        Case(sequences: [(1, 2500), (20, 1100)], window: 1500, half: false),
     ]
 
     @Test(arguments: cases)
