@@ -98,4 +98,24 @@ import Testing
             for try await tokens in group { #expect(tokens == expected) }
         }
     }
+
+    /// The same on the quantised path, whose decoding reads the shared `WeightPanels` (immutable
+    /// after loading): three tasks at once each get the tokens one task gets alone.
+    @Test func severalTasksShareOneQuantisedModelsPanels() async throws {
+        let model = try RealModel.load(precision: .quantized, threads: 1)
+        let options = TextGenerationOptions(maxNewTokens: 12, sampling: .greedy)
+        @Sendable func generate() async throws -> [TokenID] {
+            var tokens: [TokenID] = []
+            for try await event in model.generate("The capital of France is", options) {
+                if case let .token(id) = event { tokens.append(id) }
+            }
+            return tokens
+        }
+        let alone = try await generate()
+        #expect(alone.count == 12)
+        try await withThrowingTaskGroup(of: [TokenID].self) { group in
+            for _ in 0 ..< 3 { group.addTask { try await generate() } }
+            for try await tokens in group { #expect(tokens == alone) }
+        }
+    }
 }
