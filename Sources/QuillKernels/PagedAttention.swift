@@ -126,10 +126,11 @@ extension Attention {
         // head's arithmetic is the same either way), per prompt tile and KV head (whose query heads
         // share one gathered, transposed copy of the history). Tiles shrink while there are fewer
         // than two per thread: no row's result depends on its tile.
-        func chunks(_ sequence: AttentionSequence, _ t: Int) -> Int { historyChunks(sequence, token: t, window: window).count }
-        let decodeItems = sequences.reduce(0) { total, sequence in
-            isPrompt(sequence) ? total : total + (0 ..< sequence.tokens).reduce(0) { $0 + chunks(sequence, $1) } * shape.kvHeads
+        // Per decoding token, the position ranges its history is computed in (`historyChunks`).
+        let chunks = sequences.map { sequence in
+            isPrompt(sequence) ? [] : (0 ..< sequence.tokens).map { historyChunks(sequence, token: $0, window: window) }
         }
+        let decodeItems = chunks.reduce(0) { total, tokens in total + tokens.reduce(0) { $0 + $1.count } * shape.kvHeads }
         let parts = decodeItems == 0 ? 1 : min(group, max(1, 4 * pool.threadCount / decodeItems))
         let partHeads = (group + parts - 1) / parts
         var tileRows = FusedAttention.blockRows
@@ -157,7 +158,7 @@ extension Attention {
                 }
             } else {
                 for t in 0 ..< sequence.tokens {
-                    let ranges = historyChunks(sequence, token: t, window: window)
+                    let ranges = chunks[s][t]
                     for g in 0 ..< shape.kvHeads {
                         for j in stride(from: 0, to: group, by: partHeads) {
                             let count = min(partHeads, group - j)
@@ -325,9 +326,14 @@ extension Attention {
             // Each head's sums go to `output` (normalised at the end) or, for a chunk, to `partial`.
             let sums = partial ?? output + (row + heads.lowerBound) * hd  // (count, hd)
             for j in 0 ..< count {
-                if let partial { partial[count * hd + 2 * j] = largestValue(weights + j * length, count: length) }
-                let total = exponentiateShifted(weights + j * length, count: length)
-                if let partial { partial[count * hd + 2 * j + 1] = total } else { inverses[j] = 1 / total }
+                let maximum = largestValue(weights + j * length, count: length)
+                let total = exponentiateShifted(weights + j * length, count: length, maximum: maximum)
+                if let partial {
+                    partial[count * hd + 2 * j] = maximum
+                    partial[count * hd + 2 * j + 1] = total
+                } else {
+                    inverses[j] = 1 / total
+                }
                 (sums + j * hd).update(repeating: 0, count: hd)
             }
             p = start

@@ -6,13 +6,21 @@
 /// columns `4g ..< 4g + 4`.
 typealias PanelValues = (__m512i, __m512i, __m512i, __m512i, __m512i, __m512i, __m512i, __m512i)
 
-/// How one panel type's block reads (see `WeightPanels`).
+/// How one panel type's block reads. Sizes and offsets come from `WeightPanels`' layout functions
+/// (with `type` fixed at specialisation they fold to constants).
 protocol PanelKernel {
-    static var blockBytes: Int { get }
-    static var scalesOffset: Int { get }
+    static var type: TensorType { get }
     static func values(_ block: UnsafeRawPointer) -> PanelValues
-    /// The 16 rows' offsets from their scales `d` (and the block's mins).
-    static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512
+}
+
+extension PanelKernel {
+    @inline(__always) static var blockBytes: Int { WeightPanels.blockBytes(type) }
+    @inline(__always) static var scalesOffset: Int { WeightPanels.scalesOffset(type) }
+    /// The 16 rows' offsets: their mins, or `zeroPoint·d` from their scales `d`.
+    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 {
+        WeightPanels.hasMin(type) ? _mm512_cvtph_ps(block.loadUnaligned(fromByteOffset: scalesOffset + 32, as: __m256i.self))
+            : _mm512_mul_ps(d, _mm512_set1_ps(UnsignedWeightRows.zeroPoint(type)))
+    }
 }
 
 /// Low nibbles of the 4 chunks are groups 0–3, high nibbles groups 4–7.
@@ -35,47 +43,33 @@ protocol PanelKernel {
 }
 
 enum Q40Panel: PanelKernel {
-    static var blockBytes: Int { 288 }
-    static var scalesOffset: Int { 256 }
+    @inline(__always) static var type: TensorType { .q4_0 }
     @inline(__always) static func values(_ block: UnsafeRawPointer) -> PanelValues { panelNibbles(block) }
-    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 { _mm512_mul_ps(d, _mm512_set1_ps(-8)) }
 }
 
 enum Q41Panel: PanelKernel {
-    static var blockBytes: Int { 320 }
-    static var scalesOffset: Int { 256 }
+    @inline(__always) static var type: TensorType { .q4_1 }
     @inline(__always) static func values(_ block: UnsafeRawPointer) -> PanelValues { panelNibbles(block) }
-    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 {
-        _mm512_cvtph_ps(block.loadUnaligned(fromByteOffset: 288, as: __m256i.self))
-    }
 }
 
 enum Q50Panel: PanelKernel {
-    static var blockBytes: Int { 352 }
-    static var scalesOffset: Int { 320 }
+    @inline(__always) static var type: TensorType { .q5_0 }
     @inline(__always) static func values(_ block: UnsafeRawPointer) -> PanelValues { panelFiveBit(block) }
-    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 { _mm512_mul_ps(d, _mm512_set1_ps(-16)) }
 }
 
 enum Q51Panel: PanelKernel {
-    static var blockBytes: Int { 384 }
-    static var scalesOffset: Int { 320 }
+    @inline(__always) static var type: TensorType { .q5_1 }
     @inline(__always) static func values(_ block: UnsafeRawPointer) -> PanelValues { panelFiveBit(block) }
-    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 {
-        _mm512_cvtph_ps(block.loadUnaligned(fromByteOffset: 352, as: __m256i.self))
-    }
 }
 
 enum Q80Panel: PanelKernel {
-    static var blockBytes: Int { 544 }
-    static var scalesOffset: Int { 512 }
+    @inline(__always) static var type: TensorType { .q8_0 }
     @inline(__always) static func values(_ b: UnsafeRawPointer) -> PanelValues {
         (b.loadUnaligned(as: __m512i.self), b.loadUnaligned(fromByteOffset: 64, as: __m512i.self),
          b.loadUnaligned(fromByteOffset: 128, as: __m512i.self), b.loadUnaligned(fromByteOffset: 192, as: __m512i.self),
          b.loadUnaligned(fromByteOffset: 256, as: __m512i.self), b.loadUnaligned(fromByteOffset: 320, as: __m512i.self),
          b.loadUnaligned(fromByteOffset: 384, as: __m512i.self), b.loadUnaligned(fromByteOffset: 448, as: __m512i.self))
     }
-    @inline(__always) static func offsets(_ block: UnsafeRawPointer, _ d: __m512) -> __m512 { _mm512_mul_ps(d, _mm512_set1_ps(-128)) }
 }
 
 extension WeightPanels {
@@ -87,8 +81,8 @@ extension WeightPanels {
                         offsets: UnsafeMutablePointer<Float>) {
         precondition(r0 % 4 == 0 && r0 + 4 <= rows)
         let lane0 = r0 % 16, p = r0 / 16, blocks = columns / 32
-        let hasMin = type == .q4_1 || type == .q5_1, fiveBit = type == .q5_0 || type == .q5_1
-        let zero: Float = type == .q8_0 ? -128 : type == .q4_0 ? -8 : -16
+        let hasMin = WeightPanels.hasMin(type), fiveBit = WeightPanels.hasFifthBit(type)
+        let zero = UnsignedWeightRows.zeroPoint(type)
         let out = UnsafeMutableRawPointer(q), scalesOffset = WeightPanels.scalesOffset(type)
         for b in 0..<blocks {
             let block = UnsafeRawPointer(data + (p * blocks + b) * blockBytes)

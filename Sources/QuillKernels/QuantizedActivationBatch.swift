@@ -95,28 +95,22 @@ public struct QuantizedActivationBatch: @unchecked Sendable {
         self.columns = columns
         let blocks = columns / 32, stride = rowStride
         let qs = storage.qs, scales = storage.scales, transposed = storage.transposed, paired = storage.paired
-        hasInterleavedLayouts = !rowMajorOnly && rows > 1
-        guard hasInterleavedLayouts else {
-            for i in 0..<rows {
-                for b in 0..<blocks {
-                    QuantizedActivations.quantizeBlock(x + i * columns + 32 * b, qs + i * columns + 32 * b, scales + 2 * (i * blocks + b))
-                }
-            }
-            return
-        }
-        transposed.update(repeating: 0, count: storage.transposedCount)
+        let interleaved = !rowMajorOnly && rows > 1
+        hasInterleavedLayouts = interleaved
+        if interleaved { transposed.update(repeating: 0, count: storage.transposedCount) }
         let groups = UnsafeRawPointer(qs)
         for i in 0..<rows {
             for b in 0..<blocks {
                 let pair = scales + 2 * (i * blocks + b)
                 QuantizedActivations.quantizeBlock(x + i * columns + 32 * b, qs + i * columns + 32 * b, pair)
+                guard interleaved else { continue }
                 transposed[2 * b * stride + i] = pair[0]
                 transposed[(2 * b + 1) * stride + i] = pair[1]
                 let out = paired + 16 * (b * stride / 2 + i / 2) + (i & 1)
                 for j in 0..<8 { out[2 * j] = groups.loadUnaligned(fromByteOffset: i * columns + 32 * b + 4 * j, as: Int32.self) }
             }
         }
-        if rows & 1 == 1 {  // the missing partner of the last row
+        if interleaved && rows & 1 == 1 {  // the missing partner of the last row
             for b in 0..<blocks {
                 let out = paired + 16 * (b * stride / 2 + rows / 2) + 1
                 for j in 0..<8 { out[2 * j] = 0 }

@@ -40,6 +40,11 @@ public enum UnsignedWeightRows {
         unpackValuesPortable(type, row, columns: columns, q: q)
     }
 
+    /// The integer that stands for 0 in the types whose offset is a multiple of their scale
+    /// (`offset = zeroPoint·d`): −8 for Q4_0, −16 for Q5_0, −128 for Q8_0 (after its +128).
+    @inline(__always)
+    static func zeroPoint(_ type: TensorType) -> Float { type == .q8_0 ? -128 : type == .q4_0 ? -8 : -16 }
+
     /// The per-group scale and offset (scalar in both variants: one pair per 16 or 32 values).
     static func unpackScales(_ type: TensorType, _ row: UnsafeRawPointer, columns: Int,
                              scales: UnsafeMutablePointer<Float>, offsets: UnsafeMutablePointer<Float>, stride s: Int) {
@@ -47,7 +52,7 @@ public enum UnsignedWeightRows {
         func half(_ b: Int, _ offset: Int) -> Float { halfBitsToFloat(row.loadUnaligned(fromByteOffset: b * bytes + offset, as: UInt16.self)) }
         switch type {
         case .q8_0, .q4_0, .q5_0:
-            let zero: Float = type == .q8_0 ? -128 : type == .q4_0 ? -8 : -16
+            let zero = zeroPoint(type)
             for b in 0..<blocks {
                 let d = half(b, 0)
                 scales[b * s] = d

@@ -106,8 +106,14 @@ public func largestValue(_ x: UnsafePointer<Float>, count: Int) -> Float {
 /// denominator; the caller scales by 1/sum).
 @inlinable
 public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> Float {
+    exponentiateShifted(x, count: count, maximum: largestValue(x, count: count))
+}
+
+/// The same with the shift given: `maximum` must be `largestValue(x, count: count)` (for callers
+/// that keep it, such as the chunks of a split attention history).
+@inlinable
+public func exponentiateShifted(_ x: UnsafeMutablePointer<Float>, count: Int, maximum: Float) -> Float {
     let raw = UnsafeMutableRawPointer(x)
-    let maximum = largestValue(x, count: count)
     var vsum = SIMD16<Float>(repeating: 0)
     let m = SIMD16<Float>(repeating: maximum)
     var i = 0

@@ -23,9 +23,6 @@
 /// `UnsignedWeightRows`; `y[r] = Σ_b (Float(Σ q·q_x)·(d·d_x) + offset·(d_x·Σq_x))`, FMA by FMA in
 /// block order (`ReferencePanelMatVec`).
 public final class WeightPanels: @unchecked Sendable {
-    /// Weight rows per panel (the lanes of one 512-bit vector of int32).
-    public static let rowsPerPanel = 16
-
     public let type: TensorType
     public let rows: Int
     public let columns: Int
@@ -44,7 +41,10 @@ public final class WeightPanels: @unchecked Sendable {
         }
     }
 
-    /// Bytes of one (panel, block).
+    /// Bytes of one (panel, block). (Always inlined, as the layout functions below: the kernels call
+    /// them with their type fixed at specialisation, and they must fold to constants there — as
+    /// calls they made the one-row pass 1.8× slower.)
+    @inline(__always)
     static func blockBytes(_ type: TensorType) -> Int {
         switch type {
         case .q4_0: return 256 + 32
@@ -57,6 +57,7 @@ public final class WeightPanels: @unchecked Sendable {
     }
 
     /// Offset of the 16 f16 scales within a block; the mins (Q4_1 / Q5_1) follow them.
+    @inline(__always)
     static func scalesOffset(_ type: TensorType) -> Int {
         switch type {
         case .q8_0: return 512
@@ -64,6 +65,13 @@ public final class WeightPanels: @unchecked Sendable {
         default: return 256
         }
     }
+
+    /// Whether the block holds each row's min (`offset = m`) after its scale.
+    @inline(__always)
+    static func hasMin(_ type: TensorType) -> Bool { type == .q4_1 || type == .q5_1 }
+    /// Whether the block holds the 8 fifth-bit masks after the nibbles.
+    @inline(__always)
+    static func hasFifthBit(_ type: TensorType) -> Bool { type == .q5_0 || type == .q5_1 }
 
     /// Bytes the panels take (about the matrix's own size: the same integers and f16 scales).
     public var byteCount: Int { panels * (columns / 32) * blockBytes }
@@ -125,12 +133,12 @@ public final class WeightPanels: @unchecked Sendable {
                 out.storeBytes(of: v, toByteOffset: 64 * g + 4 * r, as: UInt32.self)
             }
         case .q4_0, .q4_1, .q5_0, .q5_1:
-            let hasMin = type == .q4_1 || type == .q5_1
+            let hasMin = WeightPanels.hasMin(type)
             if hasMin {
                 scales.storeBytes(of: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self), toByteOffset: 32 + 2 * r,
                                   as: UInt16.self)
             }
-            let fiveBit = type == .q5_0 || type == .q5_1
+            let fiveBit = WeightPanels.hasFifthBit(type)
             let nibbles = (hasMin ? 4 : 2) + (fiveBit ? 4 : 0)
             for c in 0..<4 {
                 out.storeBytes(of: block.loadUnaligned(fromByteOffset: nibbles + 4 * c, as: UInt32.self),
@@ -155,7 +163,7 @@ public final class WeightPanels: @unchecked Sendable {
     public func reconstructRow(_ r: Int, into out: UnsafeMutableRawPointer) {
         precondition(r >= 0 && r < rows)
         let p = r / 16, lane = r % 16, blocks = columns / 32, bytes = type.bytesPerBlock
-        let hasMin = type == .q4_1 || type == .q5_1, fiveBit = type == .q5_0 || type == .q5_1
+        let hasMin = WeightPanels.hasMin(type), fiveBit = WeightPanels.hasFifthBit(type)
         for b in 0..<blocks {
             let block = UnsafeRawPointer(data + (p * blocks + b) * blockBytes)
             let o = out + b * bytes
