@@ -42,7 +42,7 @@ extension Seq2SeqSearch {
         try validate(sources, settings, model)
         let encoded = try model.encode(sources)
         let state = try DecoderState(encoder: encoded, rowSources: sources.indices.flatMap { Array(repeating: $0, count: settings.numBeams) },
-                                 capacity: settings.maxLength)
+                                 capacity: settings.maxLength, cacheType: model.decoderCacheType)
         return try beam(rows: EncoderDecoderBeamRows(model: model, state: state), sources: sources.count,
                         settings: settings, shouldStop: shouldStop, onFinished: onFinished)
     }

@@ -40,7 +40,8 @@ public enum Seq2SeqSearch {
                               onFinished: (Int, Seq2SeqHypothesis) throws -> Void = { _, _ in }) throws -> [Seq2SeqHypothesis] {
         try validate(sources, settings, model)
         let encoded = try model.encode(sources)
-        let state = try DecoderState(encoder: encoded, rowSources: Array(sources.indices), capacity: settings.maxLength)
+        let state = try DecoderState(encoder: encoded, rowSources: Array(sources.indices), capacity: settings.maxLength,
+                                     cacheType: model.decoderCacheType)
         let processors = Seq2SeqProcessors(settings)
         let vocabulary = model.vocabularySize
         var sequences = sources.map { _ in [settings.decoderStartToken] }

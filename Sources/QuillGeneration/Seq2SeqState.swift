@@ -64,16 +64,21 @@ public final class DecoderState: @unchecked Sendable {
     public let headDimension: Int
     /// Positions each row can hold (the most decoder tokens, start token included).
     public let capacity: Int
+    /// How keys and values are stored: f32, or IEEE half bits (half the bytes that every step's
+    /// attention reads and that a reordered beam copies).
+    public let cacheType: KVCacheType
     /// The source (index into `encoder`) of each row.
     public private(set) var rowSources: [Int]
     /// Decoder positions filled so far (the same for every row).
     public private(set) var count = 0
     public var rows: Int { rowSources.count }
 
-    /// (layers, maxRows, 2, heads, capacity, headDimension), indexed by slot: row r's cache is in slot
-    /// `slots[r]`, so that rows which only move (beams reordered, finished rows dropped) move no data.
-    private let storage: UnsafeMutablePointer<Float>
-    private let blockSize: Int
+    /// (layers, maxRows, 2, heads, capacity, headDimension) values of `cacheType`, indexed by slot: row
+    /// r's cache is in slot `slots[r]`, so that rows which only move (beams reordered, finished rows
+    /// dropped) move no data.
+    private let storage: UnsafeMutableRawPointer
+    /// Bytes of one (keys | values) block of a slot: (heads, capacity, headDimension).
+    private let blockBytes: Int
     private let maxRows: Int
     /// The slot of each row; a permutation of part of `0 ..< maxRows`.
     private var slots: [Int]
@@ -81,29 +86,31 @@ public final class DecoderState: @unchecked Sendable {
     /// A state whose row r decodes source `rowSources[r]`.
     /// Throws `Seq2SeqError.badSettings` when the cache of every row at full capacity could not fit in
     /// the memory available (rows and capacity come from the batch size, beams and most new tokens).
-    public init(encoder: EncoderStates, rowSources: [Int], capacity: Int) throws {
+    public init(encoder: EncoderStates, rowSources: [Int], capacity: Int, cacheType: KVCacheType = .f32) throws {
         precondition(rowSources.allSatisfy { $0 >= 0 && $0 < encoder.sources }, "row source out of range")
         self.encoder = encoder
         layers = encoder.layers
         heads = encoder.heads
         headDimension = encoder.headDimension
         self.capacity = capacity
+        self.cacheType = cacheType
         self.rowSources = rowSources
         maxRows = max(1, rowSources.count)
         slots = Array(rowSources.indices)
         let bytes = try Self.checkFits(layers: layers, heads: heads, headDimension: headDimension, rows: maxRows,
-                                       capacity: capacity)
-        blockSize = heads * capacity * headDimension
+                                       capacity: capacity, cacheType: cacheType)
+        blockBytes = heads * capacity * headDimension * cacheType.bytes
         // Pages are committed as positions are written, so a generous capacity costs nothing up front.
-        storage = .allocate(capacity: max(1, bytes / MemoryLayout<Float>.size))
+        storage = .allocate(byteCount: max(64, bytes), alignment: 64)
     }
 
     /// The bytes of the cache of `rows` rows of `capacity` positions, or `Seq2SeqError.badSettings`
     /// when that is more than the memory available (so a caller can check before any work).
     @discardableResult
-    public static func checkFits(layers: Int, heads: Int, headDimension: Int, rows: Int, capacity: Int) throws -> Int {
+    public static func checkFits(layers: Int, heads: Int, headDimension: Int, rows: Int, capacity: Int,
+                                 cacheType: KVCacheType = .f32) throws -> Int {
         let available = MemoryBudget.availableBytes
-        let needed = MemoryBudget.bytes([MemoryLayout<Float>.size, layers, max(1, rows), 2, heads, max(1, capacity), headDimension])
+        let needed = MemoryBudget.bytes([cacheType.bytes, layers, max(1, rows), 2, heads, max(1, capacity), headDimension])
         guard let bytes = needed, bytes <= available else {
             throw Seq2SeqError.badSettings("a decoder cache of \(rows) rows (batch × beams) × \(capacity) positions needs "
                 + "\(MemoryBudget.describe(needed)) but only \(formatBytes(available)) of memory is available "
@@ -114,16 +121,28 @@ public final class DecoderState: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
-    /// Self-attention keys of `row` in `layer`: (heads, capacity, headDimension).
-    public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> { keys(layer: layer, slot: slots[row]) }
+    /// Self-attention keys of `row` in `layer`: (heads, capacity, headDimension) of `cacheType`.
+    public func keyBytes(layer: Int, row: Int) -> UnsafeMutableRawPointer { keyBytes(layer: layer, slot: slots[row]) }
 
-    /// The keys, then the values, of slot `slot` in `layer`.
-    private func keys(layer: Int, slot: Int) -> UnsafeMutablePointer<Float> {
-        storage + (layer * maxRows + slot) * 2 * blockSize
+    /// Self-attention values of `row` in `layer`: (heads, capacity, headDimension) of `cacheType`.
+    public func valueBytes(layer: Int, row: Int) -> UnsafeMutableRawPointer { keyBytes(layer: layer, row: row) + blockBytes }
+
+    /// The keys of an f32 state as floats.
+    public func keys(layer: Int, row: Int) -> UnsafeMutablePointer<Float> {
+        precondition(cacheType == .f32, "keys(layer:row:) reads an f32 cache; use keyBytes")
+        return keyBytes(layer: layer, row: row).assumingMemoryBound(to: Float.self)
     }
 
-    /// Self-attention values: (heads, capacity, headDimension).
-    public func values(layer: Int, row: Int) -> UnsafeMutablePointer<Float> { keys(layer: layer, row: row) + blockSize }
+    /// The values of an f32 state as floats.
+    public func values(layer: Int, row: Int) -> UnsafeMutablePointer<Float> {
+        precondition(cacheType == .f32, "values(layer:row:) reads an f32 cache; use valueBytes")
+        return valueBytes(layer: layer, row: row).assumingMemoryBound(to: Float.self)
+    }
+
+    /// The keys, then the values, of slot `slot` in `layer`.
+    private func keyBytes(layer: Int, slot: Int) -> UnsafeMutableRawPointer {
+        storage + (layer * maxRows + slot) * 2 * blockBytes
+    }
 
     /// Stores one new position (at `count`) of every row for `layer`.
     /// - Parameters:
@@ -131,12 +150,19 @@ public final class DecoderState: @unchecked Sendable {
     ///   - newValues: (rows, heads, headDimension)
     public func store(layer: Int, newKeys: UnsafePointer<Float>, newValues: UnsafePointer<Float>) {
         precondition(count < capacity, "decoder cache overflow")
+        let hd = headDimension
         for r in 0..<rows {
-            let k = keys(layer: layer, row: r), v = values(layer: layer, row: r)
+            let k = keyBytes(layer: layer, row: r), v = valueBytes(layer: layer, row: r)
             for h in 0..<heads {
-                let source = (r * heads + h) * headDimension, destination = (h * capacity + count) * headDimension
-                (k + destination).update(from: newKeys + source, count: headDimension)
-                (v + destination).update(from: newValues + source, count: headDimension)
+                let source = (r * heads + h) * hd, destination = (h * capacity + count) * hd * cacheType.bytes
+                switch cacheType {
+                case .f32:
+                    (k + destination).assumingMemoryBound(to: Float.self).update(from: newKeys + source, count: hd)
+                    (v + destination).assumingMemoryBound(to: Float.self).update(from: newValues + source, count: hd)
+                case .f16:
+                    narrowToHalves(newKeys + source, into: (k + destination).assumingMemoryBound(to: UInt16.self), count: hd)
+                    narrowToHalves(newValues + source, into: (v + destination).assumingMemoryBound(to: UInt16.self), count: hd)
+                }
             }
         }
     }
@@ -163,15 +189,15 @@ public final class DecoderState: @unchecked Sendable {
         var kept = [Bool](repeating: false, count: maxRows)
         for slot in newSlots where slot >= 0 { kept[slot] = true }
         var free = (0..<maxRows).filter { !kept[$0] }
-        let hd = headDimension
+        let headBytes = capacity * headDimension * cacheType.bytes, filledBytes = count * headDimension * cacheType.bytes
         for (i, p) in parents.enumerated() where newSlots[i] < 0 {
             let slot = free.removeLast()
             newSlots[i] = slot
             for layer in 0..<layers {
-                let source = keys(layer: layer, slot: slots[p]), destination = keys(layer: layer, slot: slot)
+                let source = keyBytes(layer: layer, slot: slots[p]), destination = keyBytes(layer: layer, slot: slot)
                 // Each (keys|values, head) block holds `count` filled positions.
                 for block in 0..<(2 * heads) {
-                    (destination + block * capacity * hd).update(from: source + block * capacity * hd, count: count * hd)
+                    (destination + block * headBytes).copyMemory(from: source + block * headBytes, byteCount: filledBytes)
                 }
             }
         }
@@ -185,6 +211,8 @@ public final class DecoderState: @unchecked Sendable {
 public protocol EncoderDecoderModel: AnyObject, Sendable {
     /// Rows of the output matrix.
     var vocabularySize: Int { get }
+    /// How a `DecoderState` for this model stores the self-attention cache.
+    var decoderCacheType: KVCacheType { get }
     /// Generation defaults from the checkpoint (`generation_config.json` over `config.json`).
     var generationDefaults: Seq2SeqSettings { get }
 
@@ -202,5 +230,7 @@ public protocol EncoderDecoderModel: AnyObject, Sendable {
 }
 
 extension EncoderDecoderModel {
+    /// f32 unless the model says otherwise.
+    public var decoderCacheType: KVCacheType { .f32 }
     public func prefill(_ tokens: [TokenID], state: DecoderState) throws { _ = try decode(tokens, state: state) }
 }

@@ -63,7 +63,7 @@ public enum WhisperSearch {
         }
         let beams = settings.beamSize, vocabulary = model.vocabularySize
         let state = try DecoderState(encoder: encoder, rowSources: Array(repeating: 0, count: beams),
-                                 capacity: prompt.count + maxNew)
+                                 capacity: prompt.count + maxNew, cacheType: model.decoderCacheType)
         state.reorder([0])   // the prompt is decoded once, in one row
         for token in prompt.dropLast() { try model.prefill([token], state: state) }
 
@@ -137,7 +137,7 @@ public enum WhisperSearch {
         guard !languageIds.isEmpty, languageIds.allSatisfy({ $0 >= 0 && Int($0) < model.vocabularySize }) else {
             throw Seq2SeqError.badSettings("language ids must be non-empty and inside the vocabulary")
         }
-        let state = try DecoderState(encoder: encoder, rowSources: [0], capacity: 1)
+        let state = try DecoderState(encoder: encoder, rowSources: [0], capacity: 1, cacheType: model.decoderCacheType)
         let logits = try model.decode([startOfTranscript], state: state)
         var values = languageIds.map { logits[Int($0)] }
         values.withUnsafeMutableBufferPointer { logSoftmaxInPlace($0.baseAddress!, count: $0.count) }

@@ -36,6 +36,10 @@ public struct AttentionKeys: @unchecked Sendable {
     /// least `transposedKeyStride(keyCount)`: only for attention without bias or causal mask.
     public var transposed: Bool
 
+    /// How `keys` and `values` hold their numbers: f32, or IEEE half bits (read only by the
+    /// causal or biased path, which widens them per head).
+    public var elementType: AttentionElementType
+
     public init(keys: UnsafePointer<Float>, values: UnsafePointer<Float>, keyCount: Int, firstPosition: Int,
                 transposed: Bool = false) {
         self.keys = keys
@@ -43,7 +47,27 @@ public struct AttentionKeys: @unchecked Sendable {
         self.keyCount = keyCount
         self.firstPosition = firstPosition
         self.transposed = transposed
+        elementType = .f32
     }
+
+    /// Keys and values (heads, keyStride, headDimension) of `elementType`, not transposed.
+    public init(keys: UnsafeRawPointer, values: UnsafeRawPointer, keyCount: Int, firstPosition: Int,
+                elementType: AttentionElementType) {
+        // Half rows are only ever read through `UInt16` pointers rebuilt from these addresses.
+        self.keys = UnsafePointer(OpaquePointer(keys))
+        self.values = UnsafePointer(OpaquePointer(values))
+        self.keyCount = keyCount
+        self.firstPosition = firstPosition
+        transposed = false
+        self.elementType = elementType
+    }
+}
+
+/// The number format of cached attention keys and values.
+public enum AttentionElementType: Sendable {
+    case f32
+    /// IEEE half precision bits.
+    case f16
 }
 
 /// Multi-head attention for encoder-decoder models: bidirectional or causal, over a padded key range,
@@ -62,6 +86,7 @@ public enum BidirectionalAttention {
                               sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int,
                               causal: Bool, scale: Float, bias: RelativePositionBias?, pool: ThreadPool,
                               keysOf: (Int) -> AttentionKeys) {
+        // (Half caches are only those of decoders' self-attention, which is causal.)
         if bias == nil, !causal, FusedAttention.supports(headDimension: hd) {
             return attendFused(queries: queries, output: output, sequences: sequences, tokens: tokens, heads: heads,
                                headDimension: hd, keyStride: keyStride, scale: scale, pool: pool, keysOf: keysOf)
@@ -74,13 +99,24 @@ public enum BidirectionalAttention {
             let length = causal ? min(source.keyCount, query + 1) : source.keyCount
             let q = queries + item * hd
             let out = output + item * hd
-            let k = source.keys + h * keyStride * hd, v = source.values + h * keyStride * hd
             guard length > 0 else {
                 out.update(repeating: 0, count: hd)
                 return
             }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { scores in
-                let p = scores.baseAddress!
+            let half = source.elementType == .f16
+            // Scores, then (half caches) the head's keys and values widened to f32.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: half ? length * (1 + 2 * hd) : length) { scratch in
+                let p = scratch.baseAddress!
+                var k = source.keys + h * keyStride * hd, v = source.values + h * keyStride * hd
+                if half {
+                    let halfKeys = UnsafeRawPointer(source.keys).assumingMemoryBound(to: UInt16.self) + h * keyStride * hd
+                    let halfValues = UnsafeRawPointer(source.values).assumingMemoryBound(to: UInt16.self) + h * keyStride * hd
+                    let wideKeys = p + length, wideValues = p + length + length * hd
+                    widenHalves(halfKeys, into: wideKeys, count: length * hd)
+                    widenHalves(halfValues, into: wideValues, count: length * hd)
+                    k = UnsafePointer(wideKeys)
+                    v = UnsafePointer(wideValues)
+                }
                 // 16 keys at a time, their sums reduced together (a `dot` call per key, with its own
                 // horizontal sum, was 5 % of a beam-4 × 16 translation step).
                 Attention.scores(q, k, count: length, width: hd, scale: scale, into: p)
@@ -137,6 +173,7 @@ extension BidirectionalAttention {
                             sequences: Int, tokens: Int, heads: Int, headDimension hd: Int, keyStride: Int, scale: Float,
                             pool: ThreadPool, keysOf: (Int) -> AttentionKeys) {
         let sources = (0..<sequences).map(keysOf)
+        precondition(sources.allSatisfy { $0.elementType == .f32 }, "half-precision keys need the causal or biased path")
         let blockRows = FusedAttention.blockRows
         var units: [(row: Int, rows: Int, sequence: Int)] = []
         if tokens == 1 {

@@ -559,7 +559,7 @@ extension Attention {
 
 /// Narrows `count` f32 values to IEEE half bits (round to nearest even).
 @inline(__always)
-func narrowToHalves(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<UInt16>, count: Int) {
+public func narrowToHalves(_ source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<UInt16>, count: Int) {
     for i in 0 ..< count {
         #if arch(arm64) || (arch(x86_64) && !os(macOS))
         destination[i] = Float16(source[i]).bitPattern

@@ -26,6 +26,9 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     public let headDimension: Int
     public let vocabularySize: Int
     public let generationDefaults: Seq2SeqSettings
+    /// F16 on the 8-bit path (as llama.cpp's default cache, and CTranslate2's `int8_float16`), f32 on
+    /// the exact one: each step's self-attention reads, and each reordered beam copies, half the bytes.
+    public let decoderCacheType: KVCacheType
 
     let encoderEmbedding: WeightMatrix   // (vocab, width)
     let decoderEmbedding: WeightMatrix   // (vocab, width)
@@ -82,8 +85,11 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
     ///     `.none` keeps Q8_0 weights with int8 mat-vecs.
     ///   - release: called with each run of a matrix's rows once its repacked copy has been made (to
     ///     drop their file pages).
+    ///   - decoderCacheType: how decoding states store self-attention keys and values (default: F16
+    ///     when `quantized`, else f32).
     init(_ p: Parts, file: AnyObject, storage: WeightStorage, threads: Int, quantized: Bool, repacking: Linear.Repacking = .none,
-         releasing release: (WeightMatrix) -> Void = { _ in }) {
+         decoderCacheType: KVCacheType? = nil, releasing release: (WeightMatrix) -> Void = { _ in }) {
+        self.decoderCacheType = decoderCacheType ?? (quantized ? .f16 : .f32)
         modelType = p.modelType; width = p.width; heads = p.heads; headDimension = p.headDimension
         vocabularySize = p.vocabularySize; generationDefaults = p.generationDefaults
         encoderEmbedding = p.encoderEmbedding; decoderEmbedding = p.decoderEmbedding; embeddingScale = p.embeddingScale
@@ -253,8 +259,9 @@ public final class Seq2SeqTransformer: EncoderDecoderModel, @unchecked Sendable 
                     BidirectionalAttention.attend(
                         queries: q, output: &attention, sequences: n, tokens: 1, heads: heads, headDimension: hd,
                         keyStride: state.capacity, causal: true, scale: attentionScale, bias: relative, pool: context.pool) { r in
-                        AttentionKeys(keys: state.keys(layer: l, row: r), values: state.values(layer: l, row: r),
-                                      keyCount: position + 1, firstPosition: position)
+                        AttentionKeys(keys: state.keyBytes(layer: l, row: r), values: state.valueBytes(layer: l, row: r),
+                                      keyCount: position + 1, firstPosition: position,
+                                      elementType: state.cacheType == .f16 ? .f16 : .f32)
                     }
                 }
                 layer.selfAttention.output.apply(attention, tokens: n, into: output, context: context)

@@ -227,7 +227,9 @@ public final class WhisperModel: @unchecked Sendable {
             encoderFinalNorm: try norm("encoder/layer_norm"), decoderFinalNorm: try norm("decoder/layer_norm"),
             attentionScale: 1 / Float(w / heads).squareRoot(), outputScale: 1, lmHead: projection, finalLogitsBias: nil),
             file: file, storage: storage, threads: threads, quantized: format == .q8_0,
-            repacking: packsDecoder ? .packedKeepingHalfPrecision : .none) { file.releaseResidentPages(of: $0) }
+            repacking: packsDecoder ? .packedKeepingHalfPrecision : .none,
+            // f32 on every path: the 8-bit decoder is checked against CTranslate2's float32 ids.
+            decoderCacheType: .f32) { file.releaseResidentPages(of: $0) }
     }
 
     /// The encoder output for one window of features: conv front end, positions, encoder layers.

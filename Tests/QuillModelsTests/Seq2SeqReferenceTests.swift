@@ -39,7 +39,8 @@ enum Seq2SeqFixtures {
     /// Raw decoder logits of a teacher-forced pass (one step per token, the cache growing): (tokens, vocab).
     static func teacherForced(_ model: Seq2SeqTransformer, source: [Int32], decoderInput: [Int32]) throws -> [Float] {
         let encoded = try model.encode([source])
-        let state = try DecoderState(encoder: encoded, rowSources: [0], capacity: decoderInput.count)
+        let state = try DecoderState(encoder: encoded, rowSources: [0], capacity: decoderInput.count,
+                                     cacheType: model.decoderCacheType)
         var all: [Float] = []
         for token in decoderInput { all += try model.decode([token], state: state) }
         return all
