@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// Settings of one generation's length and stop conditions; how tokens are chosen is `SamplingOptions`.
 public struct GenerationOptions: Sendable {
     /// The most new tokens to produce (`-n`).
@@ -38,15 +40,15 @@ public struct GenerationStatistics: Sendable, Equatable {
     }
 }
 
-/// The index of the largest logit; the first one on ties, as `torch.argmax` does.
+/// The index of the largest logit; the first one on ties, as `torch.argmax` does. NaNs are passed
+/// over; with nothing above −∞ (or no logits), 0.
 public func argmax(_ logits: [Float]) -> TokenID {
-    var best = 0
-    var bestValue = -Float.infinity
-    for (i, v) in logits.enumerated() where v > bestValue {
-        best = i
-        bestValue = v
+    logits.withUnsafeBufferPointer { b in
+        guard let first = b.firstIndex(where: { !$0.isNaN }) else { return 0 }
+        // 16 lanes at a time from the first number on (`indexOfLargest` keeps a NaN at its start).
+        let i = first + indexOfLargest(b.baseAddress! + first, count: b.count - first)
+        return TokenID(b[i] > -.infinity ? i : 0)
     }
-    return TokenID(best)
 }
 
 /// Runs the prompt through the model, then produces tokens one at a time against the KV cache.

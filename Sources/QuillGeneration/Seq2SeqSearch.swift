@@ -1,3 +1,5 @@
+import QuillKernels
+
 /// One generated hypothesis: the decoder sequence (start token first, the end-of-sequence token
 /// last when it finished) and its beam score (`sequences_scores`; 0 for greedy search).
 public struct Seq2SeqHypothesis: Sendable, Equatable {
@@ -55,8 +57,7 @@ public enum Seq2SeqSearch {
                 for (row, source) in active.enumerated() {
                     let scores = buffer.baseAddress! + row * vocabulary
                     processors.apply(scores, vocabulary: vocabulary, sequence: sequences[source])
-                    var best = 0
-                    for i in 1..<vocabulary where scores[i] > scores[best] { best = i }
+                    let best = indexOfLargest(scores, count: vocabulary)
                     sequences[source].append(TokenID(best))
                     if settings.endOfSequenceTokens.contains(TokenID(best)) || sequences[source].count >= settings.maxLength {
                         let hypothesis = Seq2SeqHypothesis(tokens: sequences[source], score: 0)

@@ -102,6 +102,38 @@ public func largestValue(_ x: UnsafePointer<Float>, count: Int) -> Float {
     return maximum
 }
 
+/// The index of the largest of `count` (≥ 1) values, the first one on ties (torch.argmax's rule),
+/// 16 lanes at a time: exactly what `best = 0; for i in 1..<count where x[i] > x[best] { best = i }`
+/// gives, NaNs included (passed over, except at index 0, which then stays the answer).
+@inlinable
+public func indexOfLargest(_ x: UnsafePointer<Float>, count: Int) -> Int {
+    precondition(count >= 1)
+    if x[0].isNaN { return 0 }
+    let raw = UnsafeRawPointer(x)
+    // Per lane: the largest value seen and where (strictly greater replaces, so each lane keeps its
+    // first occurrence); a lane that saw nothing above −∞ keeps Int32.max.
+    var best = SIMD16<Float>(repeating: -.infinity)
+    var index = SIMD16<Int32>(repeating: .max)
+    var lanes = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+    var i = 0
+    while i + 16 <= count {
+        let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        let greater = v .> best
+        best.replace(with: v, where: greater)
+        index.replace(with: lanes, where: greater)
+        lanes &+= 16
+        i += 16
+    }
+    var maximum = best.max()
+    var position = maximum > -.infinity ? Int(index.replacing(with: .max, where: best .!= maximum).min()) : 0
+    while i < count {
+        if x[i] > maximum { maximum = x[i]; position = i }
+        i += 1
+    }
+    // Nothing above −∞: x[0] (−∞ itself, as it is not NaN) is the first largest.
+    return maximum > -.infinity ? position : 0
+}
+
 /// `x[i] = e^(x[i] − max)` over `count` values, returning their sum (the softmax numerators and
 /// denominator; the caller scales by 1/sum).
 @inlinable

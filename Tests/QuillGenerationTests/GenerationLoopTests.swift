@@ -85,6 +85,32 @@ final class CountingModel: CausalLanguageModel, @unchecked Sendable {
         #expect(argmax([-5, -2, -9]) == 1)
     }
 
+    /// The vectorised argmax against the scalar rule it replaced (first strictly larger than all
+    /// before it, starting from −∞) on rows across the 16-lane blocks, with ties, ±∞ and NaN anywhere.
+    @Test func argmaxMatchesTheScalarRule() {
+        func scalar(_ x: [Float]) -> TokenID {
+            var best = 0, bestValue = -Float.infinity
+            for (i, v) in x.enumerated() where v > bestValue { best = i; bestValue = v }
+            return TokenID(best)
+        }
+        var rng = Xoshiro256StarStar(seed: 31)
+        let specials: [Float] = [.nan, -.infinity, .infinity, 2]
+        for count in [0, 1, 2, 15, 16, 17, 33, 49_152] {
+            for pattern in 0 ..< 6 {
+                var x = (0 ..< count).map { _ in Float(Int.random(in: -2...2, using: &rng)) }
+                switch pattern {
+                case 1: x = x.map { _ in .nan }
+                case 2: x = x.map { _ in -.infinity }
+                case 3: if count > 0 { x[0] = .nan }
+                case 4: for _ in 0 ..< count / 4 { x[Int.random(in: 0 ..< count, using: &rng)] = specials.randomElement(using: &rng)! }
+                case 5: if count > 1 { x = x.map { _ in .nan }; x[count - 1] = -.infinity }
+                default: break
+                }
+                #expect(argmax(x) == scalar(x), "\(count) values, pattern \(pattern): \(x.prefix(20))")
+            }
+        }
+    }
+
     @Test func cacheStoresEachHeadsPositionsContiguouslyWithinABlock() {
         let cache = KVCache(layers: 2, kvHeads: 2, headDimension: 3, capacity: 4)
         // Two tokens, (tokens, kvHeads, hd): token t head h element i = 100t + 10h + i.

@@ -31,3 +31,39 @@ import QuillKernels
         }
     }
 }
+
+@Suite struct IndexOfLargestTests {
+    /// The scalar rule the greedy search ran before (first largest; NaN passed over unless at 0).
+    static func scalar(_ x: [Float]) -> Int {
+        var best = 0
+        for i in 1..<x.count where x[i] > x[best] { best = i }
+        return best
+    }
+
+    /// Against the scalar loop on rows of every length around the 16-lane blocks, with ties inside
+    /// and across lanes, −∞, +∞ and NaN placed in the vector part and in the tail.
+    @Test func equalsTheScalarFirstLargest() {
+        var g = SeededGenerator(seed: 4242)
+        var rows: [[Float]] = []
+        for count in [1, 2, 15, 16, 17, 31, 32, 33, 100, 58_101] {
+            // Few distinct values, so ties are common.
+            rows.append((0..<count).map { _ in Float(Int.random(in: -3...3, using: &g)) })
+            rows.append([Float].random(count: count, in: -5...5, using: &g))
+            var special = [Float].random(count: count, in: -5...5, using: &g)
+            for _ in 0 ..< max(1, count / 8) {
+                special[Int.random(in: 0..<count, using: &g)] = [Float.nan, -.infinity, .infinity, 5][Int.random(in: 0...3, using: &g)]
+            }
+            rows.append(special)
+            rows.append([Float](repeating: -.infinity, count: count))
+            var nanFirst = [Float](repeating: 1, count: count)
+            nanFirst[0] = .nan
+            rows.append(nanFirst)
+            var allNaNButOne = [Float](repeating: .nan, count: count)
+            allNaNButOne[0] = -.infinity
+            rows.append(allNaNButOne)
+        }
+        for (n, row) in rows.enumerated() {
+            #expect(indexOfLargest(row, count: row.count) == Self.scalar(row), "row \(n) of \(row.count) values")
+        }
+    }
+}
