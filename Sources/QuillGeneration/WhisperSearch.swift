@@ -83,10 +83,7 @@ public enum WhisperSearch {
                 }
             }
             if beams == 1 {
-                var best = 0
-                logits.withUnsafeBufferPointer { scores in
-                    for i in 1..<vocabulary where scores[i] > scores[best] { best = i }
-                }
+                let best = logits.withUnsafeBufferPointer { indexOfLargest($0.baseAddress!, count: vocabulary) }
                 cumulative[0] += logits[best]
                 let token = TokenID(best)
                 if token == settings.endOfText || last {
