@@ -18,9 +18,6 @@ public final class BPETokenizer: Sendable {
     public let preTokenizer: PreTokenizer
     /// Spellings by id and ids by spelling (GPT-2's byte alphabet).
     let spellings: TokenSpellings
-    /// Bytes of every token, flattened: token `i` is `decodeArena[decodeOffsets[i]..<decodeOffsets[i+1]]`.
-    let decodeArena: [UInt8]
-    let decodeOffsets: [Int]
     let merges: MergeTable
     /// Token id of each single byte (-1 if the vocabulary lacks it).
     let byteToId: [Int32]
@@ -99,17 +96,6 @@ public final class BPETokenizer: Sendable {
         for b in 0..<256 { byFirst[b].sort { specialTokens[$0].bytes.count > specialTokens[$1].bytes.count } }
         specialsByFirstByte = byFirst
 
-        // Special tokens decode to their literal text; all others through the byte alphabet.
-        var arena: [UInt8] = []
-        var offsets = [0]
-        offsets.reserveCapacity(tokens.count + 1)
-        for (i, t) in tokens.enumerated() {
-            if isSpecial[i] { arena.append(contentsOf: t.utf8) } else { arena.append(contentsOf: ByteLevel.bytes(ofTokenString: t)) }
-            offsets.append(arena.count)
-        }
-        decodeArena = arena
-        decodeOffsets = offsets
-
         byteToId = (0..<256).map { b in index.id(of: String(ByteLevel.byteToScalar[b])) ?? -1 }
 
         var table = MergeTable(capacity: mergePairs.count)
@@ -135,7 +121,18 @@ public final class BPETokenizer: Sendable {
     /// The bytes one token stands for (special tokens: their UTF-8 text). Empty for invalid ids.
     public func tokenBytes(_ id: Int32) -> [UInt8] {
         guard id >= 0 && Int(id) < spellings.count else { return [] }
-        return Array(decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
+        var bytes: [UInt8] = []
+        appendBytes(of: Int(id), to: &bytes)
+        return bytes
+    }
+
+    /// Appends the bytes token `id` stands for: a special token its literal text, any other its
+    /// spelling read through the byte alphabet. Decoded from the spelling at each call rather than
+    /// kept in a second table (0.5 MB for SmolLM2, resident as long as the model): a token's bytes
+    /// take well under a microsecond to make, against milliseconds for the forward pass that chose it.
+    private func appendBytes(of id: Int, to out: inout [UInt8]) {
+        let spelling = spellings.spelling(id)
+        if specialTable[id] { out.append(contentsOf: spelling.utf8) } else { ByteLevel.appendBytes(ofTokenString: spelling, to: &out) }
     }
 
     /// Concatenated bytes of the tokens (not necessarily valid UTF-8 for arbitrary id sequences;
@@ -144,7 +141,7 @@ public final class BPETokenizer: Sendable {
         var out: [UInt8] = []
         out.reserveCapacity(ids.count * 4)
         for id in ids where id >= 0 && Int(id) < spellings.count {
-            out.append(contentsOf: decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
+            appendBytes(of: Int(id), to: &out)
         }
         return out
     }

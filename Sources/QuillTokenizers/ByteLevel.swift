@@ -33,6 +33,12 @@ enum ByteLevel {
     static func bytes(ofTokenString token: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(token.utf8.count)
+        appendBytes(ofTokenString: token, to: &out)
+        return out
+    }
+
+    /// Appends the bytes a vocabulary string stands for to `out` (as `bytes(ofTokenString:)`).
+    static func appendBytes(ofTokenString token: String, to out: inout [UInt8]) {
         for s in token.unicodeScalars {
             if s.value < 0x200, scalarToByte[Int(s.value)] >= 0 {
                 out.append(UInt8(scalarToByte[Int(s.value)]))
@@ -40,7 +46,6 @@ enum ByteLevel {
                 out.append(contentsOf: String(s).utf8)
             }
         }
-        return out
     }
 
     /// The vocabulary spelling of raw bytes (used to look up the token of a single byte).

@@ -30,8 +30,7 @@ public final class SentencePieceTokenizer: Tokenizer {
     /// user-defined pieces (BPE needs exact lookups only, and a 262k-piece trie costs most of the load).
     let trie: BytesTrie
     /// Bytes of every piece as it appears in decoded text (▁ -> space, `<0x41>` -> 0x41).
-    let decodeArena: [UInt8]
-    let decodeOffsets: [Int]
+    let decodedBytes: ByteStrings
     /// Id of the `<0xXX>` piece per byte, -1 if missing.
     let byteIds: [Int32]
     let unkId: Int32
@@ -122,39 +121,40 @@ public final class SentencePieceTokenizer: Tokenizer {
         var userDefined: [String] = []
         var byteTable = [Int32](repeating: -1, count: 256)
         var reservedIds: [String: Int32] = [:]
-        var arena: [UInt8] = []
-        var offsets = [0]
-        offsets.reserveCapacity(pieces.count + 1)
+        var decoded = ByteStrings(reservingCount: pieces.count)
+        let unknownSurface = self.unkSurface
         var minScore = Float.greatestFiniteMagnitude, maxScoreSeen = -Float.greatestFiniteMagnitude
         for (i, p) in pieces.enumerated() {
-            switch pieceTypes[i] {
-            case .normal, .unused, .userDefined:
-                var piece = p
-                piece.withUTF8 { bytes in
-                    table.insert(bytes, id: Int32(i))
-                    if model == .unigram || pieceTypes[i] == .userDefined { pieceTrie.insert(bytes, id: Int32(i)) }
-                    Self.appendUnescapingSpaces(bytes, to: &arena)
-                    if Self.hasSpaceAfterText(bytes) { crossing.append((Array(bytes), Self.spaceAfterTextOffsets(Array(bytes)))) }
+            try decoded.append { arena in
+                switch pieceTypes[i] {
+                case .normal, .unused, .userDefined:
+                    var piece = p
+                    piece.withUTF8 { bytes in
+                        table.insert(bytes, id: Int32(i))
+                        if model == .unigram || pieceTypes[i] == .userDefined { pieceTrie.insert(bytes, id: Int32(i)) }
+                        Self.appendUnescapingSpaces(bytes, to: &arena)
+                        if Self.hasSpaceAfterText(bytes) { crossing.append((Array(bytes), Self.spaceAfterTextOffsets(Array(bytes)))) }
+                    }
+                    if pieceTypes[i] == .userDefined { userDefined.append(p) }
+                    if pieceTypes[i] == .normal {
+                        minScore = min(minScore, scores[i]); maxScoreSeen = max(maxScoreSeen, scores[i])
+                    }
+                case .byte:
+                    if let b = Self.byteValue(p) {
+                        if byteTable[Int(b)] < 0 { byteTable[Int(b)] = Int32(i) }
+                        arena.append(b)
+                    }
+                case .control:
+                    break  // decodes to nothing, as in sentencepiece
+                case .unknown:
+                    arena.append(contentsOf: unknownSurface)
                 }
-                if pieceTypes[i] == .userDefined { userDefined.append(p) }
-                if pieceTypes[i] == .normal {
-                    minScore = min(minScore, scores[i]); maxScoreSeen = max(maxScoreSeen, scores[i])
-                }
-            case .byte:
-                if let b = Self.byteValue(p) {
-                    if byteTable[Int(b)] < 0 { byteTable[Int(b)] = Int32(i) }
-                    arena.append(b)
-                }
-            case .control:
-                break  // decodes to nothing, as in sentencepiece
-            case .unknown:
-                arena.append(contentsOf: self.unkSurface)
             }
             if pieceTypes[i] == .byte || pieceTypes[i] == .control || pieceTypes[i] == .unknown, reservedIds[p] == nil {
                 reservedIds[p] = Int32(i)
             }
-            offsets.append(arena.count)
         }
+        decoded.trim()
         if minScore > maxScoreSeen { minScore = 0; maxScoreSeen = 0 }
         reserved = reservedIds
         crossingPieces = crossing
@@ -165,8 +165,7 @@ public final class SentencePieceTokenizer: Tokenizer {
         pieceTable = table
         trie = pieceTrie
         byteIds = byteTable
-        decodeArena = arena
-        decodeOffsets = offsets
+        decodedBytes = decoded
         unkScore = minScore - 10
         maxScore = maxScoreSeen
         normalizer = try SentencePieceNormalizer(spec: spec, userDefinedPieces: userDefined)
@@ -268,7 +267,7 @@ public final class SentencePieceTokenizer: Tokenizer {
 
     public func tokenBytes(_ id: Int32) -> [UInt8] {
         guard id >= 0 && Int(id) < pieces.count else { return [] }
-        return Array(decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]])
+        return Array(decodedBytes[Int(id)])
     }
 
     /// Encodes text like `SentencePieceProcessor::Encode` (plus BOS/EOS if configured and asked).
@@ -369,7 +368,7 @@ public final class SentencePieceTokenizer: Tokenizer {
                 atStart = false
                 continue
             }
-            var bytes = decodeArena[decodeOffsets[Int(id)]..<decodeOffsets[Int(id) + 1]]
+            var bytes = decodedBytes[Int(id)]
             if atStart && stripDummy && t != .byte && bytes.first == 0x20 { bytes = bytes.dropFirst() }
             out.append(contentsOf: bytes)
             if !out.isEmpty { atStart = false }

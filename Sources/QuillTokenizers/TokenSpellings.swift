@@ -3,41 +3,34 @@
 /// `[String]` plus `[String: Int32]` cost ~45 bytes a token before the strings' own heap blocks
 /// (2.1 MB for SmolLM2's 49,152 tokens, ~7 MB for Qwen2.5's 151,646), kept for as long as a model is
 /// loaded. Here the spellings are one UTF-8 buffer with Int32 offsets, and the index is an
-/// open-addressing table of ids into it (~22 bytes a token in all). Lookups by spelling happen
+/// open-addressing table of ids into it (~17 bytes a token in all). Lookups by spelling happen
 /// while the tokenizer is built and for special tokens, never per encoded piece.
 struct TokenSpellings: Sendable {
-    /// Every spelling's UTF-8 bytes, by id: token `i` is `bytes[offsets[i] ..< offsets[i + 1]]`.
-    private let bytes: [UInt8]
-    private let offsets: [Int32]
+    /// Every spelling's UTF-8 bytes, by id.
+    private let strings: ByteStrings
     /// Ids by hash of their spelling; -1 marks an empty slot. Only the first id of a spelling is in it.
     private let slots: [Int32]
     private let mask: Int
 
     /// - Throws: `TokenizerError` when the spellings together exceed 2 GiB (Int32 offsets).
     init(_ tokens: [String]) throws {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(tokens.reduce(0) { $0 + $1.utf8.count })
-        var offsets: [Int32] = [0]
-        offsets.reserveCapacity(tokens.count + 1)
-        for t in tokens {
-            bytes.append(contentsOf: t.utf8)
-            guard let end = Int32(exactly: bytes.count) else { throw TokenizerError("vocabulary spellings exceed 2 GiB") }
-            offsets.append(end)
-        }
-        self.bytes = bytes
-        self.offsets = offsets
+        var strings = ByteStrings(reservingCount: tokens.count)
+        for t in tokens { try strings.append(t.utf8) }
+        strings.trim()
+        self.strings = strings
+        // Load factor up to 0.75 (as `MergeTable`): lookups by spelling are rare (building the
+        // tokenizer, special tokens), so the table takes 4 bytes a slot for 1.33 slots a token.
         var capacity = 16
-        while capacity < 2 * tokens.count { capacity *= 2 }  // load factor ≤ 0.5: short probe runs
+        while capacity * 3 < tokens.count * 4 { capacity *= 2 }
         let m = capacity - 1
         var table = [Int32](repeating: -1, count: capacity)
-        bytes.withUnsafeBufferPointer { all in
+        strings.withUnsafeStrings { all, range in
             for id in tokens.indices {
-                let spelling = UnsafeBufferPointer(rebasing: all[Int(offsets[id]) ..< Int(offsets[id + 1])])
+                let spelling = UnsafeBufferPointer(rebasing: all[range(id)])
                 var i = Self.hash(spelling) & m
                 var duplicate = false
                 while table[i] >= 0 {
-                    let other = Int(table[i])
-                    if all[Int(offsets[other]) ..< Int(offsets[other + 1])].elementsEqual(spelling) { duplicate = true; break }
+                    if all[range(Int(table[i]))].elementsEqual(spelling) { duplicate = true; break }
                     i = (i + 1) & m
                 }
                 if !duplicate { table[i] = Int32(id) }  // the first id of a spelling wins
@@ -48,22 +41,22 @@ struct TokenSpellings: Sendable {
     }
 
     /// Number of ids.
-    var count: Int { offsets.count - 1 }
+    var count: Int { strings.count }
 
     /// The spelling of `id` (which must be in range).
     func spelling(_ id: Int) -> String {
-        String(decoding: bytes[Int(offsets[id]) ..< Int(offsets[id + 1])], as: UTF8.self)
+        String(decoding: strings[id], as: UTF8.self)
     }
 
     /// The first id spelled `spelling`, or nil.
     func id(of spelling: String) -> Int32? {
         var spelling = spelling
         return spelling.withUTF8 { query in
-            bytes.withUnsafeBufferPointer { all in
+            strings.withUnsafeStrings { all, range in
                 var i = Self.hash(query) & mask
                 while slots[i] >= 0 {
                     let id = Int(slots[i])
-                    if all[Int(offsets[id]) ..< Int(offsets[id + 1])].elementsEqual(query) { return Int32(id) }
+                    if all[range(id)].elementsEqual(query) { return Int32(id) }
                     i = (i + 1) & mask
                 }
                 return nil

@@ -31,5 +31,22 @@ import Testing
             #expect(tokenizer.id(of: absent) == nil, "\(absent)")
         }
         #expect(tokenizer.tokenString(-1) == nil && tokenizer.tokenString(Int32(tokens.count)) == nil)
+
+        // Each token's bytes come from its spelling through GPT-2's byte alphabet: printable Latin-1 is
+        // itself, Ġ a space and Ċ a newline; anything else (a raw space, ✓, 🦙, U+0301) stays UTF-8.
+        func alphabetBytes(_ spelling: String) -> [UInt8] {
+            spelling.unicodeScalars.flatMap { s -> [UInt8] in
+                switch s.value {
+                case 0x21...0x7E, 0xA1...0xAC, 0xAE...0xFF: return [UInt8(s.value)]
+                case 0x120: return [0x20]
+                case 0x10A: return [0x0A]
+                default: return Array(String(s).utf8)
+                }
+            }
+        }
+        for (i, t) in tokens.enumerated() { #expect(tokenizer.tokenBytes(Int32(i)) == alphabetBytes(t), "\(t)") }
+        let ids = (0..<Int32(tokens.count)).map { _ in Int32.random(in: -2...Int32(tokens.count), using: &g) }
+        let valid = ids.filter { $0 >= 0 && Int($0) < tokens.count }
+        #expect(tokenizer.decode(ids) == valid.flatMap { alphabetBytes(tokens[Int($0)]) })
     }
 }
