@@ -5,16 +5,16 @@ import Glibc
 #endif
 
 /// Unbuffered writes to file descriptor 1, so every token reaches a pipe as soon as it is made.
-enum StandardOutput {
+public enum StandardOutput {
     /// Set once a write found the reader gone (EPIPE).
-    nonisolated(unsafe) static var closed = false
+    public nonisolated(unsafe) static var closed = false
 
     /// Ignores SIGPIPE so that a closed pipe becomes an EPIPE error we can handle quietly.
-    static func prepare() { signal(SIGPIPE, SIG_IGN) }
+    public static func prepare() { signal(SIGPIPE, SIG_IGN) }
 
     /// Writes all of `text`; returns false once the reader has gone away.
     @discardableResult
-    static func write(_ text: String) -> Bool {
+    public static func write(_ text: String) -> Bool {
         guard !closed else { return false }
         if writeAll(fd: 1, text) { return true }
         closed = true
@@ -39,17 +39,19 @@ private func writeAll(fd: Int32, _ text: String) -> Bool {
     }
 }
 
-enum StandardError {
+/// Writes to file descriptor 2.
+public enum StandardError {
     /// Unbuffered, like FileHandle.standardError was. A failed write to stderr is dropped: there is
     /// nowhere left to report it.
-    static func write(_ text: String) {
+    public static func write(_ text: String) {
         _ = writeAll(fd: 2, text)
     }
 }
 
-enum StandardInput {
+/// Standard input read whole.
+public enum StandardInput {
     /// Reads stdin to EOF and checks that it is UTF-8 text.
-    static func readText() throws -> String {
+    public static func readText() throws -> String {
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -69,4 +71,4 @@ enum StandardInput {
 }
 
 /// Exit status when the reader of stdout went away: the conventional 128 + SIGPIPE, without a message.
-let closedOutputExitCode = ExitCode(141)
+public let closedOutputExitCode = ExitCode(141)

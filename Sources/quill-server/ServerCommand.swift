@@ -1,12 +1,19 @@
 import ArgumentParser
 import Dispatch
 import FoundationEssentials
+import QuillCommandLine
+import QuillKernels
 import QuillModels
 import QuillServer
 
-/// `quill serve`: the OpenAI-compatible HTTP server.
-struct Serve: ParsableCommand {
+/// `quill-server`, which `quill serve` runs: the OpenAI-compatible HTTP server.
+///
+/// An executable of its own so that SwiftNIO and Hummingbird (38 MB of code and metadata) are mapped
+/// and relocated only by the server, not at every start of `quill complete` and the other commands.
+@main
+struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "quill serve",
         abstract: "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models).",
         discussion: """
             Every request is decoded in one continuous batch: each step runs the next token of every running \
@@ -58,6 +65,11 @@ struct Serve: ParsableCommand {
             throw ValidationError("--prompt-chunk must be a multiple of 32 between 32 and 8192")
         }
         guard (0 ... 3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be between 0 and 3600") }
+    }
+
+    static func main() {
+        Allocator.reuseLargeBlocks()  // a logits array per sequence per step: reuse, don't re-map
+        main(nil)
     }
 
     func run() throws {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FoundationEssentials
+import QuillCommandLine
 import QuillGeneration
 import QuillKernels
 import QuillModels

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import QuillCommandLine
 import QuillGeneration
 import QuillKernels
 import QuillModels

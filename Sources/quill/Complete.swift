@@ -1,33 +1,10 @@
 import ArgumentParser
 import FoundationEssentials
+import QuillCommandLine
 import QuillGeneration
 import QuillKernels
 import QuillModels
 import QuillTokenizers
-
-/// Options shared by the commands that load a GGUF model.
-struct ModelOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("model")], help: "GGUF model file, or a name Weights/fetch knows: smollm2, gemma3-270m, qwen2.5-coder-0.5b (default: $QUILL_MODEL or smollm2).")
-    var model: String?
-
-    @Option(name: [.short, .customLong("threads")], help: "Threads; the default is the number of cores.")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-
-    @Option(help: "Compute path: 'quantized' (fast: 8-bit activations against the quantised weights) or 'f32' (exactly dequantised weights, f32 arithmetic; the reference).")
-    var precision: ComputePrecision = .quantized
-
-    var modelPath: String { ModelLocator.path(for: model) }
-
-    func validate() throws {
-        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
-    }
-
-    func load(maxBatch: Int = 512) throws -> TextModel {
-        return try TextModel(path: try ModelLocator.resolve(model), threads: threads, precision: precision, maxBatch: maxBatch)
-    }
-}
-
-extension ComputePrecision: ExpressibleByArgument {}
 
 /// The sampling flags shared by `complete` and `chat` (llama.cpp's names and defaults).
 struct SamplingFlags: ParsableArguments {

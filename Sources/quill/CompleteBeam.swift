@@ -1,4 +1,5 @@
 import FoundationEssentials
+import QuillCommandLine
 import QuillGeneration
 import QuillModels
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import QuillAudio
+import QuillCommandLine
 import QuillKernels
 import QuillModels
 import QuillTokenizers
