@@ -38,12 +38,17 @@ public struct CommandError: Error, CustomStringConvertible {
 
 /// Runs `body`; any error becomes `quill: <message>` on stderr and exit code 1 (no stack trace).
 public func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let exit as ExitCode {
-        throw exit
-    } catch {
-        StandardError.write("quill: \(error)\n")
-        throw ExitCode(1)
-    }
+    do { try body() } catch { throw reported(error) }
+}
+
+/// The same for an async body (`quill-server`'s command).
+public func reportingErrors(_ body: () async throws -> Void) async throws {
+    do { try await body() } catch { throw reported(error) }
+}
+
+/// An `ExitCode` as it is; any other error printed as one line, then exit code 1.
+private func reported(_ error: any Error) -> any Error {
+    if error is ExitCode { return error }
+    StandardError.write("quill: \(error)\n")
+    return ExitCode(1)
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import FoundationEssentials
 import QuillCommandLine
 import QuillKernels
@@ -11,7 +10,7 @@ import QuillServer
 /// An executable of its own so that SwiftNIO and Hummingbird (38 MB of code and metadata) are mapped
 /// and relocated only by the server, not at every start of `quill complete` and the other commands.
 @main
-struct ServerCommand: ParsableCommand {
+struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quill serve",
         abstract: "Serve a model over HTTP with OpenAI's API (/v1/chat/completions, /v1/completions, /v1/models).",
@@ -67,13 +66,13 @@ struct ServerCommand: ParsableCommand {
         guard (0 ... 3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace must be between 0 and 3600") }
     }
 
-    static func main() {
+    static func main() async {
         Allocator.reuseLargeBlocks()  // a logits array per sequence per step: reuse, don't re-map
-        main(nil)
+        await main(nil)
     }
 
-    func run() throws {
-        try reportingErrors {
+    func run() async throws {
+        try await reportingErrors {
             let path = try ModelLocator.resolve(modelOptions.model)
             var configuration = ServerConfiguration(
                 modelPath: path, modelName: alias ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
@@ -88,20 +87,7 @@ struct ServerCommand: ParsableCommand {
             configuration.prefixCaching = prefixCache
             configuration.apiKey = apiKey
             configuration.shutdownGraceSeconds = shutdownGrace
-            let settings = configuration
-            try runBlocking { try await runServer(settings) }
+            try await runServer(configuration)
         }
     }
-}
-
-/// Runs an async body to completion from synchronous code (the command's `run`).
-private func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
-    final class Outcome: @unchecked Sendable { var error: (any Error)? }
-    let outcome = Outcome(), done = DispatchSemaphore(value: 0)
-    Task {
-        do { try await body() } catch { outcome.error = error }
-        done.signal()
-    }
-    done.wait()
-    if let error = outcome.error { throw error }
 }
